@@ -1,0 +1,221 @@
+"""Incremental framing decoders: NDJSON lines and Server-Sent Events.
+
+Strategy: bytes arrive split anywhere (mid-line, mid-UTF-8 character). Each decoder keeps
+one ``bytearray``, remembers how far it has already searched for a line end (so a long line
+fed byte by byte costs linear, not quadratic, time), deletes consumed bytes in place, and
+refuses to hold more than ``max_line_bytes`` of an unfinished line or event: past that the
+upstream is misbehaving and the stream fails with ``bad_upstream_response`` instead of
+growing memory without bound. ``feed(b"")`` means end of input.
+
+The default bound, 1 MiB, is far above any chunk a provider sends (an NDJSON chunk or SSE
+event is a few hundred bytes; a whole Ollama tool call arrives in one line and stays in the
+kilobytes) and keeps 1,000 concurrent streams within a bounded worst case.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import orjson
+
+from ._errors import ChatError
+
+__all__ = ["DEFAULT_MAX_LINE_BYTES", "LineDecoder", "SSEDecoder", "SSEEvent", "loads", "dumps"]
+
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+
+
+def loads(data: bytes | str, provider: str | None = None) -> object:
+    """Decode JSON from an upstream; malformed input is ``bad_upstream_response``."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ChatError(
+            "bad_upstream_response", f"upstream sent malformed JSON: {exc}", provider=provider
+        ) from None
+
+
+dumps = orjson.dumps
+"""Encode JSON to compact UTF-8 bytes."""
+
+
+def _too_long(limit: int, provider: str | None) -> ChatError:
+    return ChatError(
+        "bad_upstream_response",
+        f"upstream sent a line or event longer than {limit} bytes",
+        provider=provider,
+    )
+
+
+class _Lines:
+    """Shared line splitting: linear time, bounded, any split point.
+
+    Unfinished input is kept as a list of parts that contain no line end, joined only when a
+    line end arrives, so a long line fed byte by byte is copied once, not once per byte.
+    CR and CRLF line ends are normalised to LF when ``cr`` is set (SSE allows all three);
+    a CR as the very last byte is held back, since it may be half of a split CRLF.
+    """
+
+    __slots__ = ("_cr", "_done", "_limit", "_parts", "_pending", "_provider")
+
+    def __init__(self, limit: int, provider: str | None, cr: bool) -> None:
+        self._parts: list[bytes] = []
+        self._pending = 0
+        self._limit = limit
+        self._provider = provider
+        self._cr = cr
+        self._done = False
+
+    def split(self, data: bytes) -> list[bytes]:
+        """Complete lines in ``data`` (``b""`` = end: the unfinished tail is a line too)."""
+        if self._done:
+            raise RuntimeError("feed() called after end of input")
+        if not data:
+            self._done = True
+            tail = b"".join(self._parts)
+            self._parts.clear()
+            if self._cr and b"\r" in tail:
+                tail = tail.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                return tail.split(b"\n")
+            return [tail] if tail else []
+        if self._cr and (b"\r" in data or (self._parts and self._parts[-1][-1:] == b"\r")):
+            if self._parts:
+                data = b"".join(self._parts) + data
+                self._parts.clear()
+                self._pending = 0
+            held = data[-1:] == b"\r"
+            if held:
+                data = data[:-1]
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if held:
+                data += b"\r"
+        if b"\n" not in data:
+            self._parts.append(data)
+            self._pending += len(data)
+            if self._pending > self._limit:
+                raise _too_long(self._limit, self._provider)
+            return []
+        if self._parts:
+            self._parts.append(data)
+            data = b"".join(self._parts)
+            self._parts.clear()
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        if tail:
+            if len(tail) > self._limit:
+                raise _too_long(self._limit, self._provider)
+            self._parts.append(tail)
+        self._pending = len(tail)
+        return lines
+
+
+class LineDecoder:
+    """Splits a byte stream into ``\\n``-terminated lines (NDJSON framing).
+
+    Yields each non-blank line without its terminator or surrounding whitespace. At end of
+    input a final unterminated line is yielded as well: Ollama's last object is
+    newline-terminated, but a proxy in between may drop it.
+    """
+
+    __slots__ = ("_lines",)
+
+    def __init__(
+        self, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, provider: str | None = None
+    ) -> None:
+        self._lines = _Lines(max_line_bytes, provider, cr=False)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if data[-1:] == b"\n" and not self._lines._parts and data.count(b"\n") == 1:
+            # Fast path: one whole line, the common shape of an NDJSON chunk.
+            line = data.strip()
+            return [line] if line else []
+        return [line for line in map(bytes.strip, self._lines.split(data)) if line]
+
+
+class SSEEvent(NamedTuple):
+    """One dispatched Server-Sent Event (WHATWG HTML §9.2.6).
+
+    A named tuple rather than a dataclass: one is built per upstream chunk, and a tuple
+    costs a third of a frozen dataclass to make (the stream budget is 3 us a chunk).
+    """
+
+    event: str
+    data: bytes
+    """The ``data:`` lines joined by ``\\n``; bytes, so JSON decoding needs no copy."""
+    id: str | None = None
+
+
+class SSEDecoder:
+    """The WHATWG event-stream parser, incremental and bounded.
+
+    Lines end in CRLF, LF or CR; a line starting with ``:`` is a comment (OpenRouter sends
+    ``: OPENROUTER PROCESSING`` keep-alives, per openrouter.ai/docs/api-reference/streaming);
+    ``data``, ``event`` and ``id`` fields accumulate until a blank line dispatches the event;
+    unknown fields and ``retry`` are ignored; an event with no data is not dispatched.
+    At end of input a pending event is dispatched even without its blank line (lenient:
+    some servers close right after the last ``data:`` line).
+    """
+
+    __slots__ = ("_data", "_event", "_id", "_limit", "_lines", "_provider", "_size")
+
+    def __init__(
+        self, *, max_event_bytes: int = DEFAULT_MAX_LINE_BYTES, provider: str | None = None
+    ) -> None:
+        self._lines = _Lines(max_event_bytes, provider, cr=True)
+        self._limit = max_event_bytes
+        self._provider = provider
+        self._data: list[bytes] = []
+        self._size = 0
+        self._event = ""
+        self._id: str | None = None
+
+    def feed(self, data: bytes) -> list[SSEEvent]:
+        lines = self._lines
+        if data and not (lines._parts or self._data or self._event) and b"\r" not in data:
+            # Fast path: at an event boundary with LF-only framing, each block between
+            # blank lines is usually one whole ``data: ...`` event.
+            out: list[SSEEvent] = []
+            blocks = data.split(b"\n\n")
+            tail = blocks.pop()
+            for block in blocks:
+                if block[:6] == b"data: " and b"\n" not in block:
+                    if len(block) > self._limit:
+                        raise _too_long(self._limit, self._provider)
+                    out.append(SSEEvent("message", block[6:], self._id))
+                else:
+                    self._lines_in(lines.split(block + b"\n\n"), out)
+            if tail:
+                self._lines_in(lines.split(tail), out)
+            return out
+        out = []
+        found = lines.split(data)
+        if not data:
+            found.append(b"")
+        self._lines_in(found, out)
+        return out
+
+    def _lines_in(self, found: list[bytes], out: list[SSEEvent]) -> None:
+        for line in found:
+            if not line:
+                if self._data:
+                    data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+                    out.append(SSEEvent(self._event or "message", data, self._id))
+                    self._data = []
+                    self._size = 0
+                self._event = ""
+            elif line[0] != 58:  # b":" starts a comment
+                self._field(line)
+
+    def _field(self, line: bytes) -> None:
+        name, colon, value = line.partition(b":")
+        if colon and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+            self._size += len(value) + 1
+            if self._size > self._limit:
+                raise _too_long(self._limit, self._provider)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif name == b"id" and b"\0" not in value:
+            self._id = value.decode("utf-8", "replace")

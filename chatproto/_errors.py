@@ -1,0 +1,198 @@
+"""The one error type of chatd, and the mapping from an upstream status to it.
+
+Strategy: every failure chatd reports, whether the caller's request was bad or a provider
+misbehaved, is a :class:`ChatError` that already knows the HTTP status and the SPEC §4
+``type`` it maps to. Layers above (transports, server) never decide a status themselves;
+they raise or pass on a ``ChatError``. Classification is by upstream status first and never
+by a substring of a body: bodies are free text that providers reword at will.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import re
+from collections.abc import Iterable, Mapping
+
+__all__ = [
+    "ERROR_STATUS",
+    "ChatError",
+    "Headers",
+    "error_from_upstream",
+    "header_value",
+    "parse_retry_after",
+]
+
+Headers = Iterable[tuple[str, str]]
+"""Response headers as (name, value) pairs; names compared case-insensitively."""
+
+#: SPEC §4: the status each error type is answered with.
+ERROR_STATUS: Mapping[str, int] = {
+    "invalid_request": 400,
+    "unauthorized": 401,
+    "provider_not_registered": 404,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "request_too_large": 413,
+    "rate_limited": 429,
+    "upstream_rejected": 400,
+    "upstream_error": 502,
+    "upstream_unavailable": 502,
+    "bad_upstream_response": 502,
+    "upstream_overloaded": 503,
+    "upstream_timeout": 504,
+}
+
+#: Types that another provider in a fallback chain may well answer: the failure is about
+#: this upstream, not about the request.
+RETRYABLE_TYPES = frozenset(
+    {"rate_limited", "upstream_overloaded", "upstream_timeout", "upstream_unavailable",
+     "upstream_error", "bad_upstream_response"}
+)
+
+
+class ChatError(Exception):
+    """A failure with everything the server needs to answer it.
+
+    Args:
+        type: the SPEC §4 error type, e.g. ``"rate_limited"``; it fixes :attr:`status`.
+        message: human-readable text; an upstream's own message is passed on verbatim.
+        provider: the provider that failed, when one did.
+        upstream_status: the upstream's HTTP status, when it answered with one.
+        retry_after: seconds the caller should wait, from the upstream's headers.
+    """
+
+    __slots__ = ("message", "provider", "retry_after", "status", "type", "upstream_status")
+
+    def __init__(
+        self,
+        type: str,
+        message: str,
+        *,
+        provider: str | None = None,
+        upstream_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.type = type
+        self.status = ERROR_STATUS[type]
+        self.message = message
+        self.provider = provider
+        self.upstream_status = upstream_status
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        """True when the next target of a fallback chain should be tried."""
+        return self.type in RETRYABLE_TYPES
+
+    def to_dict(self) -> dict[str, object]:
+        """The SPEC §4 body's inner object: ``{"type", "message", "provider"?, ...}``."""
+        out: dict[str, object] = {"type": self.type, "message": self.message}
+        if self.provider is not None:
+            out["provider"] = self.provider
+        if self.upstream_status is not None:
+            out["upstream_status"] = self.upstream_status
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"ChatError({self.type!r}, {self.message!r}, provider={self.provider!r}, "
+            f"upstream_status={self.upstream_status!r}, retry_after={self.retry_after!r})"
+        )
+
+
+def header_value(headers: Headers, name: str) -> str | None:
+    """The first value of header ``name`` (case-insensitive), or None."""
+    name = name.lower()
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def parse_retry_after(headers: Headers, now: float) -> float | None:
+    """Seconds to wait, from ``retry-after-ms``, else ``Retry-After`` (seconds or HTTP date).
+
+    ``retry-after-ms`` is OpenAI's millisecond form and wins when present (the OpenAI SDK
+    reads it first: openai-python ``_base_client.py``). ``Retry-After`` is RFC 9110 §10.2.3:
+    ``delay-seconds / HTTP-date``. ``now`` is the caller's wall clock (epoch seconds), needed
+    only for the date form. Unparseable or negative values give None, never an error.
+    """
+    raw_ms = header_value(headers, "retry-after-ms")
+    if raw_ms is not None:
+        try:
+            ms = float(raw_ms)
+        except ValueError:
+            ms = math.nan
+        if math.isfinite(ms) and ms >= 0:
+            return ms / 1000.0
+    raw = header_value(headers, "retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if raw.isdigit():
+        return float(raw)
+    when = _parse_http_date(raw)
+    return None if when is None else max(0.0, when - now)
+
+
+_MONTHS = {m: i for i, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+# RFC 9110 §5.6.7: IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), and the obsolete
+# rfc850-date ("Sunday, 06-Nov-94 08:49:37 GMT") and asctime-date
+# ("Sun Nov  6 08:49:37 1994") that recipients must also accept.
+_IMF = re.compile(r"[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT")
+_RFC850 = re.compile(r"[A-Za-z]+, (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT")
+_ASCTIME = re.compile(r"[A-Za-z]{3} ([A-Za-z]{3}) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2}) (\d{4})")
+
+
+def _parse_http_date(raw: str) -> float | None:
+    """Epoch seconds of an HTTP-date, or None. (email.utils would pull in socket.)"""
+    if m := _IMF.fullmatch(raw):
+        day, mon, year, hh, mm, ss = m.groups()
+    elif m := _RFC850.fullmatch(raw):
+        day, mon, yy, hh, mm, ss = m.groups()
+        year = str(1900 + int(yy) if int(yy) >= 70 else 2000 + int(yy))
+    elif m := _ASCTIME.fullmatch(raw):
+        mon, day, hh, mm, ss, year = m.groups()
+    else:
+        return None
+    month = _MONTHS.get(mon.lower())
+    if month is None:
+        return None
+    fields = (int(year), month, int(day), int(hh), int(mm), int(ss))
+    if not (1 <= fields[2] <= 31 and fields[3] < 24 and fields[4] < 60 and fields[5] < 61):
+        return None
+    return float(calendar.timegm((*fields, 0, 0, 0)))
+
+
+def _type_for_status(status: int) -> str:
+    if status in (400, 413, 422):
+        return "upstream_rejected"
+    if status == 429:
+        return "rate_limited"
+    if status == 503:
+        return "upstream_overloaded"
+    return "upstream_error"
+
+
+def error_from_upstream(
+    provider: str,
+    status: int,
+    message: str,
+    headers: Headers = (),
+    *,
+    now: float = 0.0,
+) -> ChatError:
+    """Map an upstream non-2xx answer to the SPEC §4 error, by status alone.
+
+    Retry-After is carried only where SPEC §4 passes it on (429 and 503).
+    """
+    type_ = _type_for_status(status)
+    retry_after = parse_retry_after(headers, now) if status in (429, 503) else None
+    if not message:
+        message = f"upstream answered HTTP {status}"
+    return ChatError(
+        type_, message, provider=provider, upstream_status=status, retry_after=retry_after
+    )
