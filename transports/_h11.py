@@ -1,0 +1,389 @@
+"""HTTP/1.1 over anyio sockets, driven by h11: chatd's fast path to providers.
+
+Strategy: h11 does all the HTTP; this module only moves bytes and keeps a pool. A request is
+validated into an ``h11.Request`` before any I/O (so a bad header is ``invalid_request``, not a
+wasted connection), written in one ``send``, and the head is parsed with h11 while each
+socket read (64 KiB) runs under its own ``fail_after``. The body is then pulled by the
+caller one h11 ``Data`` event at a time, so chunks reach the caller as the network delivers
+them. anyio raises ``EndOfStream`` at EOF where h11 wants ``receive_data(b"")``: that
+translation happens once, in :meth:`_Exchange._fill`.
+
+Pool: per origin (scheme, host, port) a semaphore of ``max_connections_per_origin`` slots,
+one per live connection, and a LIFO list of idle connections (the most recently used is
+the least likely to have been dropped by the server). A connection goes back to the pool
+only when h11 says both sides are DONE, nothing stray is buffered, and there is room;
+everything else (a cancelled, failed or half-read exchange) is closed, which also keeps
+h11's state honest without a ``send_failed()`` dance.
+
+Stale keep-alive: servers close idle connections whenever they like (commonly after 5-75 s).
+Before reuse, an idle socket is probed with a non-blocking ``MSG_PEEK``: EOF, a reset or
+stray bytes mean it is dead. That probe cannot close the race where the server closes just
+as our request leaves, so a request that fails on a *reused* connection before any response
+byte arrived is retried once on a fresh connection: the standard client practice (Go's
+net/http, urllib3) for the case where the server never saw the request. chatd's requests
+are POSTs; the retry is safe because a server that closed without a single response byte
+dropped the connection as idle, before reading the request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+from types import TracebackType
+
+import anyio
+import anyio.abc
+import h11
+
+from chatproto import ChatError, HTTPRequest
+
+from ._base import (
+    DEFAULT_TIMEOUTS,
+    FRAMING_HEADERS,
+    USER_AGENT,
+    Response,
+    Timeouts,
+    Transport,
+    host_header,
+)
+from ._errors import BODY_ERRORS, CONNECT_ERRORS, HEAD_ERRORS, ExceptionMap, map_exceptions
+
+__all__ = ["H11Transport"]
+
+#: Bytes asked of the socket per read. 64 KiB matches a typical socket buffer, so a
+#: fast upstream's burst is one read (and one h11 event) instead of many small ones.
+RECEIVE_SIZE = 64 * 1024
+
+#: Methods whose request carries a body, so ``Content-Length: 0`` is sent even when empty
+#: (RFC 9110 §8.6: a user agent SHOULD send it for a POST without content).
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+# h11 reports malformed bytes as RemoteProtocolError; which type it becomes depends on
+# whether the head was complete (see _errors.py).
+_HEAD_ERRORS = {**HEAD_ERRORS, h11.RemoteProtocolError: "upstream_unavailable"}
+_BODY_ERRORS = {**BODY_ERRORS, h11.RemoteProtocolError: "bad_upstream_response"}
+_POOL_ERRORS: ExceptionMap = {TimeoutError: "upstream_timeout"}
+
+Origin = tuple[str, str, int]
+
+
+class H11Transport(Transport):
+    """HTTP/1.1 (h11) over anyio TCP, TLS by the standard ``ssl`` module, pooled per origin.
+
+    Args:
+        ssl_context: used for ``https`` origins; default ``ssl.create_default_context()``
+            (system CAs, hostname checks), built on first use.
+        max_connections_per_origin: live connections (busy + idle) per origin; a request
+            beyond it waits for a free one, within ``Timeouts.total``.
+        max_idle_per_origin: idle connections kept for reuse per origin.
+        keepalive_expiry: seconds an idle connection may wait before it is discarded
+            instead of reused.
+        user_agent: sent unless the request sets ``User-Agent`` itself.
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections_per_origin: int = 100,
+        max_idle_per_origin: int = 20,
+        keepalive_expiry: float = 30.0,
+        user_agent: str = USER_AGENT,
+    ) -> None:
+        if max_connections_per_origin < 1 or max_idle_per_origin < 0:
+            raise ValueError("connection limits must be positive")
+        self._ssl_context = ssl_context
+        self._max_connections = max_connections_per_origin
+        self._max_idle = max_idle_per_origin
+        self._keepalive_expiry = keepalive_expiry
+        self._user_agent = user_agent
+        self._pools: dict[Origin, _Pool] = {}
+        self._closed = False
+
+    def open(self, request: HTTPRequest, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> _Exchange:
+        return _Exchange(self, request, timeouts)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for pool in self._pools.values():
+            while pool.idle:
+                await pool.idle.pop().aclose()
+
+    def __repr__(self) -> str:
+        idle = sum(len(p.idle) for p in self._pools.values())
+        return f"<H11Transport origins={len(self._pools)} idle={idle}>"
+
+    # -- request ------------------------------------------------------------------------
+
+    def _request_event(self, request: HTTPRequest) -> h11.Request:
+        """The h11 request head; ``invalid_request`` if it is not valid HTTP/1.1."""
+        if request.scheme not in ("http", "https") or not request.host:
+            raise ChatError("invalid_request", f"cannot send to {request.url!r}: not http(s)")
+        headers: list[tuple[str, str]] = []
+        has_host = has_agent = False
+        for name, value in request.headers:
+            lower = name.lower()
+            if lower in FRAMING_HEADERS:
+                continue  # framing is ours: derived from the body below
+            has_host = has_host or lower == "host"
+            has_agent = has_agent or lower == "user-agent"
+            headers.append((name, value))
+        if not has_host:
+            headers.insert(0, ("Host", host_header(request)))
+        if not has_agent:
+            headers.append(("User-Agent", self._user_agent))
+        if request.body or request.method in BODY_METHODS:
+            headers.append(("Content-Length", str(len(request.body))))
+        try:
+            return h11.Request(method=request.method, target=request.target, headers=headers)
+        except (h11.LocalProtocolError, UnicodeError):
+            # h11's message quotes the offending value, which may be a key: not passed on.
+            raise ChatError(
+                "invalid_request",
+                "the request is not valid HTTP/1.1 (method, target or a header has "
+                "characters HTTP does not allow)",
+            ) from None
+
+    # -- pool ---------------------------------------------------------------------------
+
+    async def _checkout(
+        self, origin: Origin, timeouts: Timeouts, deadline: float, *, fresh: bool
+    ) -> _Connection:
+        """An idle live connection to ``origin``, else a new one (``fresh``: always new)."""
+        if self._closed:
+            raise RuntimeError("this H11Transport is closed")
+        pool = self._pools.get(origin)
+        if pool is None:
+            pool = self._pools[origin] = _Pool(self._max_connections)
+        if not fresh:
+            now = anyio.current_time()
+            while pool.idle:
+                conn = pool.idle.pop()
+                if now - conn.idle_since < self._keepalive_expiry and not conn.is_dead():
+                    conn.reused = True
+                    return conn
+                await conn.aclose()
+        with map_exceptions(_POOL_ERRORS, f"waiting for a free connection to {origin[1]}"):
+            with anyio.fail_after(deadline - anyio.current_time()):
+                await pool.slots.acquire()
+        try:
+            stream = await self._connect(origin, timeouts, deadline)
+        except BaseException:
+            pool.slots.release()
+            raise
+        return _Connection(stream, pool)
+
+    async def _connect(
+        self, origin: Origin, timeouts: Timeouts, deadline: float
+    ) -> anyio.abc.ByteStream:
+        scheme, host, port = origin
+        limit = min(timeouts.connect, deadline - anyio.current_time())
+        with map_exceptions(CONNECT_ERRORS, f"connecting to {host}:{port}"):
+            with anyio.fail_after(limit):
+                if scheme == "https":
+                    return await anyio.connect_tcp(
+                        host,
+                        port,
+                        ssl_context=self._get_ssl_context(),
+                        tls=True,
+                        # Closing skips the close_notify exchange: a peer that does not
+                        # answer it must not stall our cleanup. HTTP framing, not TLS
+                        # EOF, tells us where a response ends.
+                        tls_standard_compatible=False,
+                    )
+                return await anyio.connect_tcp(host, port)
+
+    def _get_ssl_context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            context = ssl.create_default_context()
+            context.set_alpn_protocols(["http/1.1"])
+            self._ssl_context = context
+        return self._ssl_context
+
+    async def _checkin(self, conn: _Connection) -> None:
+        """Pool ``conn`` if it finished a clean exchange and is wanted; else close it."""
+        state = conn.h11
+        pool = conn.pool
+        if (
+            not self._closed
+            and state.our_state is h11.DONE
+            and state.their_state is h11.DONE
+            and state.trailing_data == (b"", False)
+            and len(pool.idle) < self._max_idle
+            # A waiter blocks on the semaphore, not on the idle list: free a slot for it.
+            and not pool.slots.statistics().tasks_waiting
+        ):
+            state.start_next_cycle()
+            conn.idle_since = anyio.current_time()
+            pool.idle.append(conn)
+        else:
+            await conn.aclose()
+
+
+class _Pool:
+    """The connections to one origin: one semaphore slot per live connection."""
+
+    __slots__ = ("idle", "slots")
+
+    def __init__(self, max_connections: int) -> None:
+        self.idle: list[_Connection] = []
+        self.slots = anyio.Semaphore(max_connections)
+
+
+class _Connection:
+    """One socket, its h11 state machine, and what the pool needs to know about it."""
+
+    __slots__ = ("closed", "got_bytes", "h11", "idle_since", "pool", "reused", "stream")
+
+    def __init__(self, stream: anyio.abc.ByteStream, pool: _Pool) -> None:
+        self.stream = stream
+        self.pool = pool
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.idle_since = 0.0
+        self.reused = False
+        self.got_bytes = False
+        """Whether any byte of the current response arrived (decides the stale retry)."""
+        self.closed = False
+
+    def is_dead(self) -> bool:
+        """True when an idle connection can no longer carry a request.
+
+        An idle HTTP/1.1 server has nothing to say, so anything readable (EOF, a reset,
+        stray bytes) means the connection is gone. Both backends keep the socket
+        non-blocking, so a ``MSG_PEEK`` read answers at once and consumes nothing.
+        """
+        sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        if sock is None or sock.gettimeout() != 0.0:
+            return False  # cannot probe without blocking; the stale retry covers it
+        try:
+            sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        return True
+
+    async def aclose(self) -> None:
+        """Close the socket (idempotent, shielded) and free the pool slot."""
+        if self.closed:
+            return
+        self.closed = True
+        self.pool.slots.release()
+        with anyio.CancelScope(shield=True):
+            # A broken socket may complain while closing; it is released either way.
+            with contextlib.suppress(OSError, anyio.BrokenResourceError):
+                await self.stream.aclose()
+
+
+class _Exchange:
+    """One request and its response on one connection: what :meth:`H11Transport.open`
+    returns. Entering sends and reads the head; leaving pools or closes the connection."""
+
+    __slots__ = ("_conn", "_deadline", "_done", "_request", "_timeouts", "_transport")
+
+    def __init__(self, transport: H11Transport, request: HTTPRequest, timeouts: Timeouts):
+        self._transport = transport
+        self._request = request
+        self._timeouts = timeouts
+        self._deadline = 0.0
+        self._done = False
+
+    async def __aenter__(self) -> Response:
+        request = self._request
+        transport = self._transport
+        event = transport._request_event(request)
+        origin = (request.scheme, request.host, request.port)
+        self._deadline = anyio.current_time() + self._timeouts.total
+        for attempt in (1, 2):
+            conn = await transport._checkout(
+                origin, self._timeouts, self._deadline, fresh=attempt == 2
+            )
+            try:
+                response = await self._send_and_receive_head(conn, event)
+            except ChatError as exc:
+                await conn.aclose()
+                stale = conn.reused and not conn.got_bytes and exc.type == "upstream_unavailable"
+                if attempt == 1 and stale:
+                    continue  # see the module docstring: stale keep-alive, retried once
+                raise
+            except BaseException:
+                await conn.aclose()
+                raise
+            self._conn = conn
+            return response
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._transport._checkin(self._conn)
+
+    async def _send_and_receive_head(self, conn: _Connection, event: h11.Request) -> Response:
+        state = conn.h11
+        conn.got_bytes = False
+        body = self._request.body
+        if body:
+            data = b"".join(
+                (state.send(event), state.send(h11.Data(data=body)), state.send(h11.EndOfMessage()))
+            )
+        else:
+            data = state.send(event) + state.send(h11.EndOfMessage())
+        with map_exceptions(_HEAD_ERRORS, "sending the request"):
+            with anyio.fail_after(self._limit()):
+                await conn.stream.send(data)
+        while True:
+            with map_exceptions(_HEAD_ERRORS, "reading the response head"):
+                head = state.next_event()
+            if head is h11.NEED_DATA:
+                await self._fill(conn, self._limit(), _HEAD_ERRORS, "awaiting the response")
+            elif isinstance(head, h11.Response):
+                headers = tuple((n.decode("ascii"), v.decode("latin-1")) for n, v in head.headers)
+                return Response(status=head.status_code, headers=headers, receive=self._receive)
+            elif not isinstance(head, h11.InformationalResponse):  # 1xx: wait for the real one
+                raise ChatError("upstream_unavailable", f"unexpected {head!r} before a response")
+
+    async def _receive(self) -> bytes:
+        """The next body chunk, ``b""`` at the end: ``Response``'s receive callable."""
+        if self._done:
+            return b""
+        state = self._conn.h11
+        while True:
+            with map_exceptions(_BODY_ERRORS, "reading the response body"):
+                event = state.next_event()
+            if type(event) is h11.Data:
+                if event.data:
+                    return bytes(event.data)  # h11 hands out a bytearray slice
+            elif event is h11.NEED_DATA:
+                limit = self._timeouts.read if self._request.stream else self._limit()
+                await self._fill(self._conn, limit, _BODY_ERRORS, "reading the response body")
+            else:  # EndOfMessage (then DONE/MUST_CLOSE: h11 has nothing more to say)
+                self._done = True
+                return b""
+
+    def _limit(self) -> float:
+        """Seconds the next read may take: the idle limit capped by the total deadline."""
+        return min(self._timeouts.read, self._deadline - anyio.current_time())
+
+    @staticmethod
+    async def _fill(
+        conn: _Connection, limit: float, errors: ExceptionMap, what: str
+    ) -> None:
+        """One socket read into h11, EOF translated to ``receive_data(b"")``."""
+        with map_exceptions(errors, what):
+            with anyio.fail_after(limit):
+                try:
+                    data = await conn.stream.receive(RECEIVE_SIZE)
+                except anyio.EndOfStream:
+                    data = b""
+        if data:
+            conn.got_bytes = True
+        elif not conn.got_bytes:
+            raise ChatError(
+                "upstream_unavailable", "the upstream closed the connection without answering"
+            )
+        conn.h11.receive_data(data)

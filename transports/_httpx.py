@@ -1,0 +1,177 @@
+"""The same transport interface on httpx: HTTP/2, proxies from the environment.
+
+Strategy: a thin adapter. httpx (through httpcore) owns connections, pooling, HTTP/2 and
+proxies; this module translates our request description into ``client.build_request``, runs
+``client.send(stream=True)`` for the head, and hands the caller httpx's body iterator one
+read at a time. httpx enforces connect/read/write timeouts per operation itself; the total
+deadline (head for a streamed call, whole body otherwise) is an ``anyio.fail_after`` around
+each step. Leaving the block closes the body iterator and the response, shielded: httpcore
+returns a fully read HTTP/1.1 connection to its pool and closes any other.
+
+Use it where the h11 transport cannot go: an HTTP(S) proxy from ``HTTPS_PROXY`` and friends
+(``trust_env``), or a provider that is faster over HTTP/2.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+import anyio
+import httpx
+
+from chatproto import ChatError, HTTPRequest
+
+from ._base import (
+    DEFAULT_TIMEOUTS,
+    FRAMING_HEADERS,
+    USER_AGENT,
+    Response,
+    Timeouts,
+    Transport,
+)
+from ._errors import ExceptionMap, map_exceptions
+
+__all__ = ["HTTPXTransport"]
+
+# The phase rule of _errors.py, in httpx's exception tree. TransportError covers connect,
+# read/write, protocol and proxy errors; the mapping walks the MRO, so more specific
+# entries win.
+_HEAD_ERRORS: ExceptionMap = {
+    TimeoutError: "upstream_timeout",  # our total deadline
+    httpx.TimeoutException: "upstream_timeout",  # connect/read/write/pool
+    httpx.UnsupportedProtocol: "invalid_request",  # not an http(s) URL
+    httpx.TransportError: "upstream_unavailable",
+}
+_BODY_ERRORS: ExceptionMap = {
+    TimeoutError: "upstream_timeout",
+    httpx.TimeoutException: "upstream_timeout",
+    httpx.TransportError: "bad_upstream_response",  # cut or garbled body
+    httpx.DecodingError: "bad_upstream_response",  # bad gzip/deflate body
+}
+
+_INVALID = (
+    "the request is not valid HTTP (method, target or a header has characters HTTP does "
+    "not allow)"
+)
+
+
+class HTTPXTransport(Transport):
+    """httpx ``AsyncClient`` behind the transport interface.
+
+    Args:
+        ssl_context: for ``https``; default: httpx's (certifi CAs, or ``SSL_CERT_FILE``
+            when ``trust_env``).
+        max_connections: live connections across all origins (httpx pools globally).
+        max_keepalive_connections: idle connections kept for reuse.
+        keepalive_expiry: seconds an idle connection is kept.
+        http2: offer HTTP/2 by ALPN on TLS connections.
+        trust_env: honour ``HTTP(S)_PROXY``/``NO_PROXY``/``SSL_CERT_FILE`` from the
+            environment.
+        user_agent: sent unless the request sets ``User-Agent`` itself.
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections: int = 100,
+        max_keepalive_connections: int = 20,
+        keepalive_expiry: float = 30.0,
+        http2: bool = True,
+        trust_env: bool = True,
+        user_agent: str = USER_AGENT,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            http2=http2,
+            trust_env=trust_env,
+            verify=ssl_context if ssl_context is not None else True,
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_keepalive_connections,
+                keepalive_expiry=keepalive_expiry,
+            ),
+            headers={"User-Agent": user_agent},
+            follow_redirects=False,  # a provider redirect is an answer to report, not follow
+        )
+
+    def open(self, request: HTTPRequest, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> _Exchange:
+        return _Exchange(self._client, request, timeouts)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def __repr__(self) -> str:
+        return "<HTTPXTransport>"
+
+
+class _Exchange:
+    """One request/response through the client: what :meth:`HTTPXTransport.open` returns."""
+
+    __slots__ = ("_chunks", "_client", "_deadline", "_request", "_response", "_timeouts")
+
+    _response: httpx.Response
+    _chunks: AsyncIterator[bytes]
+
+    def __init__(self, client: httpx.AsyncClient, request: HTTPRequest, timeouts: Timeouts):
+        self._client = client
+        self._request = request
+        self._timeouts = timeouts
+        self._deadline = 0.0
+
+    async def __aenter__(self) -> Response:
+        request = self._request
+        t = self._timeouts
+        self._deadline = anyio.current_time() + t.total
+        try:
+            built = self._client.build_request(
+                request.method,
+                request.url,
+                headers=[(n, v) for n, v in request.headers if n.lower() not in FRAMING_HEADERS],
+                content=request.body,
+                timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=t.total),
+            )
+        except (httpx.InvalidURL, UnicodeError):
+            raise ChatError("invalid_request", _INVALID) from None
+        with map_exceptions(_HEAD_ERRORS, f"requesting {request.host}"):
+            try:
+                with anyio.fail_after(t.total):
+                    response = await self._client.send(built, stream=True)
+            except httpx.LocalProtocolError:
+                # Its message quotes the offending header value, which may be a key.
+                raise ChatError("invalid_request", _INVALID) from None
+        self._response = response
+        self._chunks = response.aiter_bytes()
+        return Response(
+            status=response.status_code,
+            headers=tuple(response.headers.multi_items()),  # names lower-cased by httpx
+            receive=self._receive,
+        )
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                # httpx types the iterator loosely; it is an async generator, closed now
+                # rather than by the garbage collector "sometime later, somewhere else".
+                close = getattr(self._chunks, "aclose", None)
+                if close is not None:
+                    await close()
+            finally:
+                await self._response.aclose()
+
+    async def _receive(self) -> bytes:
+        limit = self._timeouts.read
+        if not self._request.stream:
+            limit = min(limit, self._deadline - anyio.current_time())
+        with map_exceptions(_BODY_ERRORS, "reading the response body"):
+            with anyio.fail_after(limit):
+                async for chunk in self._chunks:
+                    if chunk:
+                        return chunk
+        return b""
