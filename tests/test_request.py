@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chatproto import ChatError, ChatRequest, Message, ToolCall
 from chatproto._request import (
@@ -298,3 +300,36 @@ def test_reusable_validators() -> None:
     assert parse_think("max") == "max"
     with pytest.raises(ChatError, match=r"^options\.stop must"):
         parse_stop(3, "options.stop")
+
+
+# ---------------------------------------------------------------- properties
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False,
+    allow_infinity=False) | st.text(max_size=8) | st.sampled_from(
+        ["user", "assistant", "system", "tool", "json", "high", "function"]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["role", "content", "tool_calls", "function", "name", "arguments",
+                         "id", "type", "images", "x"]), children, max_size=5),
+    max_leaves=20,
+)
+FIELDS = ["model", "messages", "max_tokens", "temperature", "top_p", "stop", "seed", "format",
+          "think", "stream", "tools", "tool_choice"]
+
+
+@given(st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=12))
+def test_any_json_object_parses_or_is_invalid_request(obj: dict[str, object]) -> None:
+    try:
+        parsed = parse_chat_request(json.dumps(obj).encode())
+    except ChatError as exc:
+        assert exc.type == "invalid_request"
+    else:
+        assert isinstance(parsed, ChatRequest)
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_parse_or_are_invalid_request(raw: bytes) -> None:
+    try:
+        parse_chat_request(raw)
+    except ChatError as exc:
+        assert exc.type == "invalid_request"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chatproto import ChatError, Route
 from chatproto._routing import (
@@ -303,3 +305,28 @@ def test_provider_apis_cover_every_codec_family() -> None:
     assert PROVIDER_APIS["ollama_cloud"] == "ollama_generate"
     assert {PROVIDER_APIS[p] for p in ("openrouter", "opencode", "kimi")} == {"openai_chat"}
     assert DEFAULT_PROVIDER in PROVIDER_APIS
+
+
+# ---------------------------------------------------------------- properties
+
+NAME_PARTS = st.sampled_from(
+    ["ollama/", "ollama_cloud/", "openrouter/", "opencode/", "kimi/", "OLLAMA/", "/", ":",
+     ":cloud", "-cloud", ":CLOUD", "qwen3", "4b", " ", "\t", "é", "fast", ""]
+)
+
+
+@given(
+    parts=st.lists(NAME_PARTS | st.text(max_size=5), max_size=8),
+    registered=st.sets(st.sampled_from(sorted(ALL))),
+)
+def test_any_name_routes_or_is_a_clear_chat_error(parts: list[str], registered: set[str]) -> None:
+    name = "".join(parts)
+    try:
+        chain = resolve(name, registered, TIERS)
+    except ChatError as exc:
+        assert exc.type in ("invalid_request", "provider_not_registered")
+    else:
+        assert chain
+        for route in chain:
+            assert route.provider in registered
+            assert route.upstream_model.strip()
