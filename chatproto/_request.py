@@ -53,8 +53,8 @@ __all__ = [
 #: SPEC §3: the message roles chatd accepts.
 ROLES = ("system", "user", "assistant", "tool")
 
-#: Ollama's ``think`` levels (providers.md §1, OL ``docs/capabilities/thinking.mdx``) plus
-#: ``max``; a bool turns thinking on or off.
+#: Ollama's ``think`` levels: "Accepted JSON: true, false, "low", "medium", "high", "max""
+#: (providers.md §1.3, OL ``api/types.go`` ``ThinkValue.UnmarshalJSON``).
 THINK_LEVELS = ("low", "medium", "high", "max")
 
 

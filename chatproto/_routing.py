@@ -117,7 +117,8 @@ def _grammar(name: str) -> Route:
         elif provider == "openrouter" and (
             "/" not in rest or any(not part for part in rest.split("/"))
         ):
-            # Rule 5: OpenRouter ids are ``vendor/model`` (providers.md §4, OR model ids).
+            # Rule 5: "Model IDs are `vendor/model` ... router IDs `openrouter/auto`"
+            # (providers.md §4); a bare id is refused upstream with a 400 anyway.
             raise _invalid(
                 f"model {name!r}: openrouter models are written openrouter/<vendor>/<model>"
             )
