@@ -228,7 +228,9 @@ class OllamaChatCodec:
             finish_reason=common.finish_reason(obj, provider, bool(calls)),
             usage=common.usage(obj, provider),
             thinking=common.text_field(message, "thinking", provider) or None,
-            tool_calls=tuple(ToolCall(id=i, name=n, arguments=a) for i, n, a in calls),
+            tool_calls=tuple([ToolCall(id=i, name=n, arguments=a) for i, n, a in calls])
+            if calls
+            else (),
         )
 
     def stream_parser(self, provider: str) -> _ChatStream:
