@@ -211,6 +211,41 @@ def test_request_body(chat: ChatRequest, expected: Any) -> None:
 
 
 @pytest.mark.parametrize(
+    ("tool_message", "expected"),
+    [
+        pytest.param(
+            Message(role="tool", content="22C", tool_call_id="c2"),
+            {"role": "tool", "content": "22C", "tool_name": "get_time", "tool_call_id": "c2"},
+            id="name-from-its-call",
+        ),
+        pytest.param(
+            Message(role="tool", content="22C", name="given", tool_call_id="c2"),
+            {"role": "tool", "content": "22C", "tool_name": "given", "tool_call_id": "c2"},
+            id="given-name-wins",
+        ),
+        pytest.param(
+            Message(role="tool", content="22C", tool_call_id="unknown"),
+            {"role": "tool", "content": "22C", "tool_call_id": "unknown"},
+            id="unmatched-id",
+        ),
+        pytest.param(
+            Message(role="tool", content="22C"),
+            {"role": "tool", "content": "22C"},
+            id="no-id-no-name",
+        ),
+    ],
+)
+def test_tool_result_named_after_its_call(tool_message: Message, expected: Any) -> None:
+    """OpenAI clients answer by tool_call_id only; Ollama matches results by tool_name."""
+    calls = (
+        ToolCall(id="c1", name="get_weather", arguments="{}"),
+        ToolCall(id="c2", name="get_time", arguments="{}"),
+    )
+    messages = (USER, Message(role="assistant", tool_calls=calls), tool_message)
+    assert body_of(request(messages=messages))["messages"][2] == expected
+
+
+@pytest.mark.parametrize(
     "chat",
     [
         pytest.param(request(), id="minimal"),
@@ -746,7 +781,7 @@ OBJECTS = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.lists(OBJECTS, max_size=5))
 def test_random_ollama_like_lines_give_events_or_chat_error(objects: list[Any]) -> None:
     # The stdlib encoder: it writes integers of any size, which orjson refuses to encode.

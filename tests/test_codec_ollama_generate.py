@@ -127,6 +127,18 @@ def m(role: str, content: str = "", **kw: Any) -> Message:
             id="assistant-only-tool-call",
         ),
         pytest.param(
+            (
+                m("user", "t?"),
+                m("assistant", tool_calls=(ToolCall(id="c9", name="now", arguments="{}"),)),
+                m("tool", "noon", tool_call_id="c9"),
+                m("tool", "?", tool_call_id="c0"),
+            ),
+            "",
+            "User: t?\n\nAssistant: [tool call: now {}]\n\n"
+            "Tool result (now): noon\n\nTool result: ?\n\nAssistant:",
+            id="tool-result-named-by-call-id",
+        ),
+        pytest.param(
             (m("user", "a"), m("user", "")),
             "",
             "User: a\n\nUser:\n\nAssistant:",

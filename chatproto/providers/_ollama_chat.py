@@ -17,6 +17,9 @@ Decisions, each with its reason:
   clients need one to answer the call, so a missing id becomes ``call_<index>``, ``index``
   being the call's position in the answer; the same answer gets the same ids streamed or
   not, and replays are deterministic.
+- A tool result without a name is sent with the ``tool_name`` of the call its
+  ``tool_call_id`` answers: OpenAI clients name results by id only, Ollama by ``tool_name``
+  (OL §1.2).
 - ``tool_choice`` is not sent: Ollama has no such field ("NOT supported: tool_choice", OL
   ``openai-compatibility.mdx``; LiteLLM drops it because it "causes ollama requests to
   hang", LL ``ollama/chat/transformation.py``).
@@ -68,9 +71,14 @@ def _call_json(call: ToolCall) -> dict[str, Any]:
     return out
 
 
-def _message_json(message: Message) -> dict[str, Any]:
+def _message_json(message: Message, names: dict[str, str]) -> dict[str, Any]:
     """One message in Ollama's shape: ``{role, content, thinking?, images?, tool_calls?,
-    tool_name?, tool_call_id?}`` (providers.md OL §1.2)."""
+    tool_name?, tool_call_id?}`` (providers.md OL §1.2).
+
+    ``names`` maps the ids of the tool calls seen so far to their function names: OpenAI
+    clients answer a call with only its ``tool_call_id``, while Ollama matches a result to
+    its call by ``tool_name``, so a tool message without a name takes its call's.
+    """
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.thinking:
         out["thinking"] = message.thinking
@@ -78,8 +86,15 @@ def _message_json(message: Message) -> dict[str, Any]:
         out["images"] = message.images
     if message.tool_calls:
         out["tool_calls"] = [_call_json(call) for call in message.tool_calls]
-    if message.name is not None and message.role == "tool":
-        out["tool_name"] = message.name
+        for call in message.tool_calls:
+            if call.id is not None:
+                names[call.id] = call.name
+    if message.role == "tool":
+        name = message.name
+        if name is None and message.tool_call_id is not None:
+            name = names.get(message.tool_call_id)
+        if name is not None:
+            out["tool_name"] = name
     if message.tool_call_id is not None:
         out["tool_call_id"] = message.tool_call_id
     return out
@@ -195,9 +210,10 @@ class OllamaChatCodec:
     api = "ollama_chat"
 
     def build_request(self, request: ChatRequest, route: Route, provider: Provider) -> HTTPRequest:
+        names: dict[str, str] = {}
         body: dict[str, Any] = {
             "model": route.upstream_model,
-            "messages": [_message_json(m) for m in request.messages],
+            "messages": [_message_json(m, names) for m in request.messages],
         }
         common.request_fields(request, body)
         if request.tools:

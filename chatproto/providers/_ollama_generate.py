@@ -47,15 +47,20 @@ _JSONDecodeError = orjson.JSONDecodeError
 _LABELS = {"user": "User", "assistant": "Assistant", "tool": "Tool result"}
 
 
-def _turn(message: Message) -> str:
+def _turn(message: Message, names: dict[str, str]) -> str:
     role = message.role
     label = _LABELS.get(role) or role.capitalize()
-    if role == "tool" and message.name:
-        label = f"{label} ({message.name})"
     text = message.content
     if message.tool_calls:
         calls = [f"[tool call: {call.name} {call.arguments}]" for call in message.tool_calls]
         text = "\n".join([text, *calls] if text else calls)
+        names.update((call.id, call.name) for call in message.tool_calls if call.id is not None)
+    elif role == "tool":
+        name = message.name
+        if name is None and message.tool_call_id is not None:
+            name = names.get(message.tool_call_id)
+        if name:
+            label = f"{label} ({name})"
     return f"{label}: {text}" if text else f"{label}:"
 
 
@@ -71,7 +76,8 @@ def flatten_messages(messages: Sequence[Message]) -> tuple[str, str]:
     - a lone user message (the common case) is sent as is, exactly what ``/api/chat``
       would give the model, with no labels to confuse it;
     - otherwise each turn is rendered ``User: …``, ``Assistant: …``, ``Tool result
-      (<name>): …`` (assistant tool calls as ``[tool call: <name> <arguments>]`` lines),
+      (<name>): …`` (assistant tool calls as ``[tool call: <name> <arguments>]`` lines; a
+      result without a name takes its call's, found by ``tool_call_id``),
       turns separated by a blank line, the transcript convention models follow best; it
       ends with ``Assistant:`` so the model answers as the assistant, unless the last turn
       already is the assistant's, which the model then continues (the prefill ``/api/chat``
@@ -85,7 +91,8 @@ def flatten_messages(messages: Sequence[Message]) -> tuple[str, str]:
         return system, ""
     if len(turns) == 1 and turns[0].role == "user" and not turns[0].tool_calls:
         return system, turns[0].content
-    parts = [_turn(m) for m in turns]
+    names: dict[str, str] = {}  # tool call id -> function name, to label the results
+    parts = [_turn(m, names) for m in turns]
     if turns[-1].role != "assistant":
         parts.append("Assistant:")
     return system, "\n\n".join(parts)
