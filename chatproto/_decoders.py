@@ -20,7 +20,14 @@ import orjson
 
 from ._errors import ChatError
 
-__all__ = ["DEFAULT_MAX_LINE_BYTES", "LineDecoder", "SSEDecoder", "SSEEvent", "loads", "dumps"]
+__all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
+    "LineDecoder",
+    "SSEDecoder",
+    "SSEEvent",
+    "dumps",
+    "loads",
+]
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 
@@ -101,6 +108,10 @@ class _Lines:
             self._parts.clear()
         lines = data.split(b"\n")
         tail = lines.pop()
+        # A complete line over the bound is refused too, so the outcome never depends on
+        # how the bytes were split.
+        if len(data) > self._limit and max(map(len, lines)) > self._limit:
+            raise _too_long(self._limit, self._provider)
         if tail:
             if len(tail) > self._limit:
                 raise _too_long(self._limit, self._provider)
@@ -125,11 +136,13 @@ class LineDecoder:
         self._lines = _Lines(max_line_bytes, provider, cr=False)
 
     def feed(self, data: bytes) -> list[bytes]:
-        if data[-1:] == b"\n" and not self._lines._parts and data.count(b"\n") == 1:
+        lines = self._lines
+        if data[-1:] == b"\n" and not lines._parts and not lines._done \
+                and data.count(b"\n") == 1 and len(data) <= lines._limit:
             # Fast path: one whole line, the common shape of an NDJSON chunk.
             line = data.strip()
             return [line] if line else []
-        return [line for line in map(bytes.strip, self._lines.split(data)) if line]
+        return [line for line in map(bytes.strip, lines.split(data)) if line]
 
 
 class SSEEvent(NamedTuple):
@@ -143,6 +156,10 @@ class SSEEvent(NamedTuple):
     data: bytes
     """The ``data:`` lines joined by ``\\n``; bytes, so JSON decoding needs no copy."""
     id: str | None = None
+
+
+# Builds an SSEEvent without NamedTuple's Python-level __new__ (a third of the cost).
+_new_event = tuple.__new__
 
 
 class SSEDecoder:
@@ -171,9 +188,15 @@ class SSEDecoder:
 
     def feed(self, data: bytes) -> list[SSEEvent]:
         lines = self._lines
+        if lines._done:
+            raise RuntimeError("feed() called after end of input")
         if data and not (lines._parts or self._data or self._event) and b"\r" not in data:
-            # Fast path: at an event boundary with LF-only framing, each block between
-            # blank lines is usually one whole ``data: ...`` event.
+            # Fast paths, at an event boundary with LF-only framing. Most feeds are exactly
+            # one ``data: ...`` event; otherwise each block between blank lines usually is.
+            if data.count(b"\n") == 2 and data[-2:] == b"\n\n" and data[:6] == b"data: ":
+                if len(data) > self._limit:
+                    raise _too_long(self._limit, self._provider)
+                return [_new_event(SSEEvent, ("message", data[6:-2], self._id))]
             out: list[SSEEvent] = []
             blocks = data.split(b"\n\n")
             tail = blocks.pop()
@@ -181,7 +204,7 @@ class SSEDecoder:
                 if block[:6] == b"data: " and b"\n" not in block:
                     if len(block) > self._limit:
                         raise _too_long(self._limit, self._provider)
-                    out.append(SSEEvent("message", block[6:], self._id))
+                    out.append(_new_event(SSEEvent, ("message", block[6:], self._id)))
                 else:
                     self._lines_in(lines.split(block + b"\n\n"), out)
             if tail:

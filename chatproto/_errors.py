@@ -131,7 +131,7 @@ def parse_retry_after(headers: Headers, now: float) -> float | None:
     if raw is None:
         return None
     raw = raw.strip()
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit():  # RFC 9110 delay-seconds: 1*DIGIT, ASCII only
         return float(raw)
     when = _parse_http_date(raw)
     return None if when is None else max(0.0, when - now)
@@ -162,7 +162,10 @@ def _parse_http_date(raw: str) -> float | None:
     if month is None:
         return None
     fields = (int(year), month, int(day), int(hh), int(mm), int(ss))
-    if not (1 <= fields[2] <= 31 and fields[3] < 24 and fields[4] < 60 and fields[5] < 61):
+    # timegm would roll 31 Feb over to 3 Mar; an impossible date is refused instead.
+    days_in_month = calendar.monthrange(fields[0], month)[1]
+    if not (1 <= fields[2] <= days_in_month and fields[3] < 24 and fields[4] < 60
+            and fields[5] < 61):
         return None
     return float(calendar.timegm((*fields, 0, 0, 0)))
 

@@ -136,10 +136,7 @@ def test_long_unterminated_line_is_bad_upstream_response(how: str) -> None:
 @pytest.mark.parametrize(
     "how",
     [
-        # Known bug in chatproto/_decoders.py (reported): a complete line over the bound
-        # is only refused when it arrived in pieces, so the outcome depends on the split.
-        pytest.param("whole", marks=pytest.mark.xfail(
-            reason="complete over-long lines are not checked", strict=True)),
+        "whole",
         "bytewise",
         "two-pieces",
     ],
@@ -277,21 +274,12 @@ def test_sse_linear_time_on_a_long_event_fed_bytewise() -> None:
 # ------------------------------------------------------------------ end of input
 
 AFTER_EOF = [b"", b"x", b"x\n", b"data: x\n\n", b"a\r\n"]
-# Known bug in chatproto/_decoders.py (reported to its owner): the fast paths in
-# LineDecoder.feed and SSEDecoder.feed return output without checking for end of input.
-_EOF_FAST_PATH = {
-    ("LineDecoder", b"x\n"), ("LineDecoder", b"a\r\n"), ("SSEDecoder", b"data: x\n\n")
-}
 
 
 @pytest.mark.parametrize(
     ("decoder", "data"),
     [
-        pytest.param(
-            cls, data, id=f"{cls.__name__}-{data!r}",
-            marks=[pytest.mark.xfail(reason="fast path skips the EOF check", strict=True)]
-            if (cls.__name__, data) in _EOF_FAST_PATH else [],
-        )
+        pytest.param(cls, data, id=f"{cls.__name__}-{data!r}")
         for cls in (LineDecoder, SSEDecoder)
         for data in AFTER_EOF
     ],

@@ -99,23 +99,10 @@ RETRY_AFTER = [
     ([("Retry-After", "Sun, 31 Feb 1994 08:49:37 GMT")], 0.0, None, "feb-31"),
 ]
 
-# Known bugs in chatproto/_errors.py (reported to its owner): str.isdigit() accepts
-# non-ASCII digits, so "²" makes float() raise out of the core and "١٢" is read as 12;
-# calendar.timegm normalises 31 Feb to 3 Mar instead of refusing it.
-_XFAIL = {
-    "arabic-indic-digits": "RFC 9110 delay-seconds is ASCII DIGIT; isdigit() accepts more",
-    "superscript-digit": "isdigit() accepts '²' and float() then raises ValueError",
-    "feb-31": "an impossible date is normalised by timegm instead of refused",
-}
-
-
 @pytest.mark.parametrize(
     ("headers", "now", "expected"),
     [
-        pytest.param(*c[:3], id=c[3], marks=pytest.mark.xfail(reason=_XFAIL[c[3]], strict=True))
-        if c[3] in _XFAIL
-        else pytest.param(*c[:3], id=c[3])
-        for c in RETRY_AFTER
+        pytest.param(*c[:3], id=c[3]) for c in RETRY_AFTER
     ],
 )
 def test_parse_retry_after(
