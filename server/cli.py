@@ -1,0 +1,259 @@
+"""The ``chatd`` command: ``serve``, ``providers``, ``resolve MODEL``, ``--version``.
+
+Strategy: argparse in, one of four small functions out. Configuration problems are one
+line on stderr and exit status 2 (the usage-error convention argparse also follows);
+``resolve`` failures are exit 1. Startup speed matters (target: launch to serving within
+0.5 s), so hypercorn, the transport and prometheus_client are imported only by the command
+that needs them.
+
+``serve`` binds the listening socket itself, before hypercorn starts, and hands it over as
+``fd://N``. The startup log line then names the real address even for ``--bind
+127.0.0.1:0`` (tests use that instead of guessing a free port), and connections that arrive
+while the app is still starting wait in the listen backlog instead of being refused. One
+worker runs hypercorn's ``serve`` under ``anyio.run`` with the chosen backend and a
+``shutdown_trigger`` fed by SIGINT/SIGTERM; several workers go through hypercorn's own
+``run`` (a supervisor that spawns worker processes and owns the signals), each worker
+rebuilding the app from the config path and transport name passed in its environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chatproto import ChatError, __version__
+from chatproto._routing import resolve
+
+from .config import (
+    Config,
+    ConfigError,
+    find_config,
+    parse_bind,
+    read_config,
+    register_providers,
+    registered,
+)
+
+if TYPE_CHECKING:
+    from .app import ChatdApp
+
+__all__ = ["main", "worker_app"]
+
+logger = logging.getLogger("chatd")
+
+#: How ``chatd serve --workers N`` tells each spawned worker which transport to build.
+TRANSPORT_ENV = "CHATD_TRANSPORT"
+#: Exit status for a configuration error (as argparse uses for bad usage).
+EXIT_CONFIG = 2
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatd", description="An LLM router: the provider is chosen from the model name."
+    )
+    parser.add_argument("--version", action="version", version=f"chatd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--config", metavar="PATH",
+            help="lakehouse.toml (default: $LAKEHOUSE_CONFIG, else ./lakehouse.toml, "
+            "else built-in defaults)",
+        )
+        return p
+
+    serve = with_config(sub.add_parser("serve", help="serve HTTP (default 127.0.0.1:3220)"))
+    serve.add_argument("--bind", metavar="HOST:PORT", help="overrides chatd.bind")
+    serve.add_argument("--workers", type=int, default=1, metavar="N")
+    serve.add_argument("--worker-class", choices=("asyncio", "trio"), default="asyncio")
+    serve.add_argument("--transport", choices=("h11", "httpx"), default="h11")
+    with_config(sub.add_parser(
+        "providers", help="list the providers and where their keys come from (never a key)"
+    ))
+    resolve_p = with_config(sub.add_parser(
+        "resolve", help="show where a model name routes (no network)"
+    ))
+    resolve_p.add_argument("model")
+    return parser
+
+
+def _load(explicit: str | None, environ: Mapping[str, str]) -> tuple[Path | None, Config]:
+    path = find_config(explicit, environ)
+    return path, read_config(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``chatd`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        path, config = _load(args.config, os.environ)
+        if args.command == "serve":
+            return _serve(args, path, config)
+        if args.command == "providers":
+            return _providers(config)
+        return _resolve(args.model, config)
+    except ConfigError as exc:
+        print(f"chatd: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:  # a signal before the handlers were installed
+        return 130
+
+
+def _providers(config: Config) -> int:
+    rows = [
+        (
+            r.name,
+            r.provider.base_url if r.provider else "",
+            r.provider.api if r.provider else "",
+            ("registered: " if r.registered else "not registered: ") + r.source,
+        )
+        for r in register_providers(config, os.environ)
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[3]]).rstrip())
+    return 0
+
+
+def _resolve(model: str, config: Config) -> int:
+    providers = registered(register_providers(config, os.environ))
+    try:
+        routes = resolve(model, providers, config.tiers)
+    except ChatError as exc:
+        print(f"chatd: {exc.type} ({exc.status}): {exc.message}", file=sys.stderr)
+        return 1
+    for route in routes:
+        print(f"{route.provider}\t{route.upstream_model}")
+    return 0
+
+
+def _listen(bind: str) -> socket.socket:
+    """A listening TCP socket on ``bind`` (port 0: any free port)."""
+    host, port = parse_bind(bind)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _hypercorn_config(fd: int, workers: int, worker_class: str) -> Any:
+    from hypercorn.config import Config as HypercornConfig
+
+    hc = HypercornConfig()
+    hc.bind = [f"fd://{fd}"]
+    hc.workers = workers
+    hc.worker_class = worker_class
+    hc.include_server_header = False
+    # A Logger instance is used as is (no handler of hypercorn's own), so its lines go
+    # through the one root handler instead of being printed twice.
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.backlog = 1024
+    return hc
+
+
+def _serve(args: argparse.Namespace, path: Path | None, config: Config) -> int:
+    bind = args.bind or config.chatd.bind
+    try:
+        parse_bind(bind)
+    except ValueError as exc:
+        raise ConfigError(f"--bind: {exc}") from None
+    if args.workers < 1:
+        raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
+    _setup_logging()
+    try:
+        sock = _listen(bind)
+    except OSError as exc:
+        print(f"chatd: cannot listen on {bind}: {exc}", file=sys.stderr)
+        return 1
+    where = str(path) if path is not None else "built-in defaults"
+
+    if args.workers == 1:
+        from .app import create_app
+
+        app = create_app(config, environ=os.environ, transport=args.transport)
+        logger.info(
+            "chatd %s serving on http://%s (%s, 1 worker, %s transport, config %s); "
+            "providers: %s",
+            __version__, _address(sock), args.worker_class, args.transport, where,
+            ", ".join(app.providers),
+        )
+        hc = _hypercorn_config(sock.detach(), 1, args.worker_class)
+        import anyio
+
+        anyio.run(_serve_one, app, hc, args.worker_class, backend=args.worker_class)
+        logger.info("chatd stopped")
+        return 0
+
+    # Several workers: hypercorn's supervisor spawns fresh interpreters, which rebuild the
+    # app from the environment (the only channel a spawned process inherits).
+    providers = registered(register_providers(config, os.environ))
+    if path is not None:
+        os.environ["LAKEHOUSE_CONFIG"] = str(path.resolve())
+    os.environ[TRANSPORT_ENV] = args.transport
+    logger.info(
+        "chatd %s serving on http://%s (%s, %d workers, %s transport, config %s); "
+        "providers: %s",
+        __version__, _address(sock), args.worker_class, args.workers, args.transport, where,
+        ", ".join(providers),
+    )
+    from hypercorn.run import run
+
+    hc = _hypercorn_config(sock.detach(), args.workers, args.worker_class)
+    hc.application_path = "server.cli:worker_app()"
+    return run(hc)
+
+
+async def _serve_one(app: ChatdApp, hc: Any, worker_class: str) -> None:
+    if worker_class == "trio":
+        from hypercorn.trio import serve
+    else:
+        from hypercorn.asyncio import serve  # type: ignore[assignment]
+    await serve(app, hc, shutdown_trigger=_wait_for_signal)  # type: ignore[arg-type]
+
+
+async def _wait_for_signal() -> None:
+    """Return on SIGINT or SIGTERM: hypercorn's cue to shut down gracefully."""
+    import anyio
+
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            logger.info("received %s, shutting down", signal.Signals(signum).name)
+            return
+
+
+def worker_app() -> ChatdApp:
+    """The app inside a spawned worker (``chatd serve --workers N``)."""
+    from .app import create_app
+
+    _setup_logging()
+    config = read_config(find_config(None, os.environ))
+    return create_app(config, transport=os.environ.get(TRANSPORT_ENV, "h11"))

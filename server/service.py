@@ -1,0 +1,354 @@
+"""The chat service: a request in, a provider's answer out, I/O only through a Transport.
+
+Strategy: the core decides everything that can be decided without I/O: the fallback chain
+(:func:`~chatproto._routing.resolve`), the HTTP request (``codec.build_request``), what the
+bytes mean (``parse_response`` / ``stream_parser`` / ``parse_error``). This module only
+sequences those steps around :meth:`Transport.open`, reads the clocks (``perf_counter`` for
+latency, ``time.time`` for Retry-After dates) and counts each upstream call in
+:class:`~chatproto._telemetry.Telemetry`.
+
+A fallback chain moves to its next route only on a *retryable* :class:`ChatError` (a
+failure of that upstream, not of the request). For a stream that is possible only until
+the first event has been handed to the caller: :meth:`ChatService.open_stream` reads each
+upstream until it has produced at least one event before it commits to it, so an upstream
+that fails at once (a 429, an immediate error line) still falls back, and the caller learns
+the outcome before it has sent its own status line. After that, events are relayed as they
+are parsed; nothing buffers the whole stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, replace
+
+import anyio
+
+from chatproto import (
+    ChatError,
+    ChatRequest,
+    ChatResponse,
+    Event,
+    Provider,
+    Route,
+    StreamEnded,
+    StreamParser,
+    codec_for,
+)
+from chatproto._routing import resolve
+from chatproto._telemetry import Telemetry
+from transports import Timeouts, Transport
+
+__all__ = ["ChatResult", "ChatService", "ChatStream"]
+
+logger = logging.getLogger("chatd.service")
+
+#: A non-streamed upstream body larger than this is refused (``bad_upstream_response``):
+#: a chat answer is kilobytes; this bounds memory per request, not the model's output.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+#: Error bodies are read only for their message.
+MAX_ERROR_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatResult:
+    """A whole answer and how it was obtained."""
+
+    route: Route
+    response: ChatResponse
+    latency_ms: float
+    """The upstream round trip, as chatd measured it."""
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 1)
+
+
+def _blame(exc: ChatError, provider: Provider) -> ChatError:
+    """Fill in whom to blame (transports raise with ``provider=None``) and scrub the key.
+
+    SPEC §4 passes the upstream's own message on, and SPEC §4 also says a key never
+    appears in any response or log line. Some upstreams quote the key they refused
+    ("invalid key sk-…"), so the provider's key is masked out of the message here, the one
+    place every upstream error passes through.
+    """
+    if exc.provider is None:
+        exc.provider = provider.name
+    if provider.key is not None:
+        key = provider.key.reveal()
+        if key and key in exc.message:
+            exc.message = exc.message.replace(key, "***")
+            exc.args = (exc.message,)
+    return exc
+
+
+class ChatStream:
+    """One committed upstream stream: iterate it for core events (``async for``).
+
+    The iteration ends after :class:`~chatproto.StreamEnded`, which is always the last event.
+    A failure while iterating raises :class:`ChatError` with the provider filled in.
+    """
+
+    def __init__(
+        self,
+        *,
+        route: Route,
+        provider: Provider,
+        chunks: AsyncIterator[bytes],
+        parser: StreamParser,
+        pending: list[Event],
+        started: float,
+        clock: Callable[[], float],
+        telemetry: Telemetry,
+    ) -> None:
+        self.route = route
+        self._provider = provider
+        self.latency_ms: float | None = None
+        """Set when the stream ended normally: first byte sent to StreamEnded received."""
+        self.ended: StreamEnded | None = None
+        self._chunks = chunks
+        self._parser = parser
+        self._pending: deque[Event] = deque(pending)
+        self._eof = False
+        self._started = started
+        self._clock = clock
+        self._telemetry = telemetry
+        self._recorded = False
+
+    @property
+    def provider(self) -> str:
+        return self.route.provider
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self.ended is not None:
+            raise StopAsyncIteration
+        try:
+            while not self._pending:
+                if self._eof:
+                    # The parser must raise on a body that ends before its finish marker;
+                    # if one ever does not, that is still a cut stream, not a hang.
+                    raise ChatError(
+                        "bad_upstream_response", "upstream stream ended without finishing"
+                    )
+                try:
+                    chunk = await self._chunks.__anext__()
+                except StopAsyncIteration:
+                    self._eof = True
+                    chunk = b""
+                self._pending.extend(self._parser.feed(chunk))
+        except ChatError as exc:
+            self._record(error_type=_blame(exc, self._provider).type)
+            raise
+        event = self._pending.popleft()
+        if isinstance(event, StreamEnded):
+            self.ended = event
+            elapsed = self._clock() - self._started
+            self.latency_ms = _ms(elapsed)
+            self._record(latency_s=elapsed)
+        return event
+
+    def _record(self, *, latency_s: float | None = None, error_type: str | None = None) -> None:
+        if self._recorded:
+            return
+        self._recorded = True
+        if latency_s is None:
+            latency_s = self._clock() - self._started
+        usage = self.ended.usage if self.ended is not None else None
+        self._telemetry.record(
+            self.provider, latency_s=latency_s, usage=usage, error_type=error_type
+        )
+
+    def _abandon(self) -> None:
+        """The caller stopped iterating before the end (it went away, or failed)."""
+        if not self._recorded:
+            self._recorded = True
+            self._telemetry.record_cancelled(self.provider)
+
+
+class ChatService:
+    """Route a :class:`ChatRequest` and call the upstream(s) through ``transport``.
+
+    Args:
+        providers: the registered providers by name.
+        tiers: ``[models]`` tiers (SPEC §1 rule 2).
+        transport: an *open* transport; the service never opens or closes it.
+        timeout_secs: the whole-call timeout, unless a provider sets its own.
+        connect_timeout_secs: the TCP/TLS connect timeout.
+        telemetry: where each upstream call is counted.
+        clock: monotonic seconds, for latency.
+        wall_clock: epoch seconds, for Retry-After dates.
+    """
+
+    def __init__(
+        self,
+        *,
+        providers: Mapping[str, Provider],
+        tiers: Mapping[str, tuple[str, ...]],
+        transport: Transport,
+        timeout_secs: float = 120.0,
+        connect_timeout_secs: float = 5.0,
+        telemetry: Telemetry | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.providers = dict(providers)
+        self.tiers = dict(tiers)
+        self.transport = transport
+        self.telemetry = telemetry if telemetry is not None else Telemetry(self.providers)
+        self._timeout = timeout_secs
+        self._connect_timeout = connect_timeout_secs
+        self._clock = clock
+        self._wall_clock = wall_clock
+
+    def routes(self, model: object) -> tuple[Route, ...]:
+        """The fallback chain for ``model`` (SPEC §1); ChatError 400/404 if none."""
+        return resolve(model, self.providers, self.tiers)
+
+    def _timeouts(self, provider: Provider) -> Timeouts:
+        total = provider.timeout_secs if provider.timeout_secs is not None else self._timeout
+        return Timeouts(connect=self._connect_timeout, read=total, total=total)
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """A non-streamed answer, trying the chain's routes in order.
+
+        Raises:
+            ChatError: the request's own error, or the last route's failure.
+        """
+        routes = self.routes(request.model)
+        request = replace(request, stream=False)
+        for i, route in enumerate(routes):
+            try:
+                return await self._call(route, request)
+            except ChatError as exc:
+                if exc.retryable and i + 1 < len(routes):
+                    logger.info(
+                        "falling back from %s after %s", route.provider, exc.type
+                    )
+                    continue
+                raise
+        raise AssertionError("resolve() returned an empty chain")  # pragma: no cover
+
+    async def _call(self, route: Route, request: ChatRequest) -> ChatResult:
+        provider = self.providers[route.provider]
+        codec = codec_for(provider.api)
+        http = codec.build_request(request, route, provider)
+        started = self._clock()
+        try:
+            async with self.transport.open(http, self._timeouts(provider)) as resp:
+                if not 200 <= resp.status < 300:
+                    body = await resp.aread(MAX_ERROR_BYTES)
+                    raise codec.parse_error(
+                        provider.name, resp.status, resp.headers, body, now=self._wall_clock()
+                    )
+                body = await resp.aread(MAX_RESPONSE_BYTES)
+            response = codec.parse_response(provider.name, body)
+        except ChatError as exc:
+            _blame(exc, provider)
+            self.telemetry.record(
+                provider.name, latency_s=self._clock() - started, error_type=exc.type
+            )
+            raise
+        except anyio.get_cancelled_exc_class():
+            self.telemetry.record_cancelled(provider.name)
+            raise
+        elapsed = self._clock() - started
+        self.telemetry.record(provider.name, latency_s=elapsed, usage=response.usage)
+        return ChatResult(route=route, response=response, latency_ms=_ms(elapsed))
+
+    @asynccontextmanager
+    async def open_stream(self, request: ChatRequest) -> AsyncIterator[ChatStream]:
+        """Commit to the first route of the chain that starts streaming; yield its events.
+
+        Raises (on entry):
+            ChatError: the request's own error, or the last route's failure; no event has
+                been produced, so the caller can still answer with a status code.
+        """
+        routes = self.routes(request.model)
+        request = replace(request, stream=True)
+        async with AsyncExitStack() as outer:
+            stream: ChatStream | None = None
+            for i, route in enumerate(routes):
+                try:
+                    stream = await self._start(route, request, outer)
+                    break
+                except ChatError as exc:
+                    if exc.retryable and i + 1 < len(routes):
+                        logger.info("falling back from %s after %s", route.provider, exc.type)
+                        continue
+                    raise
+            assert stream is not None
+            try:
+                yield stream
+            finally:
+                stream._abandon()
+
+    async def _start(
+        self, route: Route, request: ChatRequest, outer: AsyncExitStack
+    ) -> ChatStream:
+        """Open ``route`` and read until its first event; on success the response's
+        cleanup moves to ``outer``, on failure it runs here."""
+        provider = self.providers[route.provider]
+        codec = codec_for(provider.api)
+        http = codec.build_request(request, route, provider)
+        started = self._clock()
+        async with AsyncExitStack() as layer:
+            try:
+                resp = await layer.enter_async_context(
+                    self.transport.open(http, self._timeouts(provider))
+                )
+                if not 200 <= resp.status < 300:
+                    body = await resp.aread(MAX_ERROR_BYTES)
+                    raise codec.parse_error(
+                        provider.name, resp.status, resp.headers, body, now=self._wall_clock()
+                    )
+                chunks = resp.aiter_bytes()
+                parser = codec.stream_parser(provider.name)
+                pending: list[Event] = []
+                eof = False
+                while not pending and not eof:
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        eof, chunk = True, b""
+                    pending = parser.feed(chunk)
+                if not pending:
+                    raise ChatError(
+                        "bad_upstream_response", "upstream stream ended without any event"
+                    )
+            except ChatError as exc:
+                _blame(exc, provider)
+                self.telemetry.record(
+                    provider.name, latency_s=self._clock() - started, error_type=exc.type
+                )
+                raise
+            except anyio.get_cancelled_exc_class():
+                self.telemetry.record_cancelled(provider.name)
+                raise
+            stream = ChatStream(
+                route=route,
+                provider=provider,
+                chunks=chunks,
+                parser=parser,
+                pending=pending,
+                started=started,
+                clock=self._clock,
+                telemetry=self.telemetry,
+            )
+            if eof:
+                stream._eof = True
+            outer.push_async_exit(layer.pop_all())
+        return stream
+
+
+def retry_after_header(exc: ChatError) -> str | None:
+    """SPEC §4: Retry-After is passed on for 429 and 503, as whole seconds rounded up."""
+    if exc.retry_after is None or exc.status not in (429, 503):
+        return None
+    return str(max(0, math.ceil(exc.retry_after)))
