@@ -10,6 +10,7 @@ The test reads chatd's real port from its startup log line and talks plain HTTP 
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,14 +59,13 @@ def _drain(stream: object, lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-@pytest.fixture(scope="module", params=["asyncio", "trio"])
-def chatd(request: pytest.FixtureRequest, fake_ollama: FakeOllama,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chatd]:
-    worker_class = request.param
-    tmp = tmp_path_factory.mktemp(f"chatd-{worker_class}")
+@contextmanager
+def launch(fake: FakeOllama, tmp: Path, *args: str) -> Iterator[Chatd]:
+    """Run ``python -m server serve --bind 127.0.0.1:0 ARGS`` in dev mode against ``fake``;
+    on exit, SIGTERM it and check that it stopped cleanly, without a traceback."""
     config = tmp / "lakehouse.toml"
     config.write_text(
-        f'[chatd]\nollama_url = "{fake_ollama.url}"\n'
+        f'[chatd]\nollama_url = "{fake.url}"\n'
         + "".join(
             f'[chatd.providers.{name}]\nkey_file = "{tmp / "missing" / name}.env"\n'
             for name in ("ollama_cloud", "openrouter", "opencode", "kimi")
@@ -76,7 +77,7 @@ def chatd(request: pytest.FixtureRequest, fake_ollama: FakeOllama,
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     process = subprocess.Popen(
         [sys.executable, "-m", "server", "serve", "--bind", "127.0.0.1:0",
-         "--config", str(config), "--worker-class", worker_class],
+         "--config", str(config), *args],
         cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True,
     )
@@ -107,6 +108,14 @@ def chatd(request: pytest.FixtureRequest, fake_ollama: FakeOllama,
         process.stderr.close()
     assert code == 0, f"chatd did not stop cleanly on SIGTERM:\n{''.join(server.log)}"
     assert "Traceback" not in "".join(server.log), "".join(server.log)
+
+
+@pytest.fixture(scope="module", params=["asyncio", "trio"])
+def chatd(request: pytest.FixtureRequest, fake_ollama: FakeOllama,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chatd]:
+    tmp = tmp_path_factory.mktemp(f"chatd-{request.param}")
+    with launch(fake_ollama, tmp, "--worker-class", request.param) as server:
+        yield server
 
 
 def post_chat(chatd: Chatd, body: object) -> httpx.Response:
@@ -156,8 +165,6 @@ def test_2b_max_tokens_and_streaming(chatd: Chatd, fake_ollama: FakeOllama) -> N
                           "stream": True})
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/x-ndjson"
-    import json
-
     lines = [json.loads(x) for x in r.text.splitlines()]
     assert "".join(x.get("content", "") for x in lines[:-1]) == "Hello from the"
     assert lines[-1]["done"] is True
@@ -211,3 +218,17 @@ def test_health_and_metrics(chatd: Chatd) -> None:
     r = httpx.get(f"{chatd.url}/metrics", timeout=10)
     assert r.status_code == 200
     assert 'chatd_upstream_requests_total{provider="ollama"}' in r.text
+
+
+@pytest.mark.parametrize("worker_class", ["asyncio", "trio"])
+def test_several_workers(fake_ollama: FakeOllama, tmp_path: Path, worker_class: str) -> None:
+    """``--workers 2``: hypercorn's supervisor spawns workers that rebuild the app from the
+    config path and transport passed through their environment."""
+    with launch(fake_ollama, tmp_path, "--workers", "2", "--worker-class", worker_class,
+                "--transport", "httpx") as server:
+        for _ in range(4):
+            r = httpx.post(f"{server.url}/v1/chat", json={"model": MODEL,
+                                                          "messages": messages()},
+                           timeout=STARTUP_TIMEOUT)
+            assert (r.status_code, r.json()["content"]) == (200, DEFAULT_REPLY)
+    assert "2 workers, httpx transport" in "".join(server.log)
