@@ -26,15 +26,16 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, Required, TypedDict
 
 import anyio
 
 from chatproto import (
     ChatError,
+    ChatRequest,
     Provider,
     Secret,
     StreamEnded,
@@ -56,19 +57,40 @@ __all__ = ["ChatdApp", "TransportFactory", "create_app", "make_transport"]
 
 logger = logging.getLogger("chatd.app")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+# ASGI 3 types (https://asgi.readthedocs.io/en/latest/specs/www.html). What chatd reads
+# is typed loosely (servers add keys freely); what it sends is typed exactly.
+Scope = Mapping[str, Any]
+Received = Mapping[str, Any]
 
 
-class HTTPScope(TypedDict, total=False):
-    """The parts of an ASGI ``http`` scope chatd reads."""
+class ResponseStart(TypedDict):
+    type: Literal["http.response.start"]
+    status: int
+    headers: list[tuple[bytes, bytes]]
 
-    type: Literal["http"]
-    method: str
-    path: str
-    headers: Iterable[tuple[bytes, bytes]]
+
+class ResponseBody(TypedDict):
+    type: Literal["http.response.body"]
+    body: bytes
+    more_body: bool
+
+
+class LifespanReply(TypedDict, total=False):
+    type: Required[Literal[
+        "lifespan.startup.complete", "lifespan.startup.failed",
+        "lifespan.shutdown.complete", "lifespan.shutdown.failed",
+    ]]
+    message: str
+
+
+class WebSocketClose(TypedDict):
+    type: Literal["websocket.close"]
+    code: int
+
+
+Sent = ResponseStart | ResponseBody | LifespanReply | WebSocketClose
+Receive = Callable[[], Awaitable[Received]]
+Send = Callable[[Sent], Awaitable[None]]
 
 
 if TYPE_CHECKING:  # transports is imported when a transport is made (startup cost)
@@ -436,7 +458,7 @@ class ChatdApp:
         await self._until_disconnect(request.receive, responder, call)
 
     async def _relay_stream(
-        self, service: ChatService, chat: Any, responder: _Responder
+        self, service: ChatService, chat: ChatRequest, responder: _Responder
     ) -> None:
         """SPEC §3 native streaming: one NDJSON line per event, relayed as it arrives.
 
