@@ -7,7 +7,7 @@ body is read with its limit enforced as it arrives. Every failure is a
 :class:`~chatproto.ChatError` rendered in SPEC §4's one shape; an exception of any other
 kind is a bug, logged and answered 500 only as a last resort.
 
-The response side is a small state machine (:class:`_Responder`: REQUEST -> STREAMING ->
+The response side is a small state machine (:class:`Responder`: REQUEST -> STREAMING ->
 CLOSED), so a handler can never send a second status line, and the last-resort handler
 knows whether a status line is still possible. While an upstream call runs, a sibling task
 in the same task group watches ``receive()`` for ``http.disconnect`` and cancels the call,
@@ -53,7 +53,16 @@ from chatproto._telemetry import Telemetry
 from .config import Config, register_providers, registered, resolve_auth_token
 from .service import ChatService, retry_after_header
 
-__all__ = ["ChatdApp", "TransportFactory", "create_app", "make_transport"]
+__all__ = [
+    "ChatdApp",
+    "ErrorRenderer",
+    "Handler",
+    "Request",
+    "Responder",
+    "TransportFactory",
+    "create_app",
+    "make_transport",
+]
 
 logger = logging.getLogger("chatd.app")
 
@@ -138,7 +147,11 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-class _Responder:
+ErrorRenderer = Callable[[ChatError], bytes]
+"""Renders a ChatError as a JSON body (a front door speaking another API's error shape)."""
+
+
+class Responder:
     """Sends one response, tracking ASGI response state so it cannot be sent twice."""
 
     __slots__ = ("request_id", "send", "state", "status")
@@ -187,25 +200,31 @@ class _Responder:
     ) -> None:
         await self.whole(status, dumps(obj), JSON_TYPE, extra)
 
-    async def error(self, exc: ChatError) -> None:
+    async def error(self, exc: ChatError, render: ErrorRenderer | None = None) -> None:
+        """Answer ``exc`` with its status, Retry-After (429/503) and ``render``'s body
+        (default: SPEC §4's ``{"error": {...}}``)."""
         extra: list[tuple[bytes, bytes]] = []
         retry = retry_after_header(exc)
         if retry is not None:
             extra.append((b"retry-after", retry.encode()))
         if exc.type == "unauthorized":
             extra.append((b"www-authenticate", b"Bearer"))
-        await self.json(exc.status, {"error": exc.to_dict()}, extra)
+        body = render(exc) if render is not None else dumps({"error": exc.to_dict()})
+        await self.whole(exc.status, body, JSON_TYPE, extra)
 
 
 @dataclass(slots=True)
-class _Request:
+class Request:
+    """One incoming request, as a handler sees it (the body is read with
+    :meth:`ChatdApp.read_body`)."""
+
     scope: Scope
     receive: Receive
     method: str
     path: str
 
 
-Handler = Callable[[_Request, _Responder], Awaitable[None]]
+Handler = Callable[[Request, Responder], Awaitable[None]]
 
 
 class _Disconnected(Exception):
@@ -254,6 +273,10 @@ class ChatdApp:
             "/healthz": {"GET": self._healthz},
             "/metrics": {"GET": self._metrics_route},
         }
+        """path -> method -> handler. A front door adds its paths here."""
+        self.error_renderers: dict[str, ErrorRenderer] = {}
+        """path -> how errors on it are shaped, when not SPEC §4's native shape (every
+        ChatError a handler raises, and auth, 405 and body-limit errors on that path)."""
 
     # --- ASGI entry points -------------------------------------------------------------
 
@@ -311,18 +334,18 @@ class ChatdApp:
     # --- HTTP --------------------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        responder = _Responder(send, _request_id(scope))
+        responder = Responder(send, _request_id(scope))
         method = str(scope.get("method", "GET"))
         path = str(scope.get("path", "/"))
         try:
-            await self._dispatch(_Request(scope, receive, method, path), responder)
+            await self._dispatch(Request(scope, receive, method, path), responder)
         except ChatError as exc:
             if responder.state == "REQUEST":
                 logger.info(
                     "%s %s -> %d %s (request %s): %s",
                     method, path, exc.status, exc.type, responder.request_id, exc.message,
                 )
-                await responder.error(exc)
+                await responder.error(exc, self.error_renderers.get(path))
         except _Disconnected:
             logger.info("%s %s: client went away (request %s)", method, path,
                         responder.request_id)
@@ -337,7 +360,7 @@ class ChatdApp:
             elif responder.state == "STREAMING":
                 await responder.body(b"", more=False)
 
-    async def _dispatch(self, request: _Request, responder: _Responder) -> None:
+    async def _dispatch(self, request: Request, responder: Responder) -> None:
         if request.path != "/healthz":
             self._check_auth(request.scope)
         methods = self.routes.get(request.path)
@@ -349,8 +372,9 @@ class ChatdApp:
             exc = ChatError(
                 "method_not_allowed", f"{request.method} is not allowed on {request.path}"
             )
-            await responder.json(exc.status, {"error": exc.to_dict()},
-                                 [(b"allow", allow.encode())])
+            render = self.error_renderers.get(request.path)
+            body = render(exc) if render is not None else dumps({"error": exc.to_dict()})
+            await responder.whole(exc.status, body, JSON_TYPE, [(b"allow", allow.encode())])
             return
         await handler(request, responder)
 
@@ -366,7 +390,7 @@ class ChatdApp:
         ):
             raise ChatError("unauthorized", "missing or wrong bearer token")
 
-    async def _read_body(self, request: _Request) -> bytes:
+    async def read_body(self, request: Request) -> bytes:
         """The whole request body, refusing more than ``max_body_bytes`` as it arrives.
 
         A declared Content-Length over the limit is refused before reading anything; a
@@ -393,7 +417,8 @@ class ChatdApp:
             if not message.get("more_body", False):
                 return b"".join(parts)
 
-    def _service_or_error(self) -> ChatService:
+    def service(self) -> ChatService:
+        """The chat service; it exists between lifespan startup and shutdown."""
         if self._service is None:
             # Only reachable when a server runs the app without ASGI lifespan.
             raise ChatError(
@@ -403,10 +428,10 @@ class ChatdApp:
 
     # --- routes ------------------------------------------------------------------------
 
-    async def _healthz(self, request: _Request, responder: _Responder) -> None:
+    async def _healthz(self, request: Request, responder: Responder) -> None:
         await responder.json(200, {"status": "ok"})
 
-    async def _providers(self, request: _Request, responder: _Responder) -> None:
+    async def _providers(self, request: Request, responder: Responder) -> None:
         await responder.json(200, {
             "providers": [
                 {
@@ -419,7 +444,7 @@ class ChatdApp:
             ]
         })
 
-    async def _metrics_route(self, request: _Request, responder: _Responder) -> None:
+    async def _metrics_route(self, request: Request, responder: Responder) -> None:
         if self._metrics is None:
             from .metrics import renderer  # prometheus_client costs ~40 ms to import
 
@@ -427,12 +452,12 @@ class ChatdApp:
         content_type, text = self._metrics()
         await responder.whole(200, text, content_type)
 
-    async def _chat(self, request: _Request, responder: _Responder) -> None:
-        body = await self._read_body(request)
+    async def _chat(self, request: Request, responder: Responder) -> None:
+        body = await self.read_body(request)
         chat = parse_chat_request(body)
-        service = self._service_or_error()
+        service = self.service()
         if chat.stream:
-            await self._until_disconnect(
+            await self.until_disconnect(
                 request.receive, responder, lambda: self._relay_stream(service, chat, responder)
             )
             return
@@ -455,10 +480,10 @@ class ChatdApp:
                 out["tool_calls"] = [_tool_call(c) for c in r.tool_calls]
             await responder.json(200, out)
 
-        await self._until_disconnect(request.receive, responder, call)
+        await self.until_disconnect(request.receive, responder, call)
 
     async def _relay_stream(
-        self, service: ChatService, chat: ChatRequest, responder: _Responder
+        self, service: ChatService, chat: ChatRequest, responder: Responder
     ) -> None:
         """SPEC §3 native streaming: one NDJSON line per event, relayed as it arrives.
 
@@ -498,8 +523,8 @@ class ChatdApp:
                 return
             await responder.body(b"", more=False)
 
-    async def _until_disconnect(
-        self, receive: Receive, responder: _Responder, work: Callable[[], Awaitable[None]]
+    async def until_disconnect(
+        self, receive: Receive, responder: Responder, work: Callable[[], Awaitable[None]]
     ) -> None:
         """Run ``work``; cancel it if the client disconnects before the response is complete.
 

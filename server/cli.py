@@ -209,7 +209,11 @@ def _serve(args: argparse.Namespace, path: Path | None, config: Config) -> int:
         hc = _hypercorn_config(sock.detach(), 1, args.worker_class)
         import anyio
 
-        anyio.run(_serve_one, app, hc, args.worker_class, backend=args.worker_class)
+        try:
+            anyio.run(_serve_one, app, hc, args.worker_class, backend=args.worker_class)
+        except Exception as exc:  # startup failed (already logged with its traceback)
+            logger.error("chatd could not serve: %s", _describe(exc))
+            return 1
         logger.info("chatd stopped")
         return 0
 
@@ -230,6 +234,13 @@ def _serve(args: argparse.Namespace, path: Path | None, config: Config) -> int:
     hc = _hypercorn_config(sock.detach(), args.workers, args.worker_class)
     hc.application_path = "server.cli:worker_app()"
     return run(hc)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for ``exc``; an exception group (trio nurseries) by its leaf exceptions."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return str(exc) or type(exc).__name__
 
 
 async def _serve_one(app: ChatdApp, hc: Any, worker_class: str) -> None:

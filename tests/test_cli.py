@@ -129,3 +129,24 @@ def test_missing_config_file_is_exit_2(tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "providers", "--config", str(tmp_path / "nope.toml"))
     assert code == 2 and "cannot read config" in err
+
+
+@pytest.mark.parametrize("worker_class", ["asyncio", "trio"])
+def test_serve_exits_1_when_startup_fails(
+    config: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    worker_class: str
+) -> None:
+    """The transport cannot be opened: the app answers lifespan.startup.failed, hypercorn
+    stops, and ``chatd serve`` says why in one line and exits 1 instead of a traceback."""
+    import server.app
+
+    def broken(name: str) -> object:
+        raise OSError("no sockets today")
+
+    monkeypatch.setattr(server.app, "make_transport", broken)
+    code = main(["serve", "--bind", "127.0.0.1:0", "--config", str(config),
+                 "--worker-class", worker_class])
+    assert code == 1
+    [line] = [r.getMessage() for r in caplog.records if r.name == "chatd"
+              and r.levelname == "ERROR"]
+    assert line.startswith("chatd could not serve: ") and "no sockets today" in line

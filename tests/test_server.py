@@ -932,3 +932,35 @@ async def test_client_disconnect_cancels_the_upstream_call(stream: bool) -> None
             await cancelled.wait()
     stats = app.telemetry.snapshot()["ollama"]
     assert stats.cancelled == 1
+
+
+@pytest.mark.anyio
+async def test_a_front_door_can_shape_its_own_errors() -> None:
+    """Routes are data: a front door adds a path and, optionally, its error shape, which
+    then also applies to auth, 405 and body-limit errors on that path."""
+    app, _ = make_app(never_called, extra='auth_token_env = "CHATD_TOKEN"\n',
+                      env={**ENV, "CHATD_TOKEN": TOKEN})
+
+    async def door(request: Any, responder: Any) -> None:
+        await app.read_body(request)
+        raise ChatError("invalid_request", "door says no")
+
+    app.routes["/door"] = {"POST": door}
+    app.error_renderers["/door"] = lambda exc: orjson.dumps({"oops": exc.type})
+    auth = [("Authorization", f"Bearer {TOKEN}")]
+    async with running(app):
+        results = [
+            await call(app, "POST", "/door", b"{}", auth),
+            await call(app, "POST", "/door", b"{}"),
+            await call(app, "GET", "/door", b"", auth),
+            await call(app, "POST", "/door", b"x" * 2000, auth),
+            await call(app, "POST", "/v1/chat", b"{", auth),
+        ]
+    assert [(r.status, r.json()) for r in results] == [
+        (400, {"oops": "invalid_request"}),
+        (401, {"oops": "unauthorized"}),
+        (405, {"oops": "method_not_allowed"}),
+        (413, {"oops": "request_too_large"}),
+        (400, {"error": results[4].json()["error"]}),
+    ]
+    assert results[2].headers["allow"] == "POST"
