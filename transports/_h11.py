@@ -8,15 +8,16 @@ caller one h11 ``Data`` event at a time, so chunks reach the caller as the netwo
 them. anyio raises ``EndOfStream`` at EOF where h11 wants ``receive_data(b"")``: that
 translation happens once, in :meth:`_Exchange._fill`.
 
-Pool: per origin (scheme, host, port) a semaphore of ``max_connections_per_origin`` slots,
-one per live connection, and a LIFO list of idle connections (the most recently used is
-the least likely to have been dropped by the server). A connection goes back to the pool
-only when h11 says both sides are DONE, nothing stray is buffered, and there is room;
-everything else (a cancelled, failed or half-read exchange) is closed, which also keeps
-h11's state honest without a ``send_failed()`` dance.
+Pool: per origin (scheme, host, port) at most ``max_connections_per_origin`` live
+connections, a LIFO list of idle ones (the most recently used is the least likely to have
+been dropped by the server), and a FIFO queue of waiting requests, to which a finished
+connection is handed directly. A connection goes back to the pool only when h11 says both
+sides are DONE and nothing stray is buffered; everything else (a cancelled, failed or
+half-read exchange) is closed, which also keeps h11's state honest without a
+``send_failed()`` dance.
 
 Stale keep-alive: servers close idle connections whenever they like (commonly after 5-75 s).
-Before reuse, an idle socket is probed with a non-blocking ``MSG_PEEK``: EOF, a reset or
+Before reuse, an idle socket is probed with a zero-timeout poll of the socket: EOF, a reset or
 stray bytes mean it is dead. That probe cannot close the race where the server closes just
 as our request leaves, so a request that fails on a *reused* connection before any response
 byte arrived is retried once on a fresh connection: the standard client practice (Go's
@@ -28,8 +29,9 @@ dropped the connection as idle, before reading the request.
 from __future__ import annotations
 
 import contextlib
-import socket
+import select
 import ssl
+from collections import deque
 from types import TracebackType
 
 import anyio
@@ -66,6 +68,15 @@ _BODY_ERRORS = {**BODY_ERRORS, h11.RemoteProtocolError: "bad_upstream_response"}
 _POOL_ERRORS: ExceptionMap = {TimeoutError: "upstream_timeout"}
 
 Origin = tuple[str, str, int]
+
+
+def _readable_now(fd: int) -> bool:
+    """Whether ``fd`` has data, EOF or an error pending, without blocking."""
+    if hasattr(select, "poll"):  # no FD_SETSIZE limit, unlike select()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # Windows
 
 
 class H11Transport(Transport):
@@ -155,7 +166,7 @@ class H11Transport(Transport):
             raise RuntimeError("this H11Transport is closed")
         pool = self._pools.get(origin)
         if pool is None:
-            pool = self._pools[origin] = _Pool(self._max_connections)
+            pool = self._pools[origin] = _Pool(self._max_connections, self._max_idle)
         if not fresh:
             now = anyio.current_time()
             while pool.idle:
@@ -164,13 +175,19 @@ class H11Transport(Transport):
                     conn.reused = True
                     return conn
                 await conn.aclose()
-        with map_exceptions(_POOL_ERRORS, f"waiting for a free connection to {origin[1]}"):
-            with anyio.fail_after(deadline - anyio.current_time()):
-                await pool.slots.acquire()
+        if pool.live < pool.max_connections:
+            pool.live += 1
+        else:
+            with map_exceptions(_POOL_ERRORS, f"waiting for a free connection to {origin[1]}"):
+                handed = await pool.wait_turn(deadline)
+            if handed is not None:
+                if not fresh:
+                    return handed
+                await handed.close_socket()  # keep its slot for the fresh connection
         try:
             stream = await self._connect(origin, timeouts, deadline)
         except BaseException:
-            pool.slots.release()
+            pool.release_slot()
             raise
         return _Connection(stream, pool)
 
@@ -204,31 +221,87 @@ class H11Transport(Transport):
     async def _checkin(self, conn: _Connection) -> None:
         """Pool ``conn`` if it finished a clean exchange and is wanted; else close it."""
         state = conn.h11
-        pool = conn.pool
         if (
             not self._closed
             and state.our_state is h11.DONE
             and state.their_state is h11.DONE
             and state.trailing_data == (b"", False)
-            and len(pool.idle) < self._max_idle
-            # A waiter blocks on the semaphore, not on the idle list: free a slot for it.
-            and not pool.slots.statistics().tasks_waiting
         ):
             state.start_next_cycle()
-            conn.idle_since = anyio.current_time()
-            pool.idle.append(conn)
-        else:
-            await conn.aclose()
+            if conn.pool.offer(conn):
+                return
+        await conn.aclose()
+
+
+class _Waiter:
+    """A request queued for a connection: it is handed one, or a slot to open one."""
+
+    __slots__ = ("conn", "event", "granted")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.conn: _Connection | None = None
+        self.granted = False
 
 
 class _Pool:
-    """The connections to one origin: one semaphore slot per live connection."""
+    """The connections to one origin.
 
-    __slots__ = ("idle", "slots")
+    ``live`` counts open connections (busy and idle) and never exceeds
+    ``max_connections``. A request that finds none idle and no room queues as a
+    :class:`_Waiter`, first come first served; a finished connection is handed straight to
+    the first waiter (no new handshake under load), and a closed one passes its slot on.
+    """
 
-    def __init__(self, max_connections: int) -> None:
+    __slots__ = ("idle", "live", "max_connections", "max_idle", "waiters")
+
+    def __init__(self, max_connections: int, max_idle: int) -> None:
+        self.max_connections = max_connections
+        self.max_idle = max_idle
+        self.live = 0
         self.idle: list[_Connection] = []
-        self.slots = anyio.Semaphore(max_connections)
+        self.waiters: deque[_Waiter] = deque()
+
+    def offer(self, conn: _Connection) -> bool:
+        """Give a reusable connection to a waiter or the idle list; False: close it."""
+        if self.waiters:
+            waiter = self.waiters.popleft()
+            conn.reused = True
+            waiter.conn = conn
+            waiter.event.set()
+            return True
+        if len(self.idle) < self.max_idle:
+            conn.idle_since = anyio.current_time()
+            self.idle.append(conn)
+            return True
+        return False
+
+    def release_slot(self) -> None:
+        """A connection closed (or never opened): its slot goes to a waiter, else away."""
+        if self.waiters:
+            waiter = self.waiters.popleft()
+            waiter.granted = True
+            waiter.event.set()
+        else:
+            self.live -= 1
+
+    async def wait_turn(self, deadline: float) -> _Connection | None:
+        """Queue until handed a connection (returned) or a slot (None), by ``deadline``."""
+        waiter = _Waiter()
+        self.waiters.append(waiter)
+        try:
+            with anyio.fail_after(deadline - anyio.current_time()):
+                await waiter.event.wait()
+        except BaseException:
+            # Timed out or cancelled: whatever arrived meanwhile goes to the next in line.
+            if waiter.conn is not None:
+                await waiter.conn.aclose()
+            elif waiter.granted:
+                self.release_slot()
+            else:
+                self.waiters.remove(waiter)
+            raise
+        return waiter.conn
 
 
 class _Connection:
@@ -249,27 +322,26 @@ class _Connection:
     def is_dead(self) -> bool:
         """True when an idle connection can no longer carry a request.
 
-        An idle HTTP/1.1 server has nothing to say, so anything readable (EOF, a reset,
-        stray bytes) means the connection is gone. Both backends keep the socket
-        non-blocking, so a ``MSG_PEEK`` read answers at once and consumes nothing.
+        An idle HTTP/1.1 server has nothing to say, so a readable socket (EOF, a reset,
+        stray bytes) means the connection is gone. A zero-timeout poll asks the kernel
+        without reading anything; both backends leave the fd alone while we are not
+        receiving (anyio pauses asyncio's reader between receives).
         """
         sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-        if sock is None or sock.gettimeout() != 0.0:
-            return False  # cannot probe without blocking; the stale retry covers it
-        try:
-            sock.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
-        return True
+        if sock is None:
+            return False  # nothing to probe; the stale retry covers it
+        fd = sock.fileno()
+        return fd < 0 or _readable_now(fd)
 
     async def aclose(self) -> None:
-        """Close the socket (idempotent, shielded) and free the pool slot."""
-        if self.closed:
-            return
+        """Close the socket (idempotent, shielded) and free its pool slot."""
+        if not self.closed:
+            await self.close_socket()
+            self.pool.release_slot()
+
+    async def close_socket(self) -> None:
+        """Close the socket but keep the pool slot (the caller reuses it)."""
         self.closed = True
-        self.pool.slots.release()
         with anyio.CancelScope(shield=True):
             # A broken socket may complain while closing; it is released either way.
             with contextlib.suppress(OSError, anyio.BrokenResourceError):

@@ -14,6 +14,7 @@ Use it where the h11 transport cannot go: an HTTP(S) proxy from ``HTTPS_PROXY`` 
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -109,7 +110,15 @@ class HTTPXTransport(Transport):
 class _Exchange:
     """One request/response through the client: what :meth:`HTTPXTransport.open` returns."""
 
-    __slots__ = ("_chunks", "_client", "_deadline", "_request", "_response", "_timeouts")
+    __slots__ = (
+        "_chunks",
+        "_client",
+        "_deadline",
+        "_request",
+        "_response",
+        "_suspended",
+        "_timeouts",
+    )
 
     _response: httpx.Response
     _chunks: AsyncIterator[bytes]
@@ -119,6 +128,7 @@ class _Exchange:
         self._request = request
         self._timeouts = timeouts
         self._deadline = 0.0
+        self._suspended = False
 
     async def __aenter__(self) -> Response:
         request = self._request
@@ -156,22 +166,37 @@ class _Exchange:
         tb: TracebackType | None,
     ) -> None:
         with anyio.CancelScope(shield=True):
-            try:
-                # httpx types the iterator loosely; it is an async generator, closed now
-                # rather than by the garbage collector "sometime later, somewhere else".
-                close = getattr(self._chunks, "aclose", None)
-                if close is not None:
-                    await close()
-            finally:
-                await self._response.aclose()
+            await self._response.aclose()  # closes the connection unless fully read
+            if self._suspended:
+                await self._unwind()
+
+    async def _unwind(self) -> None:
+        """End httpx's body iterator, suspended mid-body, through every layer.
+
+        httpx 0.28 reads a body through a chain of five async generators (httpx's
+        ``aiter_bytes``/``aiter_raw``, httpcore's pool and connection streams), and closing
+        the outermost one leaves the inner ones suspended: trio later finalises them with
+        a ResourceWarning (encode/httpx#3686, encode/httpcore#1019). One more step on the
+        closed response raises through the whole chain and ends every layer now; the
+        cancelled scope makes sure that step cannot wait on the network.
+        """
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            with contextlib.suppress(httpx.HTTPError, StopAsyncIteration):
+                await anext(self._chunks)
+        self._suspended = False
 
     async def _receive(self) -> bytes:
         limit = self._timeouts.read
         if not self._request.stream:
             limit = min(limit, self._deadline - anyio.current_time())
+        # An exception ends the iterator chain on its way out; only a returned chunk leaves
+        # it suspended (see _unwind).
+        self._suspended = False
         with map_exceptions(_BODY_ERRORS, "reading the response body"):
             with anyio.fail_after(limit):
                 async for chunk in self._chunks:
                     if chunk:
+                        self._suspended = True
                         return chunk
         return b""

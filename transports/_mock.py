@@ -109,9 +109,9 @@ class _Exchange:
             raise RuntimeError("this MockTransport is closed")
         transport.requests.append(self._request)
         self._deadline = anyio.current_time() + self._timeouts.total
-        with map_exceptions(_TIMEOUT, "awaiting the response"), anyio.fail_after(
-            self._timeouts.total
-        ):
+        # Waiting for the head is one read: under both the idle and the total limit.
+        limit = min(self._timeouts.read, self._timeouts.total)
+        with map_exceptions(_TIMEOUT, "awaiting the response"), anyio.fail_after(limit):
             result = transport.handler(self._request)
             if inspect.isawaitable(result):
                 result = await result
