@@ -108,7 +108,7 @@ class ChatStream:
         self.route = route
         self._provider = provider
         self.latency_ms: float | None = None
-        """Set when the stream ended normally: first byte sent to StreamEnded received."""
+        """Set when the stream ended normally: from sending the request to StreamEnded."""
         self.ended: StreamEnded | None = None
         self._chunks = chunks
         self._parser = parser
