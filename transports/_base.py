@@ -167,11 +167,3 @@ class Transport(ABC):
     ) -> None:
         await self.aclose()
 
-
-def host_header(request: HTTPRequest) -> str:
-    """The Host header for ``request``: RFC 9110 §7.2, the port only when not the default."""
-    host = request.host
-    if ":" in host:  # an IPv6 literal goes back into brackets
-        host = f"[{host}]"
-    default = 443 if request.scheme == "https" else 80
-    return host if request.port == default else f"{host}:{request.port}"

@@ -22,8 +22,8 @@ Any of the three that is too slow is ``upstream_timeout``. Cancellation is a
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from types import TracebackType
 
 import anyio
 
@@ -56,24 +56,38 @@ BODY_ERRORS: ExceptionMap = {
 }
 
 
-@contextmanager
-def map_exceptions(mapping: ExceptionMap, what: str) -> Iterator[None]:
+class map_exceptions:  # lower-case like contextlib.suppress: it is used the same way
     """Re-raise a mapped backend exception as a ChatError whose message starts with ``what``.
 
-    A ChatError passes through untouched; an unmapped exception propagates unchanged (it is
-    a bug, and hiding it would make it harder to find). The original stays as ``__cause__``
-    for logs; backend messages name addresses and errno, never a request header.
+    Use as ``with map_exceptions(HEAD_ERRORS, "reading the response head"): ...``. A
+    ChatError passes through untouched; an unmapped exception propagates unchanged (it is
+    a bug, and hiding it would make it harder to find); a BaseException such as
+    cancellation is never touched. The original stays as ``__cause__`` for logs; backend
+    messages name addresses and errno, never a request header. A class rather than a
+    ``@contextmanager`` generator: it sits on every read of the hot path.
     """
-    try:
-        yield
-    except ChatError:
-        raise
-    except Exception as exc:
+
+    __slots__ = ("_mapping", "_what")
+
+    def __init__(self, mapping: ExceptionMap, what: str) -> None:
+        self._mapping = mapping
+        self._what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or isinstance(exc, ChatError) or not isinstance(exc, Exception):
+            return
         for cls in type(exc).__mro__:
-            error_type = mapping.get(cls)
+            error_type = self._mapping.get(cls)
             if error_type is not None:
-                raise ChatError(error_type, f"{what}: {describe(exc)}") from exc
-        raise
+                raise ChatError(error_type, f"{self._what}: {describe(exc)}") from exc
 
 
 def describe(exc: BaseException) -> str:

@@ -17,13 +17,15 @@ half-read exchange) is closed, which also keeps h11's state honest without a
 ``send_failed()`` dance.
 
 Stale keep-alive: servers close idle connections whenever they like (commonly after 5-75 s).
-Before reuse, an idle socket is probed with a zero-timeout poll of the socket: EOF, a reset or
-stray bytes mean it is dead. That probe cannot close the race where the server closes just
-as our request leaves, so a request that fails on a *reused* connection before any response
-byte arrived is retried once on a fresh connection: the standard client practice (Go's
-net/http, urllib3) for the case where the server never saw the request. chatd's requests
-are POSTs; the retry is safe because a server that closed without a single response byte
-dropped the connection as idle, before reading the request.
+Before reuse, an idle socket is probed with a zero-timeout poll: EOF, a reset or stray bytes
+mean it is dead. The probe cannot close the race where the server closes just as our
+request leaves, so a request that fails on a *reused* connection before any response byte
+arrived is retried once, on a fresh connection. Go's net/http retries this case only for
+idempotent requests or when it knows nothing was written; chatd's calls are all POSTs, so
+that rule would never fire here. Retrying them is safe in practice: a server that closes
+an idle connection does so without reading the next request. The cost of the rare
+exception (a server that read the request and died without a byte) is one duplicate chat
+call. A fresh connection that fails the same way is not retried.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import select
 import ssl
 from collections import deque
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -47,7 +50,6 @@ from ._base import (
     Response,
     Timeouts,
     Transport,
-    host_header,
 )
 from ._errors import BODY_ERRORS, CONNECT_ERRORS, HEAD_ERRORS, ExceptionMap, map_exceptions
 
@@ -127,10 +129,20 @@ class H11Transport(Transport):
 
     # -- request ------------------------------------------------------------------------
 
-    def _request_event(self, request: HTTPRequest) -> h11.Request:
-        """The h11 request head; ``invalid_request`` if it is not valid HTTP/1.1."""
-        if request.scheme not in ("http", "https") or not request.host:
+    def _request_event(self, request: HTTPRequest) -> tuple[Origin, h11.Request]:
+        """The origin and the h11 request head; ``invalid_request`` if not valid HTTP/1.1."""
+        try:
+            url = urlsplit(request.url)  # once: HTTPRequest's properties each re-parse
+            scheme, host, port = url.scheme, url.hostname or "", url.port
+        except ValueError:  # a port that is not a number
+            scheme = host = ""
+        if scheme not in ("http", "https") or not host:
             raise ChatError("invalid_request", f"cannot send to {request.url!r}: not http(s)")
+        default_port = 443 if scheme == "https" else 80
+        port = port or default_port
+        target = url.path or "/"
+        if url.query:
+            target = f"{target}?{url.query}"
         headers: list[tuple[str, str]] = []
         has_host = has_agent = False
         for name, value in request.headers:
@@ -140,14 +152,19 @@ class H11Transport(Transport):
             has_host = has_host or lower == "host"
             has_agent = has_agent or lower == "user-agent"
             headers.append((name, value))
-        if not has_host:
-            headers.insert(0, ("Host", host_header(request)))
+        if not has_host:  # RFC 9110 §7.2: the port only when it is not the default
+            authority = f"[{host}]" if ":" in host else host  # IPv6 back in brackets
+            if port != default_port:
+                authority = f"{authority}:{port}"
+            headers.insert(0, ("Host", authority))
         if not has_agent:
             headers.append(("User-Agent", self._user_agent))
         if request.body or request.method in BODY_METHODS:
             headers.append(("Content-Length", str(len(request.body))))
         try:
-            return h11.Request(method=request.method, target=request.target, headers=headers)
+            return (scheme, host, port), h11.Request(
+                method=request.method, target=target, headers=headers
+            )
         except (h11.LocalProtocolError, UnicodeError):
             # h11's message quotes the offending value, which may be a key: not passed on.
             raise ChatError(
@@ -307,10 +324,11 @@ class _Pool:
 class _Connection:
     """One socket, its h11 state machine, and what the pool needs to know about it."""
 
-    __slots__ = ("closed", "got_bytes", "h11", "idle_since", "pool", "reused", "stream")
+    __slots__ = ("closed", "got_bytes", "h11", "idle_since", "pool", "reused", "sock", "stream")
 
     def __init__(self, stream: anyio.abc.ByteStream, pool: _Pool) -> None:
         self.stream = stream
+        self.sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
         self.pool = pool
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
@@ -327,10 +345,9 @@ class _Connection:
         without reading anything; both backends leave the fd alone while we are not
         receiving (anyio pauses asyncio's reader between receives).
         """
-        sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-        if sock is None:
+        if self.sock is None:
             return False  # nothing to probe; the stale retry covers it
-        fd = sock.fileno()
+        fd = self.sock.fileno()
         return fd < 0 or _readable_now(fd)
 
     async def aclose(self) -> None:
@@ -364,8 +381,7 @@ class _Exchange:
     async def __aenter__(self) -> Response:
         request = self._request
         transport = self._transport
-        event = transport._request_event(request)
-        origin = (request.scheme, request.host, request.port)
+        origin, event = transport._request_event(request)
         self._deadline = anyio.current_time() + self._timeouts.total
         for attempt in (1, 2):
             conn = await transport._checkout(
