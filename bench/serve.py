@@ -1,0 +1,292 @@
+"""End-to-end HTTP benchmark: chatd against its ceilings, in one invocation.
+
+Strategy: every figure this prints is a ratio against a baseline measured in the same run,
+because these machines are noisy. nginx plays the upstream (a fixed Ollama /api/chat
+answer, so the upstream costs next to nothing), wrk drives load over loopback, and each
+configuration is measured at concurrency 1 and 50:
+
+- ``upstream``: wrk straight at nginx (the floor of any latency);
+- ``hypercorn``: a bare hypercorn ASGI app that answers at once (chatd's serving ceiling);
+- ``chatd-h11`` / ``chatd-httpx``: one ``chatd serve`` process with each transport;
+- ``litellm`` (with ``--litellm``): the LiteLLM proxy in its own virtualenv, same upstream.
+
+It also reports chatd's idle RSS and the time from launch to the first answered /healthz.
+Needs ``wrk`` and ``nginx`` (Debian packages). Traffic goes to 127.0.0.1 only, bounded by
+``--duration``. Run: ``python3 bench/serve.py [--duration 5] [--litellm]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+OLLAMA_ANSWER = json.dumps({
+    "model": "qwen3:4b", "created_at": "2026-11-29T00:00:00.000000Z",
+    "message": {"role": "assistant", "content": "Hello! How can I help you today?"},
+    "done": True, "done_reason": "stop", "total_duration": 1, "load_duration": 1,
+    "prompt_eval_count": 12, "prompt_eval_duration": 1, "eval_count": 9, "eval_duration": 1,
+})
+CHAT_BODY = json.dumps({
+    "model": "ollama/qwen3:4b",
+    "messages": [{"role": "system", "content": "You are terse."},
+                 {"role": "user", "content": "Say hello."}],
+    "max_tokens": 10,
+})
+OPENAI_BODY = json.dumps({
+    "model": "bench",
+    "messages": [{"role": "system", "content": "You are terse."},
+                 {"role": "user", "content": "Say hello."}],
+    "max_tokens": 10,
+})
+
+BARE_APP = textwrap.dedent(f"""
+    BODY = {OLLAMA_ANSWER.encode()!r}
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                kind = (await receive())["type"]
+                await send({{"type": kind + ".complete"}})
+                if kind == "lifespan.shutdown":
+                    return
+        while (await receive()).get("more_body"):
+            pass
+        await send({{"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]}})
+        await send({{"type": "http.response.body", "body": BODY}})
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30.0) -> float:
+    """Seconds until ``url`` answers 2xx; raises after ``timeout``."""
+    start = time.perf_counter()
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if 200 <= r.status < 300:
+                    return time.perf_counter() - start
+        except OSError:
+            pass
+        if time.perf_counter() - start > timeout:
+            raise RuntimeError(f"{url} did not come up in {timeout}s")
+        time.sleep(0.005)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@contextlib.contextmanager
+def process(cmd: list[str], env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def nginx_upstream(tmp: Path) -> Iterator[int]:
+    port = free_port()
+    (tmp / "nginx").mkdir()
+    conf = tmp / "nginx" / "nginx.conf"
+    conf.write_text(textwrap.dedent(f"""
+        worker_processes 1;
+        pid {tmp}/nginx/nginx.pid;
+        error_log {tmp}/nginx/error.log;
+        events {{ worker_connections 4096; }}
+        http {{
+            access_log off;
+            client_body_temp_path {tmp}/nginx;
+            keepalive_requests 1000000;
+            server {{
+                listen 127.0.0.1:{port};
+                location / {{
+                    default_type application/json;
+                    return 200 '{OLLAMA_ANSWER}';
+                }}
+            }}
+        }}
+    """))
+    with process(["nginx", "-c", str(conf), "-p", str(tmp / "nginx"), "-g", "daemon off;"]):
+        wait_http(f"http://127.0.0.1:{port}/api/tags")
+        yield port
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(url: str, body: str, connections: int, duration: int, tmp: Path) -> Result:
+    script = tmp / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    threads = 1 if connections == 1 else 2
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+         "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        print(f"  ! {url}: {errors.group(1)} non-2xx responses", file=sys.stderr)
+    return Result(rps, pct("50"), pct("99"))
+
+
+def measure(name: str, url: str, body: str, args: argparse.Namespace, tmp: Path,
+            table: dict[str, dict[int, Result]]) -> None:
+    wrk(url, body, 10, 1, tmp)  # warm up connections and caches
+    table[name] = {}
+    for c in (1, 50):
+        runs = [wrk(url, body, c, args.duration, tmp) for _ in range(args.repeat)]
+        table[name][c] = Result(
+            statistics.median(r.rps for r in runs),
+            statistics.median(r.p50_ms for r in runs),
+            statistics.median(r.p99_ms for r in runs),
+        )
+        r = table[name][c]
+        print(f"  {name:12} c={c:<3} {r.rps:9.0f} req/s  p50 {r.p50_ms:7.3f} ms  "
+              f"p99 {r.p99_ms:7.3f} ms", file=sys.stderr)
+
+
+def chatd_config(tmp: Path, upstream: int) -> Path:
+    cfg = tmp / "lakehouse.toml"
+    cfg.write_text(f'[chatd]\nollama_url = "http://127.0.0.1:{upstream}"\n')
+    return cfg
+
+
+def litellm_python(args: argparse.Namespace) -> Path:
+    venv = Path(args.litellm_venv)
+    py = venv / "bin" / "python"
+    if not py.exists():
+        print(f"installing LiteLLM into {venv} ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "litellm[proxy]"], check=True)
+    return py
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=int, default=5, help="whole seconds per wrk run")
+    ap.add_argument("--repeat", type=int, default=3, help="wrk runs per cell (median)")
+    ap.add_argument("--litellm", action="store_true", help="also measure the LiteLLM proxy")
+    ap.add_argument("--litellm-venv", default="/tmp/chatd-bench-litellm")
+    args = ap.parse_args()
+    for tool in ("wrk", "nginx"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} not found: apt-get install -y wrk nginx")
+
+    table: dict[str, dict[int, Result]] = {}
+    extra: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        with nginx_upstream(tmp) as up:
+            measure("upstream", f"http://127.0.0.1:{up}/api/chat", CHAT_BODY, args, tmp, table)
+
+            (tmp / "bare_app.py").write_text(BARE_APP)
+            port = free_port()
+            with process([sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
+                          "bare_app:app"], cwd=tmp):
+                wait_http(f"http://127.0.0.1:{port}/")
+                measure("hypercorn", f"http://127.0.0.1:{port}/", CHAT_BODY, args, tmp, table)
+
+            cfg = chatd_config(tmp, up)
+            for transport in ("h11", "httpx"):
+                port = free_port()
+                cmd = [sys.executable, "-m", "server", "serve", "--config", str(cfg),
+                       "--bind", f"127.0.0.1:{port}", "--transport", transport]
+                env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+                launched = time.perf_counter()
+                with process(cmd, env=env) as proc:
+                    wait_http(f"http://127.0.0.1:{port}/healthz")
+                    ready = time.perf_counter() - launched
+                    time.sleep(0.5)
+                    idle = rss_mb(proc.pid)
+                    name = f"chatd-{transport}"
+                    measure(name, f"http://127.0.0.1:{port}/v1/chat", CHAT_BODY, args, tmp, table)
+                    extra[name] = (f"launch→serving {ready * 1000:.0f} ms, idle RSS {idle:.1f} MB, "
+                                   f"RSS after load {rss_mb(proc.pid):.1f} MB")
+
+            if args.litellm:
+                py = litellm_python(args)
+                lcfg = tmp / "litellm.yaml"
+                lcfg.write_text(textwrap.dedent(f"""
+                    model_list:
+                      - model_name: bench
+                        litellm_params:
+                          model: ollama_chat/qwen3:4b
+                          api_base: http://127.0.0.1:{up}
+                """))
+                port = free_port()
+                with process([str(py), "-m", "litellm", "--config", str(lcfg), "--host",
+                              "127.0.0.1", "--port", str(port), "--num_workers", "1"]):
+                    wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=120)
+                    measure("litellm", f"http://127.0.0.1:{port}/chat/completions",
+                            OPENAI_BODY, args, tmp, table)
+
+    base_up, base_hc = table["upstream"], table["hypercorn"]
+    print(f"\n{'config':12} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'×hypercorn':>10} {'×litellm':>9} {'+p50 ms':>8}")
+    for name, row in table.items():
+        for c, r in row.items():
+            vs_hc = r.rps / base_hc[c].rps
+            vs_ll = f"{r.rps / table['litellm'][c].rps:9.1f}" if "litellm" in table else f"{'-':>9}"
+            added = r.p50_ms - base_up[c].p50_ms
+            print(f"{name:12} {c:>3} {r.rps:9.0f} {r.p50_ms:8.3f} {r.p99_ms:8.3f} "
+                  f"{vs_hc:10.2f} {vs_ll} {added:8.3f}")
+    for name, text in extra.items():
+        print(f"{name}: {text}")
+    print("\n×hypercorn: throughput over a bare hypercorn app (the serving ceiling); "
+          "+p50: median latency added over the upstream alone. Medians of "
+          f"{args.repeat} runs of {args.duration}s.")
+
+
+if __name__ == "__main__":
+    main()
