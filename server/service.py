@@ -41,7 +41,7 @@ from chatproto import (
 )
 from chatproto._routing import resolve
 from chatproto._telemetry import Telemetry
-from transports import Timeouts, Transport
+from transports import Response, Timeouts, Transport
 
 __all__ = ["ChatResult", "ChatService", "ChatStream"]
 
@@ -62,6 +62,22 @@ class ChatResult:
     response: ChatResponse
     latency_ms: float
     """The upstream round trip, as chatd measured it."""
+
+
+async def _error_body(resp: Response) -> bytes:
+    """The first :data:`MAX_ERROR_BYTES` of an error body, the rest left unread.
+
+    Not ``aread(limit)``: that refuses an oversized body as ``bad_upstream_response``,
+    and a 429 or 503 with a large HTML page must keep its status-based type.
+    """
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_bytes():
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= MAX_ERROR_BYTES:
+            break
+    return b"".join(parts)[:MAX_ERROR_BYTES]
 
 
 def _ms(seconds: float) -> float:
@@ -243,7 +259,7 @@ class ChatService:
         try:
             async with self.transport.open(http, self._timeouts(provider)) as resp:
                 if not 200 <= resp.status < 300:
-                    body = await resp.aread(MAX_ERROR_BYTES)
+                    body = await _error_body(resp)
                     raise codec.parse_error(
                         provider.name, resp.status, resp.headers, body, now=self._wall_clock()
                     )
@@ -304,7 +320,7 @@ class ChatService:
                     self.transport.open(http, self._timeouts(provider))
                 )
                 if not 200 <= resp.status < 300:
-                    body = await resp.aread(MAX_ERROR_BYTES)
+                    body = await _error_body(resp)
                     raise codec.parse_error(
                         provider.name, resp.status, resp.headers, body, now=self._wall_clock()
                     )

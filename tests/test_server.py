@@ -374,6 +374,24 @@ async def test_upstream_status_mapping(upstream: int, status: int, type_: str,
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize(("upstream", "status", "type_"),
+                         [(429, 429, "rate_limited"), (503, 503, "upstream_overloaded")])
+async def test_huge_error_page_keeps_its_status(upstream: int, status: int, type_: str,
+                                                stream: bool) -> None:
+    """A 429/503 with a page far over the error-body cap is still classified by status."""
+    page = b"<html>" + b"x" * (1 << 20) + b"</html>"
+
+    def handler(request: HTTPRequest) -> MockResponse:
+        return MockResponse(upstream, [("content-type", "text/html"), ("Retry-After", "3")],
+                            [page[i : i + 65536] for i in range(0, len(page), 65536)])
+
+    result, _ = await chat(handler, chat_body(stream=stream))
+    assert_error(result, status, type_, provider="ollama", upstream_status=upstream)
+    assert result.headers.get("retry-after") == "3"
+
+
+@pytest.mark.anyio
 async def test_retry_after_milliseconds_rounded_up() -> None:
     def handler(request: HTTPRequest) -> MockResponse:
         return ollama_error(429, "slow down", [("retry-after-ms", "1500")])
