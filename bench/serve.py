@@ -13,6 +13,10 @@ configuration is measured at concurrency 1 and 50:
 It also reports chatd's idle RSS and the time from launch to the first answered /healthz.
 Needs ``wrk`` and ``nginx`` (Debian packages). Traffic goes to 127.0.0.1 only, bounded by
 ``--duration``. Run: ``python3 bench/serve.py [--duration 5] [--litellm]``.
+
+``--only chatd-h11`` measures a subset (the ceilings are always measured: every ratio needs
+them); ``--worker-class asyncio,trio`` adds ``-trio`` rows for chatd and the bare app;
+``--profile DIR`` records a py-spy profile of each chatd process during its c=50 runs.
 """
 
 from __future__ import annotations
@@ -180,12 +184,35 @@ def wrk(url: str, body: str, connections: int, duration: int, tmp: Path) -> Resu
     return Result(rps, pct("50"), pct("99"))
 
 
+@contextlib.contextmanager
+def profiled(pid: int | None, name: str, args: argparse.Namespace) -> Iterator[None]:
+    """py-spy (raw folded stacks) on ``pid`` while the block runs, if ``--profile``."""
+    if pid is None or not args.profile:
+        yield
+        return
+    out = Path(args.profile) / f"{name}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(
+        ["py-spy", "record", "-p", str(pid), "-d", str(args.duration * args.repeat + 2),
+         "-f", "raw", "-o", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)  # let py-spy attach before the load starts
+    try:
+        yield
+    finally:
+        spy.terminate()
+        spy.wait()
+        print(f"  profile of {name}: {out}", file=sys.stderr)
+
+
 def measure(name: str, url: str, body: str, args: argparse.Namespace, tmp: Path,
-            table: dict[str, dict[int, Result]]) -> None:
+            table: dict[str, dict[int, Result]], pid: int | None = None) -> None:
     wrk(url, body, 10, 1, tmp)  # warm up connections and caches
     table[name] = {}
     for c in (1, 50):
-        runs = [wrk(url, body, c, args.duration, tmp) for _ in range(args.repeat)]
+        with profiled(pid if c == 50 else None, name, args):
+            runs = [wrk(url, body, c, args.duration, tmp) for _ in range(args.repeat)]
         table[name][c] = Result(
             statistics.median(r.rps for r in runs),
             statistics.median(r.p50_ms for r in runs),
@@ -218,7 +245,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="wrk runs per cell (median)")
     ap.add_argument("--litellm", action="store_true", help="also measure the LiteLLM proxy")
     ap.add_argument("--litellm-venv", default="/tmp/chatd-bench-litellm")
+    ap.add_argument("--only", default="", metavar="NAMES",
+                    help="comma-separated rows to measure besides the ceilings "
+                    "(e.g. chatd-h11,chatd-h11-trio); default: all")
+    ap.add_argument("--worker-class", default="asyncio", metavar="CLASSES",
+                    help="comma-separated hypercorn worker classes (asyncio,trio)")
+    ap.add_argument("--profile", default="", metavar="DIR",
+                    help="write a py-spy profile of each chatd row's c=50 runs to DIR")
     args = ap.parse_args()
+    only = {n for n in args.only.split(",") if n}
+    classes = [c for c in args.worker_class.split(",") if c]
+
+    def wanted(name: str) -> bool:
+        return not only or name in only
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: apt-get install -y wrk nginx")
@@ -231,30 +270,40 @@ def main() -> None:
             measure("upstream", f"http://127.0.0.1:{up}/api/chat", CHAT_BODY, args, tmp, table)
 
             (tmp / "bare_app.py").write_text(BARE_APP)
-            port = free_port()
-            with process([sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
-                          "bare_app:app"], cwd=tmp):
-                wait_http(f"http://127.0.0.1:{port}/")
-                measure("hypercorn", f"http://127.0.0.1:{port}/", CHAT_BODY, args, tmp, table)
+            for wc in classes:
+                name = "hypercorn" + ("" if wc == "asyncio" else f"-{wc}")
+                if name != "hypercorn" and not wanted(name):
+                    continue
+                port = free_port()
+                with process([sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
+                              "--worker-class", wc, "bare_app:app"], cwd=tmp):
+                    wait_http(f"http://127.0.0.1:{port}/")
+                    measure(name, f"http://127.0.0.1:{port}/", CHAT_BODY, args, tmp, table)
 
             cfg = chatd_config(tmp, up)
             for transport in ("h11", "httpx"):
-                port = free_port()
-                cmd = [sys.executable, "-m", "server", "serve", "--config", str(cfg),
-                       "--bind", f"127.0.0.1:{port}", "--transport", transport]
-                env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-                launched = time.perf_counter()
-                with process(cmd, env=env) as proc:
-                    wait_http(f"http://127.0.0.1:{port}/healthz")
-                    ready = time.perf_counter() - launched
-                    time.sleep(0.5)
-                    idle = rss_mb(proc.pid)
-                    name = f"chatd-{transport}"
-                    measure(name, f"http://127.0.0.1:{port}/v1/chat", CHAT_BODY, args, tmp, table)
-                    extra[name] = (f"launch→serving {ready * 1000:.0f} ms, idle RSS {idle:.1f} MB, "
-                                   f"RSS after load {rss_mb(proc.pid):.1f} MB")
+                for wc in classes:
+                    name = f"chatd-{transport}" + ("" if wc == "asyncio" else f"-{wc}")
+                    if not wanted(name):
+                        continue
+                    port = free_port()
+                    cmd = [sys.executable, "-m", "server", "serve", "--config", str(cfg),
+                           "--bind", f"127.0.0.1:{port}", "--transport", transport,
+                           "--worker-class", wc]
+                    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+                    launched = time.perf_counter()
+                    with process(cmd, env=env) as proc:
+                        wait_http(f"http://127.0.0.1:{port}/healthz")
+                        ready = time.perf_counter() - launched
+                        time.sleep(0.5)
+                        idle = rss_mb(proc.pid)
+                        measure(name, f"http://127.0.0.1:{port}/v1/chat", CHAT_BODY, args,
+                                tmp, table, pid=proc.pid)
+                        extra[name] = (f"launch→serving {ready * 1000:.0f} ms, "
+                                       f"idle RSS {idle:.1f} MB, "
+                                       f"RSS after load {rss_mb(proc.pid):.1f} MB")
 
-            if args.litellm:
+            if args.litellm and wanted("litellm"):
                 py = litellm_python(args)
                 lcfg = tmp / "litellm.yaml"
                 lcfg.write_text(textwrap.dedent(f"""
@@ -272,21 +321,20 @@ def main() -> None:
                             OPENAI_BODY, args, tmp, table)
 
     base_up, base_hc = table["upstream"], table["hypercorn"]
-    print(f"\n{'config':12} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'×hypercorn':>10} {'×litellm':>9} {'+p50 ms':>8}")
+    print(f"\n{'config':16} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'x hypercorn':>11} {'x litellm':>9} {'+p50 up':>8} {'+p50 hc':>8}")
     for name, row in table.items():
         for c, r in row.items():
             vs_hc = r.rps / base_hc[c].rps
             vs_ll = f"{r.rps / table['litellm'][c].rps:9.1f}" if "litellm" in table else f"{'-':>9}"
-            added = r.p50_ms - base_up[c].p50_ms
-            print(f"{name:12} {c:>3} {r.rps:9.0f} {r.p50_ms:8.3f} {r.p99_ms:8.3f} "
-                  f"{vs_hc:10.2f} {vs_ll} {added:8.3f}")
+            print(f"{name:16} {c:>3} {r.rps:9.0f} {r.p50_ms:8.3f} {r.p99_ms:8.3f} "
+                  f"{vs_hc:11.2f} {vs_ll} {r.p50_ms - base_up[c].p50_ms:8.3f} "
+                  f"{r.p50_ms - base_hc[c].p50_ms:8.3f}")
     for name, text in extra.items():
         print(f"{name}: {text}")
-    print("\n×hypercorn: throughput over a bare hypercorn app (the serving ceiling); "
-          "+p50: median latency added over the upstream alone. Medians of "
-          f"{args.repeat} runs of {args.duration}s.")
-
+    print("\nx hypercorn: throughput over a bare hypercorn app (the serving ceiling); "
+          "+p50 up / hc: median latency added over the upstream alone / over the bare "
+          f"hypercorn app. Medians of {args.repeat} runs of {args.duration}s.")
 
 if __name__ == "__main__":
     main()
