@@ -276,7 +276,28 @@ class ChatdApp:
         """path -> method -> handler. A front door adds its paths here."""
         self.error_renderers: dict[str, ErrorRenderer] = {}
         """path -> how errors on it are shaped, when not SPEC §4's native shape (every
-        ChatError a handler raises, and auth, 405 and body-limit errors on that path)."""
+        ChatError a handler raises, and auth, 404, 405 and body-limit errors on that path).
+        A key ending in ``/`` is a prefix: it covers every path under it, so a front door
+        shapes even the 404 of a path it does not have (see :meth:`error_renderer`)."""
+        # The front doors speak other APIs on their own paths (imported here, not at the
+        # top, because they annotate with this module's types).
+        from .routes_ollama import install as install_ollama
+        from .routes_openai import install as install_openai
+
+        install_openai(self)
+        install_ollama(self)
+
+    def error_renderer(self, path: str) -> ErrorRenderer | None:
+        """How errors on ``path`` are shaped: its own entry, else the longest prefix entry
+        (a key ending in ``/``) it falls under, else None (SPEC §4's native shape)."""
+        render = self.error_renderers.get(path)
+        if render is not None:
+            return render
+        best = ""
+        for key, candidate in self.error_renderers.items():
+            if key.endswith("/") and path.startswith(key) and len(key) > len(best):
+                best, render = key, candidate
+        return render
 
     # --- ASGI entry points -------------------------------------------------------------
 
@@ -345,7 +366,7 @@ class ChatdApp:
                     "%s %s -> %d %s (request %s): %s",
                     method, path, exc.status, exc.type, responder.request_id, exc.message,
                 )
-                await responder.error(exc, self.error_renderers.get(path))
+                await responder.error(exc, self.error_renderer(path))
         except _Disconnected:
             logger.info("%s %s: client went away (request %s)", method, path,
                         responder.request_id)
@@ -372,7 +393,7 @@ class ChatdApp:
             exc = ChatError(
                 "method_not_allowed", f"{request.method} is not allowed on {request.path}"
             )
-            render = self.error_renderers.get(request.path)
+            render = self.error_renderer(request.path)
             body = render(exc) if render is not None else dumps({"error": exc.to_dict()})
             await responder.whole(exc.status, body, JSON_TYPE, [(b"allow", allow.encode())])
             return
