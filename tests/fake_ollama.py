@@ -1,12 +1,27 @@
-"""A fake Ollama server for tests: real HTTP on 127.0.0.1, Ollama's exact /api/chat format.
+"""A fake Ollama server for tests: real HTTP on 127.0.0.1, Ollama's exact wire format.
 
 Strategy: a raw anyio listener with h11 per connection (deliberately not hypercorn, so the
-server under test and the fake share no HTTP code). It speaks what providers.md §1 records
-of ``POST /api/chat``: a JSON answer when ``"stream": false``, otherwise (``stream`` omitted
-means streaming, OL ``api/types.go``) NDJSON lines ending with a ``"done": true`` object
-carrying ``done_reason``, ``prompt_eval_count`` and ``eval_count``; ``{"error": "model 'x'
-not found"}`` with 404 for a model it does not have, ``{"error": "..."}`` with 400 for a bad
-body. Every request body is recorded (decoded) in :attr:`FakeOllama.requests`.
+server under test and the fake share no HTTP code); :class:`FakeServer` is that plumbing,
+shared with ``fake_openai.py``. :class:`FakeOllama` speaks what providers.md §1 records:
+
+- ``POST /api/chat``: a JSON answer when ``"stream": false``, otherwise (``stream`` omitted
+  means streaming, OL ``api/types.go``) NDJSON lines ending with a ``"done": true`` object
+  carrying ``done_reason``, ``prompt_eval_count`` and ``eval_count``. With ``tools`` in the
+  request it calls the first tool: "Tool calls arrive as a complete ``tool_calls`` array
+  inside a ``done:false`` chunk" (OL §1.5), so the call and the ``done`` line are separate
+  chunks, the case a client's ``finish_reason`` must survive.
+- ``POST /api/generate`` (what chatd sends Ollama Cloud, SPEC §2): the same with
+  ``response`` instead of ``message``.
+- ``GET /api/tags`` (OL §1.8) and ``GET /api/version``.
+- Errors as ``{"error": "<message>"}`` (OL §1.7): 404 ``model 'x' not found`` for a model it
+  does not have, 400 for a bad body, 401 without the right bearer key when ``key`` is set
+  (Ollama Cloud), any status for a model listed in ``failures``, and a mid-stream error
+  line (OL §1.5) for a model in ``fail_midstream``.
+
+Every request is recorded: bodies of chat/generate calls in :attr:`FakeOllama.requests`,
+path and headers of every call in :attr:`FakeOllama.calls`. With ``awkward=True`` each
+streamed line is sent in pieces cut every few bytes and inside every multi-byte UTF-8
+character (one HTTP chunk each), so the client's parser meets every kind of split.
 
 Runs in-process (``await task_group.start(fake.serve)`` returns the port) or as a
 subprocess: ``python tests/fake_ollama.py [--model M ...] [--reply TEXT]`` prints
@@ -19,24 +34,28 @@ import argparse
 import datetime
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
+from itertools import pairwise
 from typing import Any
 
 import anyio
 import anyio.abc
 import h11
 
-__all__ = ["DEFAULT_REPLY", "FakeOllama"]
+__all__ = ["DEFAULT_REPLY", "Call", "FakeOllama", "FakeServer", "awkward_pieces"]
 
 DEFAULT_REPLY = "Hello from the fake Ollama, one word at a time."
+
+Headers = Mapping[str, str]
 
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _words(text: str) -> list[str]:
+def words(text: str) -> list[str]:
     """The reply as 'tokens': words keeping their leading space, like a tokenizer would."""
     out: list[str] = []
     for i, word in enumerate(text.split(" ")):
@@ -44,32 +63,46 @@ def _words(text: str) -> list[str]:
     return out
 
 
-class FakeOllama:
-    """A fake Ollama daemon.
+def awkward_pieces(data: bytes, step: int = 7) -> list[bytes]:
+    """``data`` cut every ``step`` bytes and inside every multi-byte UTF-8 character.
 
-    Args:
-        models: the model names it "has" (others get Ollama's 404).
-        reply: the answer's text; each word is one token and one streamed chunk.
-        thinking: returned as ``message.thinking`` when the request sets ``think`` truthy.
+    The cuts land mid-line, mid-field-name, between the two newlines of an SSE event and
+    between the bytes of one character: every split a stream parser must survive.
+    """
+    cuts = set(range(step, len(data), step))
+    # Between the two newlines that end an SSE event (the parser must wait for the second).
+    cuts.update(i + 1 for i in range(len(data) - 1) if data[i:i + 2] == b"\n\n")
+    # A continuation byte (0b10xxxxxx) follows the first byte of a multi-byte character:
+    # cutting before it splits that character.
+    cuts.update(i for i in range(1, len(data)) if 0x80 <= data[i] < 0xC0
+                and not 0x80 <= data[i - 1] < 0xC0)
+    bounds = [0, *sorted(cuts), len(data)]
+    return [data[a:b] for a, b in pairwise(bounds) if b > a]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request as the fake received it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    """Lower-cased names."""
+    body: bytes
+
+
+class FakeServer:
+    """HTTP/1.1 plumbing for fakes: listen on 127.0.0.1:0, h11 per connection, keep-alive.
+
+    Subclasses implement :meth:`_respond` with the helpers below.
     """
 
-    def __init__(
-        self,
-        models: Iterable[str] = ("qwen3:4b",),
-        reply: str = DEFAULT_REPLY,
-        thinking: str = "Let me think.",
-        *,
-        echo: bool = False,
-    ) -> None:
-        self.models = set(models)
-        self.reply = reply
-        self.thinking = thinking
-        self.echo = echo
+    def __init__(self) -> None:
         self.port = 0
-        self.requests: list[dict[str, Any]] = []
-        """Decoded JSON body of every /api/chat request, in arrival order."""
-        self.gate: anyio.Event | None = None
-        """When set, streamed answers pause after their first line until the event fires."""
+        self.calls: list[Call] = []
+        """Every request received, in arrival order."""
+        self.closed_at: list[float] = []
+        """``anyio.current_time()`` whenever :meth:`_until_closed` saw the client leave."""
 
     @property
     def url(self) -> str:
@@ -85,8 +118,6 @@ class FakeOllama:
             task_status.started(self.port)
             await listener.serve(self._connection)
 
-    # --- HTTP plumbing ------------------------------------------------------------------
-
     async def _connection(self, stream: anyio.abc.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER)
         async with stream:
@@ -95,6 +126,9 @@ class FakeOllama:
                     request, body = await self._read_request(conn, stream)
                     if request is None:
                         return
+                    headers = {k.decode().lower(): v.decode() for k, v in request.headers}
+                    self.calls.append(Call(request.method.decode(), request.target.decode(),
+                                           headers, body))
                     await self._respond(conn, stream, request, body)
                     if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                         return
@@ -125,42 +159,129 @@ class FakeOllama:
             elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                 return None, b""
 
+    async def _respond(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
+                       request: h11.Request, body: bytes) -> None:
+        raise NotImplementedError
+
+    async def _until_closed(self, stream: anyio.abc.SocketStream) -> None:
+        """Stall (a slow upstream) until the client closes the connection; record when.
+
+        The request has been read whole, so anything but more bytes is the client going
+        away: EOF (a clean close) or a reset.
+        """
+        try:
+            while True:
+                await stream.receive(65536)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                ConnectionError):
+            self.closed_at.append(anyio.current_time())
+
     async def _send(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
                     event: h11.Event) -> None:
         data = conn.send(event)
         if data:
             await stream.send(data)
 
+    async def _head(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
+                    status: int, headers: Iterable[tuple[str, str]]) -> None:
+        reason = HTTPStatus(status).phrase.encode()
+        await self._send(conn, stream, h11.Response(
+            status_code=status, reason=reason,
+            headers=[(k.encode(), v.encode()) for k, v in headers]))
+
+    async def _chunk(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
+                     data: bytes, *, awkward: bool = False) -> None:
+        """One piece of a streamed body; with ``awkward``, cut by :func:`awkward_pieces`."""
+        for piece in awkward_pieces(data) if awkward else (data,):
+            await self._send(conn, stream, h11.Data(data=piece))
+
     async def _whole(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
                      status: int, body: bytes,
-                     content_type: bytes = b"application/json; charset=utf-8") -> None:
-        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-        reason = HTTPStatus(status).phrase.encode()
-        await self._send(
-            conn, stream, h11.Response(status_code=status, headers=headers, reason=reason)
-        )
+                     content_type: str = "application/json; charset=utf-8",
+                     headers: Iterable[tuple[str, str]] = ()) -> None:
+        await self._head(conn, stream, status, [
+            ("content-type", content_type), ("content-length", str(len(body))), *headers])
         await self._send(conn, stream, h11.Data(data=body))
         await self._send(conn, stream, h11.EndOfMessage())
 
+
+class FakeOllama(FakeServer):
+    """A fake Ollama daemon (or Ollama Cloud, with ``key``).
+
+    Args:
+        models: the model names it "has" (others get Ollama's 404).
+        reply: the answer's text; each word is one token and one streamed chunk.
+        thinking: returned as ``thinking`` when the request sets ``think`` truthy.
+        key: when set, requests must carry ``Authorization: Bearer <key>`` (Ollama Cloud,
+            providers.md OL §2.1); others get 401.
+        tool_arguments: the arguments of the call made when the request offers tools.
+        failures: model -> (status, message, extra headers) answered instead.
+        fail_midstream: models whose streams break after the first line with an error line.
+        awkward: send streamed lines in awkward pieces (:func:`awkward_pieces`).
+    """
+
+    def __init__(
+        self,
+        models: Iterable[str] = ("qwen3:4b",),
+        reply: str = DEFAULT_REPLY,
+        thinking: str = "Let me think.",
+        *,
+        echo: bool = False,
+        key: str | None = None,
+        tool_arguments: Mapping[str, object] | None = None,
+        failures: Mapping[str, tuple[int, str, Headers]] | None = None,
+        fail_midstream: Iterable[str] = (),
+        awkward: bool = False,
+    ) -> None:
+        super().__init__()
+        self.models = set(models)
+        self.reply = reply
+        self.thinking = thinking
+        self.echo = echo
+        self.key = key
+        self.tool_arguments = dict(tool_arguments or {"city": "Tōkyō", "days": 3})
+        self.failures = dict(failures or {})
+        self.fail_midstream = set(fail_midstream)
+        self.awkward = awkward
+        self.requests: list[dict[str, Any]] = []
+        """Decoded JSON body of every /api/chat and /api/generate request, in arrival order."""
+        self.gate: anyio.Event | None = None
+        """When set, streamed answers pause after their first line until the event fires."""
+
     async def _error(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
-                     status: int, message: str) -> None:
+                     status: int, message: str, headers: Headers | None = None) -> None:
         # OL errors.mdx: the body is always {"error": "<message>"}.
-        await self._whole(conn, stream, status, json.dumps({"error": message}).encode())
+        await self._whole(conn, stream, status, json.dumps({"error": message}).encode(),
+                          headers=(headers or {}).items())
 
     # --- Ollama -------------------------------------------------------------------------
 
     async def _respond(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
                        request: h11.Request, body: bytes) -> None:
         target = request.target.decode()
+        if self.key is not None:
+            auth = dict(request.headers).get(b"authorization", b"").decode()
+            if auth != f"Bearer {self.key}":
+                await self._error(conn, stream, 401, "unauthorized")
+                return
         if target == "/api/version" and request.method == b"GET":
             await self._whole(conn, stream, 200, b'{"version":"0.0.0-fake"}')
             return
-        if target != "/api/chat":
+        if target == "/api/tags" and request.method == b"GET":
+            await self._whole(conn, stream, 200, json.dumps({"models": [
+                {"name": m, "model": m, "modified_at": "2025-07-07T20:32:53.1Z",
+                 "size": 2_600_000_000, "digest": "d" * 64,
+                 "details": {"parent_model": "", "format": "gguf", "family": "qwen3",
+                             "families": ["qwen3"], "parameter_size": "4.0B",
+                             "quantization_level": "Q4_K_M"}}
+                for m in sorted(self.models)]}).encode())
+            return
+        if target not in ("/api/chat", "/api/generate"):
             # Ollama's router (Go net/http) answers unknown paths with a plain-text 404.
-            await self._whole(conn, stream, 404, b"404 page not found", b"text/plain")
+            await self._whole(conn, stream, 404, b"404 page not found", "text/plain")
             return
         if request.method != b"POST":
-            await self._whole(conn, stream, 405, b"405 method not allowed", b"text/plain")
+            await self._whole(conn, stream, 405, b"405 method not allowed", "text/plain")
             return
         try:
             payload = json.loads(body)
@@ -177,57 +298,95 @@ class FakeOllama:
         if not model:
             await self._error(conn, stream, 400, "model is required")
             return
+        if model in self.failures:
+            status, message, headers = self.failures[model]
+            await self._error(conn, stream, status, message, headers)
+            return
         if model not in self.models:
             await self._error(conn, stream, 404, f"model '{model}' not found")
             return
-        await self._chat(conn, stream, payload)
+        await self._answer(conn, stream, payload, generate=target == "/api/generate")
 
-    async def _chat(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
-                    payload: dict[str, Any]) -> None:
+    def _tool_call(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        tools = payload.get("tools")
+        if not tools:
+            return None
+        name = tools[0]["function"]["name"]
+        return {"function": {"name": name, "arguments": self.tool_arguments}}
+
+    async def _answer(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
+                      payload: dict[str, Any], *, generate: bool) -> None:
         model = payload["model"]
-        messages = payload.get("messages") or []
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages) or 1
+        if generate:
+            prompt_tokens = len(str(payload.get("prompt", "")).split()) or 1
+        else:
+            messages = payload.get("messages") or []
+            prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages) or 1
         options = payload.get("options") or {}
-        words = _words(self.reply)
+        tokens = words(self.reply)
+        call = None if generate else self._tool_call(payload)
+        if call is not None:
+            tokens = []
         done_reason = "stop"
         limit = options.get("num_predict")
-        if isinstance(limit, int) and 0 <= limit < len(words):
-            words, done_reason = words[:limit], "length"
+        if isinstance(limit, int) and 0 <= limit < len(tokens):
+            tokens, done_reason = tokens[:limit], "length"
         thinking = self.thinking if payload.get("think") else None
         metrics = {
             "total_duration": 1_000_000,
             "load_duration": 100_000,
             "prompt_eval_count": prompt_tokens,
             "prompt_eval_duration": 200_000,
-            "eval_count": len(words),
+            "eval_count": len(tokens) if call is None else 5,
             "eval_duration": 700_000,
         }
+
+        def piece(content: str, think: str | None = None,
+                  tool: dict[str, Any] | None = None) -> dict[str, Any]:
+            if generate:
+                out: dict[str, Any] = {"response": content}
+                if think is not None:
+                    out["thinking"] = think
+                return out
+            message: dict[str, Any] = {"role": "assistant", "content": content}
+            if think is not None:
+                message["thinking"] = think
+            if tool is not None:
+                message["tool_calls"] = [tool]
+            return {"message": message}
+
         if payload.get("stream", True) is False:
-            message: dict[str, Any] = {"role": "assistant", "content": "".join(words)}
-            if thinking is not None:
-                message["thinking"] = thinking
-            answer = {"model": model, "created_at": _now(), "message": message, "done": True,
-                      "done_reason": done_reason, **metrics}
+            answer = {"model": model, "created_at": _now(),
+                      **piece("".join(tokens), thinking, call),
+                      "done": True, "done_reason": done_reason, **metrics}
             await self._whole(conn, stream, 200, json.dumps(answer).encode())
             return
-        headers = [(b"content-type", b"application/x-ndjson")]
-        await self._send(
-            conn, stream, h11.Response(status_code=200, headers=headers, reason=b"OK")
-        )
+        await self._head(conn, stream, 200, [("content-type", "application/x-ndjson")])
         lines: list[dict[str, Any]] = []
         if thinking is not None:
-            lines.append({"role": "assistant", "content": "", "thinking": thinking})
-        lines.extend({"role": "assistant", "content": w} for w in words)
-        for i, message in enumerate(lines):
-            chunk = {"model": model, "created_at": _now(), "message": message, "done": False}
-            await self._send(conn, stream, h11.Data(data=json.dumps(chunk).encode() + b"\n"))
+            lines.append(piece("", thinking))
+        lines.extend(piece(w) for w in tokens)
+        if call is not None:  # its own chunk, before the separate done line (OL §1.5)
+            lines.append(piece("", None, call))
+        for i, fields in enumerate(lines):
+            chunk = {"model": model, "created_at": _now(), **fields, "done": False}
+            await self._line(conn, stream, chunk)
+            if i == 0 and model in self.fail_midstream:
+                # OL §1.5: a failure after the stream started is a last {"error"} line.
+                await self._line(conn, stream, {"error": "the runner crashed mid-way"})
+                await self._send(conn, stream, h11.EndOfMessage())
+                return
             if i == 0 and self.gate is not None:
                 await self.gate.wait()
-        final = {"model": model, "created_at": _now(),
-                 "message": {"role": "assistant", "content": ""}, "done": True,
+        final = {"model": model, "created_at": _now(), **piece(""), "done": True,
                  "done_reason": done_reason, **metrics}
-        await self._send(conn, stream, h11.Data(data=json.dumps(final).encode() + b"\n"))
+        await self._line(conn, stream, final)
         await self._send(conn, stream, h11.EndOfMessage())
+
+    async def _line(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
+                    obj: dict[str, Any]) -> None:
+        data = json.dumps(obj, ensure_ascii=False).encode() + b"\n"
+        await self._chunk(conn, stream, data, awkward=self.awkward)
 
 
 async def _main(argv: list[str]) -> None:

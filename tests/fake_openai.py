@@ -1,0 +1,219 @@
+"""A fake OpenAI-compatible upstream for tests: OpenRouter, OpenCode Zen and Kimi on one port.
+
+Strategy: the h11 plumbing of :class:`fake_ollama.FakeServer` (not hypercorn, so chatd and
+its fake share no HTTP code), serving ``POST /<flavor>/chat/completions`` for each flavor in
+:data:`FLAVORS`; a provider's ``base_url`` is ``fake.base_url(flavor)``. Each flavor streams
+with the quirk providers.md records for it, so chatd's one ``openai_chat`` codec meets all
+of them through a real connection:
+
+- ``openrouter``: ``: OPENROUTER PROCESSING`` SSE comments before and between events
+  (providers.md §4.3: "skip lines starting with ``:``"), usage in a last chunk with
+  ``choices: []``; a mid-stream failure is a chunk with a top-level ``error`` and
+  ``finish_reason: "error"`` (providers.md §4.3, OR mirror 178).
+- ``opencode``: usage on the finish chunk, and a ``{"choices":[],"cost":"…"}`` chunk *after*
+  ``data: [DONE]`` (providers.md §5.3: "Clients that read to EOF must tolerate it").
+- ``kimi``: usage nested in ``choices[0].usage`` on the finish chunk (providers.md §6.1:
+  "usage may appear in ``chunk.usage`` or nested in ``choices[0].usage``").
+
+Every streamed body is sent in pieces cut every few bytes and inside every multi-byte UTF-8
+character (:func:`fake_ollama.awkward_pieces`), one HTTP chunk each. A request offering
+``tools`` gets a call of the first tool, its arguments streamed in fragments. Each flavor
+checks its own bearer key (401 in OpenAI's error shape otherwise). Models listed in
+``failures`` answer that status; in ``fail_midstream`` they break after the first delta;
+in ``stall`` they never answer (until the client closes the connection).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import anyio.abc
+import h11
+from fake_ollama import Call, FakeServer, Headers, words
+
+__all__ = ["FLAVORS", "REPLY", "FakeOpenAI"]
+
+FLAVORS = ("openrouter", "opencode", "kimi")
+
+#: Multi-byte text on purpose: the awkward splits then cut characters in half.
+REPLY = "Grüße aus Tōkyō — 東京から 🙂 done."
+
+_COMMENT = b": OPENROUTER PROCESSING\n\n"
+
+
+def _event(obj: object) -> bytes:
+    return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+
+
+class FakeOpenAI(FakeServer):
+    """OpenAI-compatible Chat Completions, one path prefix per flavor.
+
+    Args:
+        keys: flavor -> the bearer key it accepts.
+        reply: the answer; each word is one streamed delta.
+        tool_arguments: the arguments of the call made when the request offers tools.
+        failures: upstream model -> (status, message, extra headers) answered instead.
+        fail_midstream: models whose streams fail after the first delta.
+        stall: models that never answer; the fake records when the client gave up.
+    """
+
+    def __init__(
+        self,
+        *,
+        keys: Mapping[str, str],
+        reply: str = REPLY,
+        tool_arguments: Mapping[str, object] | None = None,
+        failures: Mapping[str, tuple[int, str, Headers]] | None = None,
+        fail_midstream: Iterable[str] = (),
+        stall: Iterable[str] = (),
+    ) -> None:
+        super().__init__()
+        self.keys = dict(keys)
+        self.reply = reply
+        self.tool_arguments = dict(tool_arguments or {"path": "README.md", "lines": [1, 2]})
+        self.failures = dict(failures or {})
+        self.fail_midstream = set(fail_midstream)
+        self.stall = set(stall)
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        """(flavor, decoded body) of every chat call, in arrival order."""
+
+    def base_url(self, flavor: str) -> str:
+        return f"{self.url}/{flavor}"
+
+    def bodies(self, flavor: str) -> list[dict[str, Any]]:
+        return [body for f, body in self.requests if f == flavor]
+
+    def last_call(self, flavor: str) -> Call:
+        return [c for c in self.calls if c.path.startswith(f"/{flavor}/")][-1]
+
+    async def _error(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
+                     status: int, message: str, headers: Headers | None = None) -> None:
+        # providers.md §3.4: {"error": {"message", "type", "param", "code"}}.
+        body = {"error": {"message": message, "type": "error", "param": None, "code": status}}
+        await self._whole(conn, stream, status, json.dumps(body).encode(),
+                          headers=(headers or {}).items())
+
+    async def _respond(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
+                       request: h11.Request, body: bytes) -> None:
+        flavor, _, rest = request.target.decode().lstrip("/").partition("/")
+        if flavor not in FLAVORS or rest != "chat/completions":
+            await self._error(conn, stream, 404, "no such route")
+            return
+        if request.method != b"POST":
+            await self._error(conn, stream, 405, "method not allowed")
+            return
+        auth = dict(request.headers).get(b"authorization", b"").decode()
+        if auth != f"Bearer {self.keys.get(flavor)}":
+            await self._error(conn, stream, 401, "invalid api key")
+            return
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            await self._error(conn, stream, 400, "body is not JSON")
+            return
+        self.requests.append((flavor, payload))
+        model = payload.get("model")
+        if model in self.failures:
+            status, message, headers = self.failures[model]
+            await self._error(conn, stream, status, message, headers)
+            return
+        if model in self.stall:
+            await self._until_closed(stream)
+            return
+        if payload.get("stream"):
+            await self._stream(conn, stream, flavor, payload)
+        else:
+            await self._completion(conn, stream, payload)
+
+    def _call(self, payload: dict[str, Any]) -> tuple[str, str] | None:
+        tools = payload.get("tools")
+        if not tools:
+            return None
+        return tools[0]["function"]["name"], json.dumps(self.tool_arguments)
+
+    @staticmethod
+    def _usage(payload: dict[str, Any], completion: int) -> dict[str, int]:
+        prompt = sum(len(str(m.get("content") or "").split()) for m in payload["messages"])
+        return {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion}
+
+    async def _completion(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
+                          payload: dict[str, Any]) -> None:
+        call = self._call(payload)
+        message: dict[str, Any] = {"role": "assistant", "content": self.reply}
+        finish = "stop"
+        if call is not None:
+            name, arguments = call
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_fake_1", "type": "function",
+                 "function": {"name": name, "arguments": arguments}}]}
+            finish = "tool_calls"
+        body = {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1753343279,
+                "model": payload["model"],
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": self._usage(payload, len(words(self.reply)))}
+        await self._whole(conn, stream, 200, json.dumps(body, ensure_ascii=False).encode())
+
+    async def _stream(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
+                      flavor: str, payload: dict[str, Any]) -> None:
+        model = payload["model"]
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                "created": 1753343279, "model": model}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None,
+                  **extra: Any) -> dict[str, Any]:
+            return {**base, "choices": [{"index": 0, "delta": delta,
+                                         "finish_reason": finish}], **extra}
+
+        deltas: list[dict[str, Any]] = [chunk({"role": "assistant", "content": ""})]
+        call = self._call(payload)
+        if call is None:
+            tokens = words(self.reply)
+            deltas.extend(chunk({"content": t}) for t in tokens)
+            finish = "stop"
+        else:
+            name, arguments = call
+            tokens = [arguments]
+            deltas.append(chunk({"tool_calls": [{"index": 0, "id": "call_fake_1",
+                                                 "type": "function",
+                                                 "function": {"name": name, "arguments": ""}}]}))
+            third = max(1, len(arguments) // 3)
+            for piece in (arguments[:third], arguments[third:2 * third], arguments[2 * third:]):
+                deltas.append(chunk({"tool_calls": [{"index": 0,
+                                                     "function": {"arguments": piece}}]}))
+            finish = "tool_calls"
+        usage = self._usage(payload, len(tokens))
+
+        out = bytearray()
+        if flavor == "openrouter":
+            out += _COMMENT + _COMMENT
+        for i, delta in enumerate(deltas):
+            out += _event(delta)
+            if flavor == "openrouter" and i % 2:
+                out += _COMMENT
+            if i == 1 and model in self.fail_midstream:
+                # providers.md §4.3: HTTP stays 200; an error chunk with finish_reason "error".
+                out += _event(chunk({"content": ""}, "error", error={
+                    "code": "server_error", "message": "Provider disconnected"}))
+                await self._send_stream(conn, stream, bytes(out))
+                return
+        if flavor == "kimi":  # providers.md §6.1: usage nested in the choice
+            end = chunk({}, finish)
+            end["choices"][0]["usage"] = usage
+            out += _event(end)
+        elif flavor == "opencode":
+            out += _event(chunk({}, finish, usage=usage))
+        else:
+            out += _event(chunk({}, finish)) + _event({**base, "choices": [], "usage": usage})
+        out += b"data: [DONE]\n\n"
+        if flavor == "opencode":  # providers.md §5.3: a cost chunk after [DONE]
+            out += _event({"choices": [], "cost": "0.00001234"})
+        await self._send_stream(conn, stream, bytes(out))
+
+    async def _send_stream(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
+                           body: bytes) -> None:
+        await self._head(conn, stream, 200, [("content-type", "text/event-stream")])
+        await self._chunk(conn, stream, body, awkward=True)
+        await self._send(conn, stream, h11.EndOfMessage())
