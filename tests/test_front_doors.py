@@ -16,8 +16,10 @@ client must see exactly the upstream's deltas, in order.
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -97,16 +99,21 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    # Each client gets the one shared TLS context: building a default one loads the CA
+    # bundle (~30 ms a client), which would be most of a test's time. chatd is plain HTTP
+    # on loopback; nothing else about the clients changes.
+
     def openai(self, token: str = TOKEN) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=token, max_retries=0,
-                                  timeout=10)
+        return openai.AsyncOpenAI(
+            base_url=f"{self.url}/v1", api_key=token, max_retries=0, timeout=10,
+            http_client=openai.DefaultAsyncHttpxClient(verify=tls()))
 
     def ollama(self) -> ollama.AsyncClient:
-        return ollama.AsyncClient(host=self.url, timeout=10,
+        return ollama.AsyncClient(host=self.url, timeout=10, verify=tls(),
                                   headers={"Authorization": f"Bearer {TOKEN}"})
 
     def http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, timeout=10)
+        return httpx.AsyncClient(base_url=self.url, timeout=10, verify=tls())
 
     def upstream_bodies(self, provider: str) -> list[dict[str, Any]]:
         """What the route's upstream received, oldest first."""
@@ -115,6 +122,11 @@ class Stack:
         if provider == "ollama_cloud":
             return self.cloud.requests
         return self.compat.bodies(provider)
+
+
+@functools.cache
+def tls() -> ssl.SSLContext:
+    return ssl.create_default_context()
 
 
 def free_port() -> int:
@@ -637,3 +649,26 @@ async def test_version_and_stream_content_types(tmp_path: Path) -> None:
     assert sse.text.endswith("data: [DONE]\n\n")
     assert ndjson.headers["content-type"] == "application/x-ndjson"
     assert json.loads(ndjson.text.splitlines()[-1])["done"] is True
+
+
+RETRY = [("busy:4b", 429, "7"), ("down:4b", 503, "3"), ("openrouter/vendor/busy", 429, "11")]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/chat", "/api/generate"])
+@pytest.mark.parametrize(("model", "status", "retry_after"), RETRY, ids=[r[0] for r in RETRY])
+async def test_retry_after_is_passed_on_by_both_doors(
+    tmp_path: Path, model: str, status: int, retry_after: str, path: str, stream: bool
+) -> None:
+    """SPEC §4: 429 and 503 keep the upstream's Retry-After (the ollama client hides
+    headers, so this is checked on the wire)."""
+    body: dict[str, Any] = {"model": model, "stream": stream}
+    body.update({"prompt": "hi"} if path == "/api/generate" else {"messages": MESSAGES})
+    async with stack(tmp_path, local_failures=FAILURES,
+                     compat_failures=COMPAT_FAILURES) as s, s.http() as client:
+        r = await client.post(path, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert (r.status_code, r.headers.get("retry-after")) == (status, retry_after)
+    assert r.headers["x-request-id"]
+    error = r.json()["error"]
+    message = error if path.startswith("/api/") else error["message"]
+    assert message == (FAILURES.get(model) or COMPAT_FAILURES[model.split("/", 1)[1]])[1]
