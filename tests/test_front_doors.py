@@ -672,3 +672,39 @@ async def test_retry_after_is_passed_on_by_both_doors(
     error = r.json()["error"]
     message = error if path.startswith("/api/") else error["message"]
     assert message == (FAILURES.get(model) or COMPAT_FAILURES[model.split("/", 1)[1]])[1]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize(("effort", "think"), [("low", "low"), ("none", False),
+                                               ("minimal", False), ("high", "high")])
+async def test_openai_sdk_reasoning_effort_becomes_think_and_thinking_comes_back(
+    tmp_path: Path, effort: str, think: object, stream: bool
+) -> None:
+    async with stack(tmp_path) as s, s.openai() as client:
+        if stream:
+            chunks = [c async for c in await client.chat.completions.create(
+                model="qwen3:4b", messages=MESSAGES, reasoning_effort=effort,
+                stream=True)]
+            deltas = [c.choices[0].delta for c in chunks if c.choices]
+            reasoning = "".join((d.model_extra or {}).get("reasoning_content") or ""
+                                for d in deltas)
+            content = "".join(d.content or "" for d in deltas)
+        else:
+            r = await client.chat.completions.create(
+                model="qwen3:4b", messages=MESSAGES, reasoning_effort=effort)
+            reasoning = (r.choices[0].message.model_extra or {}).get("reasoning_content") or ""
+            content = r.choices[0].message.content or ""
+    assert s.local.requests[-1]["think"] == think
+    assert reasoning == (s.local.thinking if think else "")
+    assert content == LOCAL_REPLY
+
+
+async def test_ollama_client_think_brings_thinking_back(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s, s.ollama() as client:
+        r = await client.chat(model="qwen3:4b", messages=MESSAGES, think=True)
+        parts = [p async for p in await client.chat(model="ollama/qwen3:4b",
+                                                    messages=MESSAGES, think="high",
+                                                    stream=True)]
+    assert (r.message.thinking, r.message.content) == (s.local.thinking, LOCAL_REPLY)
+    assert [p.message.thinking for p in parts if p.message.thinking] == [s.local.thinking]
+    assert [x["think"] for x in s.local.requests] == [True, "high"]
