@@ -4,8 +4,11 @@ Strategy: no framework. A request passes four explicit steps, each of which may 
 its own: the request id (a sane client ``x-request-id`` or a new one), client auth (every
 route but ``/healthz``), the route table (404 / 405 with ``Allow``), then the handler. The
 body is read with its limit enforced as it arrives. Every failure is a
-:class:`~chatproto.ChatError` rendered in SPEC §4's one shape; an exception of any other
-kind is a bug, logged and answered 500 only as a last resort.
+:class:`~chatproto.ChatError` rendered in SPEC §4's one shape, or in the shape of the API a
+path speaks (:attr:`ChatdApp.error_renderers`, by path or path prefix); an exception of any
+other kind is a bug, logged and answered 500 only as a last resort. The two front doors
+(:mod:`server.routes_openai`, :mod:`server.routes_ollama`) are route-table entries like
+the native routes, installed by the constructor.
 
 The response side is a small state machine (:class:`Responder`: REQUEST -> STREAMING ->
 CLOSED), so a handler can never send a second status line, and the last-resort handler
