@@ -16,7 +16,9 @@ Needs ``wrk`` and ``nginx`` (Debian packages). Traffic goes to 127.0.0.1 only, b
 
 ``--only chatd-h11`` measures a subset (the ceilings are always measured: every ratio needs
 them); ``--worker-class asyncio,trio`` adds ``-trio`` rows for chatd and the bare app;
-``--profile DIR`` records a py-spy profile of each chatd process during its c=50 runs.
+``--profile DIR`` records a py-spy profile of each chatd process during the c=50 runs.
+Every server is started first and the wrk runs are interleaved across them (see
+:func:`measure_all`), so a ratio compares runs made under the same background load.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -184,43 +187,62 @@ def wrk(url: str, body: str, connections: int, duration: int, tmp: Path) -> Resu
     return Result(rps, pct("50"), pct("99"))
 
 
-@contextlib.contextmanager
-def profiled(pid: int | None, name: str, args: argparse.Namespace) -> Iterator[None]:
-    """py-spy (raw folded stacks) on ``pid`` while the block runs, if ``--profile``."""
-    if pid is None or not args.profile:
-        yield
-        return
-    out = Path(args.profile) / f"{name}.txt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    spy = subprocess.Popen(
-        ["py-spy", "record", "-p", str(pid), "-d", str(args.duration * args.repeat + 2),
-         "-f", "raw", "-o", str(out), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    time.sleep(0.5)  # let py-spy attach before the load starts
-    try:
-        yield
-    finally:
-        spy.terminate()
+@dataclass
+class Target:
+    name: str
+    url: str
+    body: str
+    pid: int | None = None  # profiled with --profile (chatd rows)
+
+
+def profile_start(targets: list[Target], args: argparse.Namespace) -> list[subprocess.Popen[bytes]]:
+    """py-spy (raw folded stacks, busy samples only) on each chatd row, if ``--profile``."""
+    spies = []
+    for t in targets:
+        if t.pid is None or not args.profile:
+            continue
+        out = Path(args.profile) / f"{t.name}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        spies.append(subprocess.Popen(
+            ["py-spy", "record", "-p", str(t.pid), "-r", "250", "-f", "raw", "-o", str(out),
+             "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))
+        print(f"  profiling {t.name} into {out}", file=sys.stderr)
+    time.sleep(0.5 if spies else 0)  # let py-spy attach before the load starts
+    return spies
+
+
+def profile_stop(spies: list[subprocess.Popen[bytes]]) -> None:
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
+    for spy in spies:
         spy.wait()
-        print(f"  profile of {name}: {out}", file=sys.stderr)
 
 
-def measure(name: str, url: str, body: str, args: argparse.Namespace, tmp: Path,
-            table: dict[str, dict[int, Result]], pid: int | None = None) -> None:
-    wrk(url, body, 10, 1, tmp)  # warm up connections and caches
-    table[name] = {}
+def measure_all(targets: list[Target], args: argparse.Namespace, tmp: Path,
+                table: dict[str, dict[int, Result]]) -> None:
+    """Every target at c=1 then c=50, the repeats interleaved (A B C A B C ...) so that a
+    noisy neighbour slows every row alike instead of whichever ran at the wrong time."""
+    for t in targets:
+        wrk(t.url, t.body, 10, 1, tmp)  # warm up connections and caches
+        table[t.name] = {}
     for c in (1, 50):
-        with profiled(pid if c == 50 else None, name, args):
-            runs = [wrk(url, body, c, args.duration, tmp) for _ in range(args.repeat)]
-        table[name][c] = Result(
-            statistics.median(r.rps for r in runs),
-            statistics.median(r.p50_ms for r in runs),
-            statistics.median(r.p99_ms for r in runs),
-        )
-        r = table[name][c]
-        print(f"  {name:12} c={c:<3} {r.rps:9.0f} req/s  p50 {r.p50_ms:7.3f} ms  "
-              f"p99 {r.p99_ms:7.3f} ms", file=sys.stderr)
+        spies = profile_start(targets, args) if c == 50 else []
+        runs: dict[str, list[Result]] = {t.name: [] for t in targets}
+        for _ in range(args.repeat):
+            for t in targets:
+                runs[t.name].append(wrk(t.url, t.body, c, args.duration, tmp))
+        profile_stop(spies)
+        for t in targets:
+            rs = runs[t.name]
+            r = table[t.name][c] = Result(
+                statistics.median(x.rps for x in rs),
+                statistics.median(x.p50_ms for x in rs),
+                statistics.median(x.p99_ms for x in rs),
+            )
+            print(f"  {t.name:16} c={c:<3} {r.rps:9.0f} req/s  p50 {r.p50_ms:7.3f} ms  "
+                  f"p99 {r.p99_ms:7.3f} ms", file=sys.stderr)
 
 
 def chatd_config(tmp: Path, upstream: int) -> Path:
@@ -264,61 +286,66 @@ def main() -> None:
 
     table: dict[str, dict[int, Result]] = {}
     extra: dict[str, str] = {}
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
         tmp = Path(d)
-        with nginx_upstream(tmp) as up:
-            measure("upstream", f"http://127.0.0.1:{up}/api/chat", CHAT_BODY, args, tmp, table)
+        up = stack.enter_context(nginx_upstream(tmp))
+        targets = [Target("upstream", f"http://127.0.0.1:{up}/api/chat", CHAT_BODY)]
 
-            (tmp / "bare_app.py").write_text(BARE_APP)
+        (tmp / "bare_app.py").write_text(BARE_APP)
+        for wc in classes:
+            name = "hypercorn" + ("" if wc == "asyncio" else f"-{wc}")
+            if name != "hypercorn" and not wanted(name):
+                continue
+            port = free_port()
+            stack.enter_context(process(
+                [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
+                 "--worker-class", wc, "bare_app:app"], cwd=tmp))
+            wait_http(f"http://127.0.0.1:{port}/")
+            targets.append(Target(name, f"http://127.0.0.1:{port}/", CHAT_BODY))
+
+        cfg = chatd_config(tmp, up)
+        for transport in ("h11", "httpx"):
             for wc in classes:
-                name = "hypercorn" + ("" if wc == "asyncio" else f"-{wc}")
-                if name != "hypercorn" and not wanted(name):
+                name = f"chatd-{transport}" + ("" if wc == "asyncio" else f"-{wc}")
+                if not wanted(name):
                     continue
                 port = free_port()
-                with process([sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
-                              "--worker-class", wc, "bare_app:app"], cwd=tmp):
-                    wait_http(f"http://127.0.0.1:{port}/")
-                    measure(name, f"http://127.0.0.1:{port}/", CHAT_BODY, args, tmp, table)
+                cmd = [sys.executable, "-m", "server", "serve", "--config", str(cfg),
+                       "--bind", f"127.0.0.1:{port}", "--transport", transport,
+                       "--worker-class", wc]
+                env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+                launched = time.perf_counter()
+                proc = stack.enter_context(process(cmd, env=env))
+                wait_http(f"http://127.0.0.1:{port}/healthz")
+                ready = time.perf_counter() - launched
+                time.sleep(0.5)
+                extra[name] = (f"launch→serving {ready * 1000:.0f} ms, "
+                               f"idle RSS {rss_mb(proc.pid):.1f} MB")
+                targets.append(Target(name, f"http://127.0.0.1:{port}/v1/chat", CHAT_BODY,
+                                      pid=proc.pid))
 
-            cfg = chatd_config(tmp, up)
-            for transport in ("h11", "httpx"):
-                for wc in classes:
-                    name = f"chatd-{transport}" + ("" if wc == "asyncio" else f"-{wc}")
-                    if not wanted(name):
-                        continue
-                    port = free_port()
-                    cmd = [sys.executable, "-m", "server", "serve", "--config", str(cfg),
-                           "--bind", f"127.0.0.1:{port}", "--transport", transport,
-                           "--worker-class", wc]
-                    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-                    launched = time.perf_counter()
-                    with process(cmd, env=env) as proc:
-                        wait_http(f"http://127.0.0.1:{port}/healthz")
-                        ready = time.perf_counter() - launched
-                        time.sleep(0.5)
-                        idle = rss_mb(proc.pid)
-                        measure(name, f"http://127.0.0.1:{port}/v1/chat", CHAT_BODY, args,
-                                tmp, table, pid=proc.pid)
-                        extra[name] = (f"launch→serving {ready * 1000:.0f} ms, "
-                                       f"idle RSS {idle:.1f} MB, "
-                                       f"RSS after load {rss_mb(proc.pid):.1f} MB")
+        if args.litellm and wanted("litellm"):
+            py = litellm_python(args)
+            lcfg = tmp / "litellm.yaml"
+            lcfg.write_text(textwrap.dedent(f"""
+                model_list:
+                  - model_name: bench
+                    litellm_params:
+                      model: ollama_chat/qwen3:4b
+                      api_base: http://127.0.0.1:{up}
+            """))
+            port = free_port()
+            stack.enter_context(process(
+                [str(py), "-m", "litellm", "--config", str(lcfg), "--host", "127.0.0.1",
+                 "--port", str(port), "--num_workers", "1"]))
+            wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=120)
+            targets.append(Target("litellm", f"http://127.0.0.1:{port}/chat/completions",
+                                  OPENAI_BODY))
 
-            if args.litellm and wanted("litellm"):
-                py = litellm_python(args)
-                lcfg = tmp / "litellm.yaml"
-                lcfg.write_text(textwrap.dedent(f"""
-                    model_list:
-                      - model_name: bench
-                        litellm_params:
-                          model: ollama_chat/qwen3:4b
-                          api_base: http://127.0.0.1:{up}
-                """))
-                port = free_port()
-                with process([str(py), "-m", "litellm", "--config", str(lcfg), "--host",
-                              "127.0.0.1", "--port", str(port), "--num_workers", "1"]):
-                    wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=120)
-                    measure("litellm", f"http://127.0.0.1:{port}/chat/completions",
-                            OPENAI_BODY, args, tmp, table)
+        measure_all(targets, args, tmp, table)
+        for t in targets:
+            if t.pid is not None:
+                extra[t.name] += f", RSS after load {rss_mb(t.pid):.1f} MB"
 
     base_up, base_hc = table["upstream"], table["hypercorn"]
     print(f"\n{'config':16} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
