@@ -3,7 +3,8 @@
 Strategy: h11 does all the HTTP; this module only moves bytes and keeps a pool. A request is
 validated into an ``h11.Request`` before any I/O (so a bad header is ``invalid_request``, not a
 wasted connection), written in one ``send``, and the head is parsed with h11 while each
-socket read (64 KiB) runs under its own ``fail_after``. The body is then pulled by the
+socket read (64 KiB) runs under its own deadline (one cancel scope for the send and the
+head, moved before each read; a scope per body read). The body is then pulled by the
 caller one h11 ``Data`` event at a time, so chunks reach the caller as the network delivers
 them. anyio raises ``EndOfStream`` at EOF where h11 wants ``receive_data(b"")``: that
 translation happens once, in :meth:`_Exchange._fill`.
@@ -238,8 +239,9 @@ class H11Transport(Transport):
             self._ssl_context = context
         return self._ssl_context
 
-    async def _checkin(self, conn: _Connection) -> None:
-        """Pool ``conn`` if it finished a clean exchange and is wanted; else close it."""
+    def _checkin(self, conn: _Connection) -> bool:
+        """Pool ``conn`` if it finished a clean exchange and is wanted (True); False: the
+        caller closes it. Synchronous, so the common case costs no cancel scope."""
         state = conn.h11
         if (
             not self._closed
@@ -248,9 +250,8 @@ class H11Transport(Transport):
             and state.trailing_data == (b"", False)
         ):
             state.start_next_cycle()
-            if conn.pool.offer(conn):
-                return
-        await conn.aclose()
+            return conn.pool.offer(conn)
+        return False
 
 
 class _Waiter:
@@ -411,8 +412,8 @@ class _Exchange:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        with anyio.CancelScope(shield=True):
-            await self._transport._checkin(self._conn)
+        if not self._transport._checkin(self._conn):
+            await self._conn.aclose()  # shielded: it runs even when we are cancelled
 
     async def _send_and_receive_head(self, conn: _Connection, event: h11.Request) -> Response:
         state = conn.h11
@@ -424,25 +425,38 @@ class _Exchange:
             )
         else:
             data = state.send(event) + state.send(h11.EndOfMessage())
-        with map_exceptions(_HEAD_ERRORS, "sending the request"):
-            with anyio.fail_after(self._limit()):
+        # One cancel scope for the send and every read of the head, its deadline moved
+        # before each read: a fresh fail_after per operation cost more than the rest of
+        # this method. Nothing in here yields to the caller, so the scope wraps no user code.
+        what = "sending the request"
+        with anyio.CancelScope(deadline=self._read_deadline()) as scope:
+            with map_exceptions(_HEAD_ERRORS, what):
                 await conn.stream.send(data)
-        while True:
-            with map_exceptions(_HEAD_ERRORS, "reading the response head"):
-                head = state.next_event()
-            if head is h11.NEED_DATA:
-                await self._fill(conn, self._limit(), _HEAD_ERRORS, "awaiting the response")
-            elif isinstance(head, h11.Response):
-                headers = tuple((n.decode("ascii"), v.decode("latin-1")) for n, v in head.headers)
-                return Response(status=head.status_code, headers=headers, receive=self._receive)
-            elif not isinstance(head, h11.InformationalResponse):  # 1xx: wait for the real one
-                raise ChatError("upstream_unavailable", f"unexpected {head!r} before a response")
+            what = "awaiting the response"
+            while True:
+                with map_exceptions(_HEAD_ERRORS, "reading the response head"):
+                    head = state.next_event()
+                if head is h11.NEED_DATA:
+                    scope.deadline = self._read_deadline()
+                    await self._fill(conn, _HEAD_ERRORS, what)
+                elif isinstance(head, h11.Response):
+                    headers = tuple(
+                        (n.decode("ascii"), v.decode("latin-1")) for n, v in head.headers
+                    )
+                    return Response(status=head.status_code, headers=headers, receive=self._receive)
+                elif not isinstance(head, h11.InformationalResponse):  # 1xx: wait for more
+                    raise ChatError(
+                        "upstream_unavailable", f"unexpected {head!r} before a response"
+                    )
+        # Only our own deadline's cancellation is swallowed by the scope and lands here.
+        raise ChatError("upstream_timeout", f"{what}: timed out")
 
     async def _receive(self) -> bytes:
         """The next body chunk, ``b""`` at the end: ``Response``'s receive callable."""
         if self._done:
             return b""
-        state = self._conn.h11
+        conn = self._conn
+        state = conn.h11
         while True:
             with map_exceptions(_BODY_ERRORS, "reading the response body"):
                 event = state.next_event()
@@ -450,27 +464,32 @@ class _Exchange:
                 if event.data:
                     return bytes(event.data)  # h11 hands out a bytearray slice
             elif event is h11.NEED_DATA:
-                limit = self._timeouts.read if self._request.stream else self._limit()
-                await self._fill(self._conn, limit, _BODY_ERRORS, "reading the response body")
+                # A stream is policed by the idle limit alone (see Timeouts.total).
+                if self._request.stream:
+                    deadline = anyio.current_time() + self._timeouts.read
+                else:
+                    deadline = self._read_deadline()
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    await self._fill(conn, _BODY_ERRORS, "reading the response body")
+                if scope.cancelled_caught:
+                    raise ChatError("upstream_timeout", "reading the response body: timed out")
             else:  # EndOfMessage (then DONE/MUST_CLOSE: h11 has nothing more to say)
                 self._done = True
                 return b""
 
-    def _limit(self) -> float:
-        """Seconds the next read may take: the idle limit capped by the total deadline."""
-        return min(self._timeouts.read, self._deadline - anyio.current_time())
+    def _read_deadline(self) -> float:
+        """When the next read must be done: the idle limit capped by the total deadline."""
+        return min(anyio.current_time() + self._timeouts.read, self._deadline)
 
     @staticmethod
-    async def _fill(
-        conn: _Connection, limit: float, errors: ExceptionMap, what: str
-    ) -> None:
-        """One socket read into h11, EOF translated to ``receive_data(b"")``."""
+    async def _fill(conn: _Connection, errors: ExceptionMap, what: str) -> None:
+        """One socket read into h11, EOF translated to ``receive_data(b"")``. The caller
+        holds the cancel scope that bounds it."""
         with map_exceptions(errors, what):
-            with anyio.fail_after(limit):
-                try:
-                    data = await conn.stream.receive(RECEIVE_SIZE)
-                except anyio.EndOfStream:
-                    data = b""
+            try:
+                data = await conn.stream.receive(RECEIVE_SIZE)
+            except anyio.EndOfStream:
+                data = b""
         if data:
             conn.got_bytes = True
         elif not conn.got_bytes:
