@@ -517,28 +517,32 @@ class ChatdApp:
         async with service.open_stream(chat) as stream:
             await responder.start(200, NDJSON_TYPE, [(b"cache-control", b"no-cache")])
             try:
-                async for event in stream:
-                    if isinstance(event, TextDelta):
-                        line: dict[str, object] = {"content": event.text}
-                    elif isinstance(event, ThinkingDelta):
-                        line = {"thinking": event.text}
-                    elif isinstance(event, ToolCallDelta):
-                        line = {"tool_calls": [{
-                            "index": event.index, "id": event.id, "name": event.name,
-                            "arguments": event.arguments,
-                        }]}
-                    elif isinstance(event, StreamEnded):
-                        line = {
-                            "done": True,
-                            "finish_reason": event.finish_reason,
-                            "usage": _usage(event.usage),
-                            "latency_ms": stream.latency_ms,
-                            "provider": stream.route.provider,
-                            "upstream_model": stream.route.upstream_model,
-                        }
-                    else:  # pragma: no cover - the event set is closed
-                        continue
-                    await responder.body(dumps(line) + b"\n", more=True)
+                async for batch in stream.batches():
+                    lines = []
+                    for event in batch:
+                        if isinstance(event, TextDelta):
+                            line: dict[str, object] = {"content": event.text}
+                        elif isinstance(event, ThinkingDelta):
+                            line = {"thinking": event.text}
+                        elif isinstance(event, ToolCallDelta):
+                            line = {"tool_calls": [{
+                                "index": event.index, "id": event.id, "name": event.name,
+                                "arguments": event.arguments,
+                            }]}
+                        elif isinstance(event, StreamEnded):
+                            line = {
+                                "done": True,
+                                "finish_reason": event.finish_reason,
+                                "usage": _usage(event.usage),
+                                "latency_ms": stream.latency_ms,
+                                "provider": stream.route.provider,
+                                "upstream_model": stream.route.upstream_model,
+                            }
+                        else:  # pragma: no cover - the event set is closed
+                            continue
+                        lines.append(dumps(line))
+                    lines.append(b"")
+                    await responder.body(b"\n".join(lines), more=True)
             except ChatError as exc:
                 logger.info("stream from %s failed mid-way (request %s): %s %s",
                             exc.provider, responder.request_id, exc.type, exc.message)

@@ -101,19 +101,24 @@ class OllamaDoor:
         service: ChatService, chat: ChatRequest, renderer: StreamRenderer,
         responder: Responder, started: int,
     ) -> None:
-        """Each delta becomes one NDJSON write as soon as the service hands it over (tool
-        calls excepted: the renderer holds them for the line before the last, OL §1.5)."""
+        """What one upstream read produced becomes one NDJSON write as soon as the service
+        hands it over (tool calls excepted: the renderer holds them for the line before the
+        last, OL §1.5)."""
         async with service.open_stream(chat) as stream:
             await responder.start(200, NDJSON_CONTENT_TYPE)
             try:
-                async for event in stream:
-                    if type(event) is StreamEnded:
-                        data = renderer.end(
-                            event, total_duration_ns=time.perf_counter_ns() - started
+                async for batch in stream.batches():
+                    last = batch[-1]
+                    ended = type(last) is StreamEnded
+                    data = b"".join([renderer.event(ev) for ev in
+                                     (batch[:-1] if ended else batch)])
+                    if ended:
+                        assert isinstance(last, StreamEnded)
+                        data += renderer.end(
+                            last, total_duration_ns=time.perf_counter_ns() - started
                         )
                         await responder.body(data, more=False)
                         return
-                    data = renderer.event(event)
                     if data:
                         await responder.body(data, more=True)
             except ChatError as exc:

@@ -90,7 +90,8 @@ class OpenAIDoor:
         service: ChatService, chat: ChatRequest, renderer: CompletionStream,
         responder: Responder,
     ) -> None:
-        """Each event becomes one SSE write as soon as the service hands it over.
+        """What one upstream read produced becomes one SSE write as soon as the service
+        hands it over.
 
         The role chunk rides with the first event's bytes (one write, not two): it exists
         only to open the stream, and sending it alone would cost a write per stream.
@@ -99,9 +100,9 @@ class OpenAIDoor:
             await responder.start(200, SSE_CONTENT_TYPE, [(b"cache-control", b"no-cache")])
             pending = renderer.start()
             try:
-                async for event in stream:
-                    data = renderer.event(event)
-                    if type(event) is StreamEnded:
+                async for batch in stream.batches():
+                    data = b"".join([renderer.event(ev) for ev in batch])
+                    if type(batch[-1]) is StreamEnded:
                         await responder.body(pending + data, more=False)
                         return
                     await responder.body(pending + data, more=True)

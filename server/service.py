@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 
@@ -143,8 +143,40 @@ class ChatStream:
         return self
 
     async def __anext__(self) -> Event:
+        if not self._pending:
+            if self.ended is not None:
+                raise StopAsyncIteration
+            await self._fill()
+        event = self._pending.popleft()
+        if type(event) is StreamEnded:
+            self._end(event)
+        return event
+
+    def batches(self) -> _Batches:
+        """The events in batches: each batch is what one upstream read produced.
+
+        Relays render a batch into one write: an upstream read often holds several
+        chunks, and one ASGI send per event costs more than rendering the event.
+        A plain iterator, not an async generator, so leaving the loop early (at
+        StreamEnded) leaves nothing to finalise later.
+        """
+        return _Batches(self)
+
+    async def next_batch(self) -> list[Event]:
+        """Every event available now (at least one); StopAsyncIteration after the end."""
         if self.ended is not None:
             raise StopAsyncIteration
+        if not self._pending:
+            await self._fill()
+        batch = list(self._pending)
+        self._pending.clear()
+        last = batch[-1]
+        if type(last) is StreamEnded:
+            self._end(last)
+        return batch
+
+    async def _fill(self) -> None:
+        """Read the upstream until the parser has produced at least one event."""
         try:
             while not self._pending:
                 if self._eof:
@@ -162,13 +194,12 @@ class ChatStream:
         except ChatError as exc:
             self._record(error_type=_blame(exc, self._provider).type)
             raise
-        event = self._pending.popleft()
-        if isinstance(event, StreamEnded):
-            self.ended = event
-            elapsed = self._clock() - self._started
-            self.latency_ms = _ms(elapsed)
-            self._record(latency_s=elapsed)
-        return event
+
+    def _end(self, event: StreamEnded) -> None:
+        self.ended = event
+        elapsed = self._clock() - self._started
+        self.latency_ms = _ms(elapsed)
+        self._record(latency_s=elapsed)
 
     def _record(self, *, latency_s: float | None = None, error_type: str | None = None) -> None:
         if self._recorded:
@@ -186,6 +217,19 @@ class ChatStream:
         if not self._recorded:
             self._recorded = True
             self._telemetry.record_cancelled(self.provider)
+
+
+class _Batches:
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: ChatStream) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> _Batches:
+        return self
+
+    def __anext__(self) -> Awaitable[list[Event]]:
+        return self._stream.next_batch()
 
 
 class ChatService:
