@@ -266,10 +266,18 @@ class ChatService:
         self._connect_timeout = connect_timeout_secs
         self._clock = clock
         self._wall_clock = wall_clock
+        # Built once: the providers and timeouts are fixed for the service's life.
+        self._timeouts_by_name = {
+            name: self._timeouts(provider) for name, provider in self.providers.items()
+        }
 
     def routes(self, model: object) -> tuple[Route, ...]:
         """The fallback chain for ``model`` (SPEC §1); ChatError 400/404 if none."""
         return resolve(model, self.providers, self.tiers)
+
+    def _timeouts_for(self, name: str, provider: Provider) -> Timeouts:
+        cached = self._timeouts_by_name.get(name)
+        return cached if cached is not None else self._timeouts(provider)
 
     def _timeouts(self, provider: Provider) -> Timeouts:
         total = provider.timeout_secs if provider.timeout_secs is not None else self._timeout
@@ -282,7 +290,8 @@ class ChatService:
             ChatError: the request's own error, or the last route's failure.
         """
         routes = self.routes(request.model)
-        request = replace(request, stream=False)
+        if request.stream:  # dataclasses.replace is a measurable cost per call
+            request = replace(request, stream=False)
         for i, route in enumerate(routes):
             try:
                 return await self._call(route, request)
@@ -299,9 +308,10 @@ class ChatService:
         provider = self.providers[route.provider]
         codec = codec_for(provider.api)
         http = codec.build_request(request, route, provider)
+        timeouts = self._timeouts_for(route.provider, provider)
         started = self._clock()
         try:
-            async with self.transport.open(http, self._timeouts(provider)) as resp:
+            async with self.transport.open(http, timeouts) as resp:
                 if not 200 <= resp.status < 300:
                     body = await _error_body(resp)
                     raise codec.parse_error(
@@ -331,7 +341,8 @@ class ChatService:
                 been produced, so the caller can still answer with a status code.
         """
         routes = self.routes(request.model)
-        request = replace(request, stream=True)
+        if not request.stream:
+            request = replace(request, stream=True)
         async with AsyncExitStack() as outer:
             stream: ChatStream | None = None
             for i, route in enumerate(routes):
@@ -361,7 +372,7 @@ class ChatService:
         async with AsyncExitStack() as layer:
             try:
                 resp = await layer.enter_async_context(
-                    self.transport.open(http, self._timeouts(provider))
+                    self.transport.open(http, self._timeouts_for(route.provider, provider))
                 )
                 if not 200 <= resp.status < 300:
                     body = await _error_body(resp)
