@@ -580,7 +580,12 @@ class ChatdApp:
             except Exception as exc:  # re-raised below, outside the task group
                 failure = exc
             finally:
-                tg.cancel_scope.cancel()
+                # ASGI: "http.disconnect: sent to the application if receive is called
+                # after a response has been sent". So after a complete response the
+                # watcher ends by itself; cancelling it (a costly step of anyio's on
+                # asyncio) is needed only when no complete response went out.
+                if responder.state != "CLOSED":
+                    tg.cancel_scope.cancel()
         if failure is not None:
             raise failure
         if disconnected:

@@ -145,16 +145,22 @@ async def call(app: ChatdApp, method: str, path: str, body: bytes | list[bytes] 
         for i, p in enumerate(pieces)
     ]
 
+    complete = anyio.Event()
+
     async def receive() -> dict[str, Any]:
         if inbox:
             return inbox.pop(0)
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
+        # ASGI: "http.disconnect: sent to the application if receive is called after a
+        # response has been sent" (hypercorn and uvicorn both do).
+        await complete.wait()
+        return {"type": "http.disconnect"}
 
     sent: list[dict[str, Any]] = []
 
     async def send(message: Any) -> None:
         sent.append(dict(message))
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            complete.set()
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
