@@ -77,7 +77,7 @@ class HTTPXTransport(Transport):
         self,
         *,
         ssl_context: ssl.SSLContext | None = None,
-        max_connections: int = 100,
+        max_connections: int = 1024,
         max_keepalive_connections: int = 20,
         keepalive_expiry: float = 30.0,
         http2: bool = True,
