@@ -28,7 +28,6 @@ import hmac
 import logging
 import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -147,7 +146,7 @@ def _request_id(scope: Scope) -> str:
             text = ""
         if _REQUEST_ID.fullmatch(text):
             return text
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 ErrorRenderer = Callable[[ChatError], bytes]
@@ -490,7 +489,7 @@ class ChatdApp:
             result = await service.chat(chat)
             r = result.response
             out: dict[str, object] = {
-                "id": f"chat-{uuid.uuid4().hex}",
+                "id": f"chat-{os.urandom(16).hex()}",
                 "model": chat.model,
                 "provider": result.route.provider,
                 "upstream_model": result.route.upstream_model,

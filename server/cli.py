@@ -160,6 +160,26 @@ def _listen(bind: str) -> socket.socket:
     return sock
 
 
+def _raise_file_limit() -> None:
+    """Lift the soft open-file limit to the hard one.
+
+    Each streamed call holds two sockets (client and upstream), and the common soft limit
+    of 1,024 would refuse connections at about 500 concurrent streams.
+    """
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = 65536 if hard == resource.RLIM_INFINITY else hard
+        if target > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            except (ValueError, OSError) as exc:
+                logger.warning("could not raise the open-file limit from %d: %s", soft, exc)
+
+
 def _address(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -189,6 +209,7 @@ def _serve(args: argparse.Namespace, path: Path | None, config: Config) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
     _setup_logging()
+    _raise_file_limit()
     try:
         sock = _listen(bind)
     except OSError as exc:

@@ -18,8 +18,8 @@ the upstream call, also while the upstream has sent nothing yet.
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 from chatproto import ChatError, ChatRequest, StreamEnded
@@ -63,7 +63,7 @@ class OpenAIDoor:
         parsed = parse_request(await app.read_body(request))
         chat = parsed.chat
         service = app.service()
-        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        completion_id = f"chatcmpl-{os.urandom(16).hex()}"
         created = int(time.time())
         if chat.stream:
             renderer = CompletionStream(
