@@ -50,12 +50,21 @@ OLLAMA_ANSWER = json.dumps({
     "done": True, "done_reason": "stop", "total_duration": 1, "load_duration": 1,
     "prompt_eval_count": 12, "prompt_eval_duration": 1, "eval_count": 9, "eval_duration": 1,
 })
+OPENAI_ANSWER = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1795915781,
+    "model": "bench/model",
+    "choices": [{"index": 0, "finish_reason": "stop",
+                 "message": {"role": "assistant",
+                             "content": "Hello! How can I help you today?"}}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21},
+})
 CHAT_BODY = json.dumps({
     "model": "ollama/qwen3:4b",
     "messages": [{"role": "system", "content": "You are terse."},
                  {"role": "user", "content": "Say hello."}],
     "max_tokens": 10,
 })
+CHAT_BODY_OPENAI = CHAT_BODY.replace("ollama/qwen3:4b", "openrouter/bench/model")
 OPENAI_BODY = json.dumps({
     "model": "bench",
     "messages": [{"role": "system", "content": "You are terse."},
@@ -143,6 +152,10 @@ def nginx_upstream(tmp: Path) -> Iterator[int]:
                 location / {{
                     default_type application/json;
                     return 200 '{OLLAMA_ANSWER}';
+                }}
+                location /v1/chat/completions {{
+                    default_type application/json;
+                    return 200 '{OPENAI_ANSWER}';
                 }}
             }}
         }}
@@ -246,8 +259,11 @@ def measure_all(targets: list[Target], args: argparse.Namespace, tmp: Path,
 
 
 def chatd_config(tmp: Path, upstream: int) -> Path:
+    """Local Ollama and OpenRouter both pointed at nginx (OpenRouter's key comes from the
+    environment the chatd rows are started with)."""
     cfg = tmp / "lakehouse.toml"
-    cfg.write_text(f'[chatd]\nollama_url = "http://127.0.0.1:{upstream}"\n')
+    cfg.write_text(f'[chatd]\nollama_url = "http://127.0.0.1:{upstream}"\n'
+                   f'[chatd.providers.openrouter]\nbase_url = "http://127.0.0.1:{upstream}/v1"\n')
     return cfg
 
 
@@ -267,6 +283,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="wrk runs per cell (median)")
     ap.add_argument("--litellm", action="store_true", help="also measure the LiteLLM proxy")
     ap.add_argument("--litellm-venv", default="/tmp/chatd-bench-litellm")
+    ap.add_argument("--openai", action="store_true",
+                    help="also measure an OpenAI-family upstream (chatd via openrouter/, "
+                    "LiteLLM via openai/), both answered by the same nginx")
     ap.add_argument("--only", default="", metavar="NAMES",
                     help="comma-separated rows to measure besides the ceilings "
                     "(e.g. chatd-h11,chatd-h11-trio); default: all")
@@ -314,6 +333,7 @@ def main() -> None:
                        "--bind", f"127.0.0.1:{port}", "--transport", transport,
                        "--worker-class", wc]
                 env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+                env["OPENROUTER_API_KEY"] = "bench-key"
                 launched = time.perf_counter()
                 proc = stack.enter_context(process(cmd, env=env))
                 wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -323,6 +343,9 @@ def main() -> None:
                                f"idle RSS {rss_mb(proc.pid):.1f} MB")
                 targets.append(Target(name, f"http://127.0.0.1:{port}/v1/chat", CHAT_BODY,
                                       pid=proc.pid))
+                if args.openai:
+                    targets.append(Target(f"{name}-openai", f"http://127.0.0.1:{port}/v1/chat",
+                                          CHAT_BODY_OPENAI))
 
         if args.litellm and wanted("litellm"):
             py = litellm_python(args)
@@ -333,14 +356,28 @@ def main() -> None:
                     litellm_params:
                       model: ollama_chat/qwen3:4b
                       api_base: http://127.0.0.1:{up}
+                  - model_name: bench-openai
+                    litellm_params:
+                      model: openai/bench/model
+                      api_base: http://127.0.0.1:{up}/v1
+                      api_key: bench-key
             """))
             port = free_port()
-            stack.enter_context(process(
-                [str(py), "-m", "litellm", "--config", str(lcfg), "--host", "127.0.0.1",
-                 "--port", str(port), "--num_workers", "1"]))
+            # Its proxy refuses to start without a master key unless told this is local
+            # development, and fetches a cost map from the internet unless told not to.
+            lenv = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                    "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"}
+            proc = stack.enter_context(process(
+                [str(py.parent / "litellm"), "--config", str(lcfg), "--host", "127.0.0.1",
+                 "--port", str(port), "--num_workers", "1"], env=lenv))
             wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=120)
             targets.append(Target("litellm", f"http://127.0.0.1:{port}/chat/completions",
-                                  OPENAI_BODY))
+                                  OPENAI_BODY, pid=proc.pid))
+            extra["litellm"] = "1 worker, its default logging"
+            if args.openai:
+                targets.append(Target("litellm-openai",
+                                      f"http://127.0.0.1:{port}/chat/completions",
+                                      OPENAI_BODY.replace('"bench"', '"bench-openai"')))
 
         measure_all(targets, args, tmp, table)
         for t in targets:
@@ -353,7 +390,9 @@ def main() -> None:
     for name, row in table.items():
         for c, r in row.items():
             vs_hc = r.rps / base_hc[c].rps
-            vs_ll = f"{r.rps / table['litellm'][c].rps:9.1f}" if "litellm" in table else f"{'-':>9}"
+            # Against LiteLLM calling the same upstream family (Ollama, or OpenAI-style).
+            ll = table.get("litellm-openai" if name.endswith("-openai") else "litellm")
+            vs_ll = f"{r.rps / ll[c].rps:9.1f}" if ll else f"{'-':>9}"
             print(f"{name:16} {c:>3} {r.rps:9.0f} {r.p50_ms:8.3f} {r.p99_ms:8.3f} "
                   f"{vs_hc:11.2f} {vs_ll} {r.p50_ms - base_up[c].p50_ms:8.3f} "
                   f"{r.p50_ms - base_hc[c].p50_ms:8.3f}")
