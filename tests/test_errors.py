@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import calendar
+import datetime
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chatproto import ChatError, error_from_upstream, parse_retry_after
 from chatproto._errors import ERROR_STATUS
@@ -143,3 +148,19 @@ def test_unknown_type_is_a_bug_not_a_status() -> None:
 )
 def test_retryable_types(type_: str, retryable: bool) -> None:
     assert ChatError(type_, "m").retryable is retryable
+
+
+@given(st.datetimes(min_value=datetime.datetime(1970, 1, 1),
+                    max_value=datetime.datetime(9999, 12, 31)))
+def test_http_date_epoch_matches_the_calendar(when: datetime.datetime) -> None:
+    """The hand-written date arithmetic agrees with calendar.timegm on every date."""
+    raw = when.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    expected = calendar.timegm(when.replace(microsecond=0).timetuple())
+    assert parse_retry_after([("Retry-After", raw)], now=0.0) == max(0.0, float(expected))
+
+
+@pytest.mark.parametrize("raw", ["Sun, \u0660\u0666 Nov 1994 08:49:37 GMT",
+                                 "Sun, 06 Nov \u0661\u0669\u0669\u0664 08:49:37 GMT"],
+                         ids=["arabic-indic-day", "arabic-indic-year"])
+def test_http_date_digits_are_ascii(raw: str) -> None:
+    assert parse_retry_after([("Retry-After", raw)], now=0.0) is None
