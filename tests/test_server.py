@@ -2,28 +2,26 @@
 
 Two ways in, neither through httpx's ASGITransport (it buffers whole bodies):
 :func:`call` drives the app directly with our own ``receive``/``send``, for the
-table-driven cases; :func:`served` runs it under hypercorn on 127.0.0.1:0 (the worker class
-matching the test's anyio backend) for what needs a real connection: body limits on the
-wire, incremental streaming, client disconnects. Upstreams are ``MockTransport`` handlers
-that answer in each provider's real wire format, parsed by the real codecs.
-"""
+table-driven cases; :func:`chatd_served.served` runs it under hypercorn on 127.0.0.1:0
+(the worker class matching the test's anyio backend) for what needs a real connection:
+body limits on the wire, incremental streaming, client disconnects. Upstreams are
+``MockTransport`` handlers that answer in each provider's real wire format, parsed by the
+real codecs."""
 
 from __future__ import annotations
 
 import logging
 import math
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import anyio
 import httpx
 import orjson
 import pytest
-import sniffio
+from chatd_served import served
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -804,36 +802,6 @@ async def test_without_lifespan_chat_is_502_not_500() -> None:
 
 
 # --- over a real connection (hypercorn in-process) -----------------------------------------
-
-@asynccontextmanager
-async def served(app: ChatdApp) -> AsyncIterator[int]:
-    """Serve ``app`` with hypercorn on 127.0.0.1:0 under the running backend; yield the port.
-
-    The socket is bound and listening before hypercorn starts, so the port is known at once
-    and early connections wait in the backlog.
-    """
-    from hypercorn.config import Config as HypercornConfig
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    port = sock.getsockname()[1]
-    hc = HypercornConfig()
-    hc.bind = [f"fd://{sock.detach()}"]
-    hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.graceful_timeout = 1
-    if sniffio.current_async_library() == "trio":
-        from hypercorn.trio import serve
-    else:
-        from hypercorn.asyncio import serve  # type: ignore[assignment]
-    stop = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(partial(serve, app, hc, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-        try:
-            yield port
-        finally:
-            stop.set()
-
 
 async def raw_exchange(port: int, *parts: bytes) -> tuple[int, bytes]:
     """Send ``parts`` on a plain socket; return the response status and everything read."""
