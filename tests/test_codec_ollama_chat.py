@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from helpers import cut_at, cuts, every_split, feed, json_values, outcome
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ollama import _types as ollama_types
@@ -555,19 +556,7 @@ def test_parse_error_bounds_a_huge_body() -> None:
 
 
 def feed_all(chunks: list[bytes]) -> list[Event]:
-    parser = codec.stream_parser("ollama")
-    events: list[Event] = []
-    for chunk in chunks:
-        events += parser.feed(chunk)
-    events += parser.feed(b"")
-    return events
-
-
-def splits(data: bytes) -> list[list[bytes]]:
-    """Whole, byte by byte, and cut in two at every point."""
-    ways = [[data], [data[i : i + 1] for i in range(len(data))]]
-    ways += [[data[:i], data[i:]] for i in range(1, len(data))]
-    return ways
+    return feed(codec.stream_parser("ollama"), chunks)
 
 
 THINKING_EVENTS = [
@@ -633,17 +622,15 @@ STREAMS = [
 
 @pytest.mark.parametrize(("data", "expected"), STREAMS)
 def test_stream_at_every_split(data: bytes, expected: list[Event]) -> None:
-    for chunks in splits(data):
-        assert feed_all(chunks) == expected
+    for how, chunks in every_split(data):
+        assert feed_all(chunks) == expected, how
 
 
 @pytest.mark.parametrize(("data", "expected"), STREAMS)
 @settings(max_examples=50, deadline=None)
-@given(cuts=st.lists(st.integers(min_value=1), max_size=12))
-def test_stream_at_random_splits(data: bytes, expected: list[Event], cuts: list[int]) -> None:
-    points = sorted({c % len(data) for c in cuts} - {0})
-    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
-    assert feed_all(chunks) == expected
+@given(points=cuts())
+def test_stream_at_random_splits(data: bytes, expected: list[Event], points: list[int]) -> None:
+    assert feed_all(cut_at(data, points)) == expected
 
 
 LINE = b'{"message":{"role":"assistant","content":"Hi"},"done":false}\n'
@@ -709,7 +696,7 @@ MID_ERROR = b'{"error":"an error was encountered while running the model"}\n'
     ],
 )
 def test_stream_failures(data: bytes, error_type: str, message: str) -> None:
-    for chunks in splits(data) if data else [[]]:
+    for _, chunks in every_split(data):
         with pytest.raises(ChatError) as info:
             feed_all(chunks)
         err = info.value
@@ -735,13 +722,10 @@ def test_overlong_line_is_bad_upstream_response() -> None:
 
 
 def check_events_or_chat_error(chunks: list[bytes]) -> None:
-    parser = codec.stream_parser("ollama")
-    try:
-        for chunk in chunks:
-            for event in parser.feed(chunk):
-                assert isinstance(event, TextDelta | ThinkingDelta | ToolCallDelta | StreamEnded)
-        parser.feed(b"")
-    except ChatError as err:
+    events, err = outcome(codec.stream_parser("ollama"), chunks)
+    for event in events:
+        assert isinstance(event, TextDelta | ThinkingDelta | ToolCallDelta | StreamEnded)
+    if err is not None:
         assert err.status in (400, 502)
 
 
@@ -751,14 +735,7 @@ def test_random_bytes_give_events_or_chat_error(chunks: list[bytes]) -> None:
     check_events_or_chat_error(chunks)
 
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(st.sampled_from(["name", "arguments", "id", "function"]), inner)
-    ),
-    max_leaves=8,
-)
+JSON_VALUES = json_values(["name", "arguments", "id", "function"])
 KEYS = [
     "message",
     "content",

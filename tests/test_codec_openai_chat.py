@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from helpers import bytewise, cut_at, cuts, json_values, outcome, steps
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -622,17 +623,11 @@ Outcome = tuple[list[Event], tuple[str, int, int | None, str] | None]
 
 def run(chunks: list[bytes], name: str = "openrouter") -> Outcome:
     """Feed ``chunks`` then the end; the events, and the error (type, status, upstream, msg)."""
-    parser = codec.stream_parser(name)
-    events: list[Event] = []
-    try:
-        for chunk in chunks:
-            if chunk:
-                events.extend(parser.feed(chunk))
-        events.extend(parser.feed(b""))
-    except ChatError as err:
-        assert err.provider == name
-        return events, (err.type, err.status, err.upstream_status, err.message)
-    return events, None
+    events, err = outcome(codec.stream_parser(name), chunks)
+    if err is None:
+        return events, None
+    assert err.provider == name
+    return events, (err.type, err.status, err.upstream_status, err.message)
 
 
 def tool(index: int, id: str | None = None, name: str | None = None, arguments: str = "") -> Event:
@@ -711,7 +706,7 @@ def test_stream_whole_and_byte_by_byte(
     whole = run([data])
     assert whole[0] == (events if error is None else whole[0])
     check(whole, events, error)
-    check(run([data[i : i + 1] for i in range(len(data))]), events, error)
+    check(run(bytewise(data)), events, error)
 
 
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n"], ids=["lf", "crlf"])
@@ -726,14 +721,11 @@ def test_stream_every_split_point(
 
 @pytest.mark.parametrize(("filename", "events", "error"), STREAMS)
 @settings(max_examples=40, deadline=None)
-@given(cuts=st.lists(st.integers(min_value=0, max_value=4096), max_size=12))
+@given(points=cuts())
 def test_stream_random_splits(
-    filename: str, events: list[Event], error: Any, cuts: list[int]
+    filename: str, events: list[Event], error: Any, points: list[int]
 ) -> None:
-    data = fixture(filename)
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
-    check(run(pieces), events, error)
+    check(run(cut_at(fixture(filename), points)), events, error)
 
 
 @pytest.mark.parametrize(("filename", "events", "error"), STREAMS)
@@ -859,8 +851,8 @@ DONE = b"[DONE]"
 )
 def test_stream_cases(body: bytes, events: list[Event], error: Any) -> None:
     whole = run([body])
-    bytewise = run([body[i : i + 1] for i in range(len(body))])
-    for _, got_error in (whole, bytewise):
+    by_byte = run(bytewise(body))
+    for _, got_error in (whole, by_byte):
         if error is None:
             assert got_error is None
         else:
@@ -868,7 +860,7 @@ def test_stream_cases(body: bytes, events: list[Event], error: Any) -> None:
             assert got_error[:3] == error[:3]
             if error[3] is not None:
                 assert got_error[3] == error[3]
-    check(bytewise, events, None if error is None else bytewise[1])
+    check(by_byte, events, None if error is None else by_byte[1])
     if error is None:
         assert whole[0] == events
 
@@ -933,14 +925,8 @@ def well_typed(events: list[Event]) -> None:
 
 
 def feed_all(pieces: list[bytes]) -> None:
-    parser = codec.stream_parser("openrouter")
-    events: list[Event] = []
-    try:
-        for piece in pieces:
-            if piece:
-                events.extend(parser.feed(piece))
-        events.extend(parser.feed(b""))
-    except ChatError as err:
+    events, err = outcome(codec.stream_parser("openrouter"), pieces)
+    if err is not None:
         assert err.status in (400, 429, 502, 503)
     well_typed(events)
 
@@ -952,13 +938,12 @@ def test_random_bytes_give_events_or_chat_error(pieces: list[bytes]) -> None:
 
 
 JSON_LEAF = st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=4)
-JSON = st.recursive(
-    JSON_LEAF,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["content", "reasoning", "reasoning_content", "tool_calls", "index",
-                         "id", "function", "name", "arguments", "message", "code", "x"]),
-        inner, max_size=4),
+JSON = json_values(
+    ["content", "reasoning", "reasoning_content", "tool_calls", "index", "id", "function",
+     "name", "arguments", "message", "code", "x"],
+    leaves=JSON_LEAF,
     max_leaves=12,
+    max_size=4,
 )
 DELTA = st.dictionaries(
     st.sampled_from(["content", "reasoning", "reasoning_content", "tool_calls", "role"]),
@@ -986,4 +971,4 @@ def test_random_chunks_give_well_typed_events_or_chat_error(
     chunks: list[Any], done: bool, size: int
 ) -> None:
     body = sse(*chunks, *([DONE] if done else []))
-    feed_all([body[i : i + size] for i in range(0, len(body), size)])
+    feed_all(steps(body, size))

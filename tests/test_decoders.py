@@ -8,10 +8,11 @@ splits and random streams checked against a small, obviously correct reference p
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
+from helpers import bytewise, cut_at, cuts, every_split, feed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,29 +23,11 @@ T = TypeVar("T")
 # ------------------------------------------------------------------ helpers
 
 
-def run(decoder: LineDecoder | SSEDecoder, chunks: Iterable[bytes]) -> list[object]:
-    """Feed every non-empty chunk (``b""`` would mean end), then end of input."""
-    out: list[object] = []
-    for chunk in chunks:
-        if chunk:
-            out.extend(decoder.feed(chunk))
-    out.extend(decoder.feed(b""))
-    return out
-
-
-def splits(data: bytes) -> Iterator[tuple[str, list[bytes]]]:
-    """Whole, byte by byte, and every two-piece split."""
-    yield "whole", [data]
-    yield "bytewise", [data[i : i + 1] for i in range(len(data))]
-    for i in range(1, len(data)):
-        yield f"split@{i}", [data[:i], data[i:]]
-
-
 def assert_split_invariant(
     make: Callable[[], LineDecoder | SSEDecoder], data: bytes, expected: list[object]
 ) -> None:
-    for how, chunks in splits(data):
-        assert run(make(), chunks) == expected, how
+    for how, chunks in every_split(data):
+        assert feed(make(), chunks) == expected, how
 
 
 def ref_lines(data: bytes) -> list[bytes]:
@@ -146,7 +129,7 @@ def test_complete_line_over_the_bound_is_refused_however_it_arrives(how: str) ->
     chunks = {"whole": [data], "bytewise": [data[i : i + 1] for i in range(len(data))],
               "two-pieces": [data[:10], data[10:]]}[how]
     with pytest.raises(ChatError):
-        run(LineDecoder(max_line_bytes=8), chunks)
+        feed(LineDecoder(max_line_bytes=8), chunks)
 
 
 def test_lines_linear_time_on_a_long_line_fed_bytewise() -> None:
@@ -241,7 +224,7 @@ def test_sse_events_returned_as_they_complete() -> None:
 def test_sse_bound_is_bad_upstream_response(data: bytes, how: str) -> None:
     d = SSEDecoder(max_event_bytes=64, provider="kimi")
     with pytest.raises(ChatError) as info:
-        run(d, [data] if how == "whole" else [data[i : i + 1] for i in range(len(data))])
+        feed(d, [data] if how == "whole" else bytewise(data))
     err = info.value
     assert (err.type, err.status, err.provider) == ("bad_upstream_response", 502, "kimi")
 
@@ -249,15 +232,15 @@ def test_sse_bound_is_bad_upstream_response(data: bytes, how: str) -> None:
 @pytest.mark.parametrize("end", [b"\n", b"\r"], ids=["LF", "CR"])
 def test_sse_complete_event_over_the_bound_is_refused(end: bytes) -> None:
     data = (b"data: " + b"x" * 100 + b"\n\n").replace(b"\n", end)
-    for _how, chunks in splits(data):
+    for _how, chunks in every_split(data):
         with pytest.raises(ChatError):
-            run(SSEDecoder(max_event_bytes=64), chunks)
+            feed(SSEDecoder(max_event_bytes=64), chunks)
 
 
 def test_sse_bound_counts_one_event_not_the_stream() -> None:
     """Many small events add up to far more than the bound; each is fine on its own."""
     data = b"data: xxxxxxxx\n\n" * 100
-    assert run(SSEDecoder(max_event_bytes=64), [data]) == [ev(b"xxxxxxxx")] * 100
+    assert feed(SSEDecoder(max_event_bytes=64), [data]) == [ev(b"xxxxxxxx")] * 100
 
 
 def test_sse_linear_time_on_a_long_event_fed_bytewise() -> None:
@@ -296,23 +279,13 @@ def test_feed_after_end_is_runtime_error(
 
 # ------------------------------------------------------------------ properties
 
-def _chunked(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts}) if data else []
-    chunks, start = [], 0
-    for p in points:
-        chunks.append(data[start:p])
-        start = p
-    chunks.append(data[start:])
-    return [c for c in chunks if c]
-
-
 SSE_LINES = st.sampled_from(
     [b"data: x", b"data: {\"k\": \"\xc3\xa9\"}", b"data:", b"data", b"data:  sp", b"event: e",
      b"event:", b"id: 1", b"id", b"id: \x00", b": keep-alive", b":", b"retry: 9", b"foo: bar",
      b"", b"", b"data: [DONE]"]
 )
 LINE_ENDS = st.sampled_from([b"\n", b"\r\n", b"\r"])
-CUTS = st.lists(st.integers(min_value=0, max_value=4096), max_size=40)
+CUTS = cuts(40)
 
 
 @st.composite
@@ -324,13 +297,13 @@ def sse_streams(draw: st.DrawFn) -> bytes:
 @settings(max_examples=300, deadline=None)
 @given(data=sse_streams(), cuts=CUTS)
 def test_sse_random_streams_match_reference_at_random_splits(data: bytes, cuts: list[int]) -> None:
-    assert run(SSEDecoder(), _chunked(data, cuts)) == ref_sse(data)
+    assert feed(SSEDecoder(), cut_at(data, cuts)) == ref_sse(data)
 
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=600), cuts=CUTS)
 def test_sse_random_bytes_match_reference(data: bytes, cuts: list[int]) -> None:
-    assert run(SSEDecoder(), _chunked(data, cuts)) == ref_sse(data)
+    assert feed(SSEDecoder(), cut_at(data, cuts)) == ref_sse(data)
 
 
 @settings(max_examples=300, deadline=None)
@@ -343,13 +316,13 @@ def test_sse_random_bytes_match_reference(data: bytes, cuts: list[int]) -> None:
 def test_lines_random_streams_match_reference_at_random_splits(
     data: bytes, cuts: list[int]
 ) -> None:
-    assert run(LineDecoder(), _chunked(data, cuts)) == ref_lines(data)
+    assert feed(LineDecoder(), cut_at(data, cuts)) == ref_lines(data)
 
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=600), cuts=CUTS)
 def test_lines_random_bytes_match_reference(data: bytes, cuts: list[int]) -> None:
-    assert run(LineDecoder(), _chunked(data, cuts)) == ref_lines(data)
+    assert feed(LineDecoder(), cut_at(data, cuts)) == ref_lines(data)
 
 
 def _lines_or_chat_error(make: Callable[[], T], feed: Callable[[T, list[bytes]], object],
@@ -368,6 +341,6 @@ def test_random_bytes_give_output_or_chat_error_only(
     data: bytes, cuts: list[int], limit: int
 ) -> None:
     """With a tiny bound, anything may be refused, but only ever as a ChatError."""
-    chunks = _chunked(data, cuts)
-    _lines_or_chat_error(lambda: LineDecoder(max_line_bytes=limit), run, chunks)
-    _lines_or_chat_error(lambda: SSEDecoder(max_event_bytes=limit), run, chunks)
+    chunks = cut_at(data, cuts)
+    _lines_or_chat_error(lambda: LineDecoder(max_line_bytes=limit), feed, chunks)
+    _lines_or_chat_error(lambda: SSEDecoder(max_event_bytes=limit), feed, chunks)

@@ -13,6 +13,7 @@ import httpx
 import ollama
 import orjson
 import pytest
+from helpers import Feedable, feed, json_values, steps
 from hypothesis import given
 from hypothesis import strategies as st
 from ollama import _types as ot
@@ -252,15 +253,14 @@ def test_parse_generate_refuses(raw: bytes, fragment: str) -> None:
     assert fragment in info.value.message
 
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+JSON_VALUES = json_values(
+    ["role", "content", "tool_calls", "function", "name", "arguments", "images",
+     "num_predict", "stop", "seed", "temperature"],
+    leaves=st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=6)
     | st.sampled_from(["json", "user", "assistant", "tool", "high", ""]),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(
-        st.sampled_from(["role", "content", "tool_calls", "function", "name", "arguments",
-                         "images", "num_predict", "stop", "seed", "temperature"]),
-        children, max_size=4),
     max_leaves=12,
+    max_size=4,
 )
 FIELDS = ["model", "messages", "prompt", "system", "images", "options", "format", "think",
           "stream", "tools", "raw", "template", "context", "suffix", "keep_alive"]
@@ -424,15 +424,8 @@ def lines(raw: bytes) -> list[bytes]:
     return raw[:-1].split(b"\n")
 
 
-def feed_split(parser: Any, raw: bytes, step: int | None) -> list[Event]:
-    events: list[Event] = []
-    if step is None:
-        events += parser.feed(raw)
-    else:
-        for i in range(0, len(raw), step):
-            events += parser.feed(raw[i:i + step])
-    events += parser.feed(b"")
-    return events
+def feed_split(parser: Feedable[Event], raw: bytes, step: int | None) -> list[Event]:
+    return feed(parser, [raw] if step is None else steps(raw, step))
 
 
 def folded(events: Sequence[Event]) -> ChatResponse:

@@ -10,7 +10,7 @@ codec, which must read back exactly the events that were rendered.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +18,7 @@ import httpx2
 import openai
 import orjson
 import pytest
+from helpers import every_split, feed, json_values
 from hypothesis import given
 from hypothesis import strategies as st
 from openai.types import Model
@@ -315,14 +316,13 @@ def test_bad_request_is_400_naming_the_field(raw: bytes, fragment: str) -> None:
 FIELDS = ["model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
           "stop", "seed", "response_format", "reasoning_effort", "reasoning", "tools",
           "tool_choice", "stream", "stream_options", "n", "functions"]
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+JSON_VALUES = json_values(
+    ["role", "content", "type", "text", "image_url", "url", "effort", "enabled", "schema",
+     "json_schema", "tool_calls", "include_usage"],
+    leaves=st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
     | st.text(max_size=8) | st.sampled_from(["low", "none", "json_schema", "text", "user"]),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["role", "content", "type", "text", "image_url", "url", "effort",
-                         "enabled", "schema", "json_schema", "tool_calls", "include_usage"]),
-        inner, max_size=4),
     max_leaves=12,
+    max_size=4,
 )
 
 
@@ -486,13 +486,6 @@ def test_stream_chunks_are_openai_chunks(events: list[Event], include_usage: boo
         assert chunks[-1].choices[0].finish_reason == end.finish_reason
 
 
-def splits(raw: bytes) -> Iterator[list[bytes]]:
-    yield [raw]
-    yield [raw[i:i + 1] for i in range(len(raw))]
-    for i in range(1, len(raw), 7):
-        yield [raw[:i], raw[i:]]
-
-
 @pytest.mark.parametrize("include_usage", [True, False], ids=["usage", "no-usage"])
 @pytest.mark.parametrize("events", [s for s, _ in SCRIPTS], ids=[i for _, i in SCRIPTS])
 def test_stream_round_trips_through_chatds_openai_codec(
@@ -505,10 +498,8 @@ def test_stream_round_trips_through_chatds_openai_codec(
     assert isinstance(end, StreamEnded)
     if not include_usage:
         expected[-1] = replace(end, usage=None)
-    for pieces in splits(raw):
-        parser = codec_for("openai_chat").stream_parser("chatd")
-        got = [e for piece in pieces for e in parser.feed(piece)] + parser.feed(b"")
-        assert got == expected
+    for how, pieces in every_split(raw, stride=7):
+        assert feed(codec_for("openai_chat").stream_parser("chatd"), pieces) == expected, how
 
 
 @pytest.mark.parametrize("events", [s for s, _ in SCRIPTS], ids=[i for _, i in SCRIPTS])
