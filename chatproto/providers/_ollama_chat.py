@@ -25,7 +25,8 @@ Decisions, each with its reason:
   hang", LL ``ollama/chat/transformation.py``).
 - After the ``done: true`` line the parser returns no more events and ignores what
   follows: Ollama writes nothing after it (OL §1.5), and a complete answer is not thrown
-  away over trailing bytes a proxy may add.
+  away over trailing bytes a proxy may add (the loop shared with ``/api/generate``,
+  :class:`._ollama_common.NDJSONStream`).
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from typing import Any
 import orjson
 
 from .._codec import Codec
-from .._decoders import LineDecoder, dumps, loads
+from .._decoders import dumps, loads
 from .._errors import ChatError, Headers
-from .._events import Event, TextDelta, ThinkingDelta, ToolCallDelta
+from .._events import Event, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._types import ChatRequest, ChatResponse, HTTPRequest, Message, Provider, Route, ToolCall
 from . import _ollama_common as common
 
@@ -137,69 +138,47 @@ def _tool_calls(message: dict[str, Any], provider: str, start: int) -> list[tupl
     return [_tool_call(call, start + i, provider) for i, call in enumerate(raw)]
 
 
-class _ChatStream:
-    """Parses ``/api/chat`` NDJSON into events; see :class:`~chatproto.StreamParser`."""
+class _ChatStream(common.NDJSONStream):
+    """Parses ``/api/chat`` NDJSON into events: ``message.thinking``, ``message.content``,
+    ``message.tool_calls`` (OL §1.4); the loop is :class:`._ollama_common.NDJSONStream`."""
 
-    __slots__ = ("_done", "_lines", "_provider", "_tools")
+    __slots__ = ("_tools",)
 
     def __init__(self, provider: str) -> None:
-        self._provider = provider
-        self._lines = LineDecoder(provider=provider)
+        super().__init__(provider)
         self._tools = 0
         """Tool calls seen so far: the next call's index, and whether finish is tool_calls."""
-        self._done = False
 
-    def feed(self, data: bytes) -> list[Event]:
-        if self._done:
-            return []
-        out: list[Event] = []
-        for line in self._lines.feed(data):
-            try:
-                obj = _loads(line)
-            except _JSONDecodeError as exc:
-                raise common.malformed_line(self._provider, exc) from None
-            if type(obj) is not dict:
-                raise common.bad_response(self._provider, "a stream line that is not an object")
-            error = obj.get("error")
-            if error:
-                # "a line {"error": "..."}; HTTP status stays 200" (providers.md OL §1.5).
-                raise common.upstream_error_in_body(self._provider, error)
-            message = obj.get("message")
-            if message is not None:
-                if type(message) is not dict:
-                    raise common.bad_response(self._provider, "a non-object 'message'")
-                thinking = message.get("thinking")
-                if thinking is not None:
-                    if type(thinking) is not str:
-                        raise common.bad_response(self._provider, "a non-string 'thinking'")
-                    if thinking:
-                        out.append(ThinkingDelta(text=thinking))
-                text = message.get("content")
-                if text is not None:
-                    if type(text) is not str:
-                        raise common.bad_response(self._provider, "a non-string 'content'")
-                    if text:
-                        out.append(TextDelta(text=text))
-                if message.get("tool_calls"):
-                    # "Tool calls arrive as a complete tool_calls array inside a done:false
-                    # chunk, followed by a final done:true chunk" (providers.md OL §1.5):
-                    # one delta per whole call; the count survives until the done line.
-                    for call_id, name, arguments in _tool_calls(
-                        message, self._provider, self._tools
-                    ):
-                        out.append(
-                            ToolCallDelta(
-                                index=self._tools, id=call_id, name=name, arguments=arguments
-                            )
-                        )
-                        self._tools += 1
-            if obj.get("done") is True:
-                out.append(common.stream_ended(obj, self._provider, self._tools > 0))
-                self._done = True
-                return out
-        if not data:
-            raise common.eof_before_done(self._provider)
-        return out
+    def _deltas(self, obj: dict[str, Any], out: list[Event]) -> None:
+        message = obj.get("message")
+        if message is None:
+            return
+        if type(message) is not dict:
+            raise common.bad_response(self._provider, "a non-object 'message'")
+        thinking = message.get("thinking")
+        if thinking is not None:
+            if type(thinking) is not str:
+                raise common.bad_response(self._provider, "a non-string 'thinking'")
+            if thinking:
+                out.append(ThinkingDelta(text=thinking))
+        text = message.get("content")
+        if text is not None:
+            if type(text) is not str:
+                raise common.bad_response(self._provider, "a non-string 'content'")
+            if text:
+                out.append(TextDelta(text=text))
+        if message.get("tool_calls"):
+            # "Tool calls arrive as a complete tool_calls array inside a done:false
+            # chunk, followed by a final done:true chunk" (providers.md OL §1.5):
+            # one delta per whole call; the count survives until the done line.
+            for call_id, name, arguments in _tool_calls(message, self._provider, self._tools):
+                out.append(
+                    ToolCallDelta(index=self._tools, id=call_id, name=name, arguments=arguments)
+                )
+                self._tools += 1
+
+    def _ended(self, obj: dict[str, Any]) -> StreamEnded:
+        return common.stream_ended(obj, self._provider, self._tools > 0)
 
 
 class OllamaChatCodec:

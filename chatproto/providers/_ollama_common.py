@@ -5,22 +5,26 @@ Strategy: the two codecs differ only in where the conversation goes (``messages`
 ``response``). Everything else, the request knobs (``stream``, ``think``, ``format``,
 ``options``), the headers, the final ``done`` object, the ``{"error": "..."}`` bodies, is
 the same wire format (providers.md OL §1.2, §1.4, §1.7; ollama.com "acts as a remote Ollama
-host", OL ``cloud.mdx``) and lives here once. The per-line stream loops stay in each codec:
-they are the hot path, and one more call layer per chunk is measurable.
+host", OL ``cloud.mdx``) and lives here once, and so does the NDJSON stream loop
+(:class:`NDJSONStream`: decode a line, its error, its ``done``); each codec's parser only
+reads its own delta fields, in one method call per line (bench/core.py: within noise).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import orjson
 
+from .._decoders import LineDecoder
 from .._errors import ChatError, Headers, error_from_upstream
-from .._events import StreamEnded
+from .._events import Event, StreamEnded
 from .._types import ChatRequest, Provider, Usage
 
 __all__ = [
     "MAX_ERROR_MESSAGE",
+    "NDJSONStream",
     "bad_response",
     "body_error",
     "eof_before_done",
@@ -205,3 +209,60 @@ def stream_ended(obj: dict[str, Any], provider: str, tool_calls: bool) -> Stream
     return StreamEnded(
         finish_reason=finish_reason(obj, provider, tool_calls), usage=usage(obj, provider)
     )
+
+
+# --- the stream --------------------------------------------------------------------------
+
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+
+
+class NDJSONStream(ABC):
+    """The NDJSON loop of both endpoints; see :class:`~chatproto.StreamParser`.
+
+    Each line is decoded once with orjson; an ``error`` line raises, a ``done: true`` line
+    ends the stream with usage, and everything between is the subclass's
+    :meth:`_deltas`. After the ``done: true`` line no more events come and what follows is
+    ignored: Ollama writes nothing after it (OL §1.5), and a complete answer is not thrown
+    away over trailing bytes a proxy may add.
+    """
+
+    __slots__ = ("_done", "_lines", "_provider")
+
+    def __init__(self, provider: str) -> None:
+        self._provider = provider
+        self._lines = LineDecoder(provider=provider)
+        self._done = False
+
+    @abstractmethod
+    def _deltas(self, obj: dict[str, Any], out: list[Event]) -> None:
+        """Append the events of one stream object (not an error line) to ``out``."""
+
+    def _ended(self, obj: dict[str, Any]) -> StreamEnded:
+        """The event for the ``done: true`` line; finish is ``tool_calls`` only if the
+        subclass says it saw some."""
+        return stream_ended(obj, self._provider, False)
+
+    def feed(self, data: bytes) -> list[Event]:
+        if self._done:
+            return []
+        out: list[Event] = []
+        for line in self._lines.feed(data):
+            try:
+                obj = _loads(line)
+            except _JSONDecodeError as exc:
+                raise malformed_line(self._provider, exc) from None
+            if type(obj) is not dict:
+                raise bad_response(self._provider, "a stream line that is not an object")
+            error = obj.get("error")
+            if error:
+                # "a line {"error": "..."}; HTTP status stays 200" (providers.md OL §1.5).
+                raise upstream_error_in_body(self._provider, error)
+            self._deltas(obj, out)
+            if obj.get("done") is True:
+                out.append(self._ended(obj))
+                self._done = True
+                return out
+        if not data:
+            raise eof_before_done(self._provider)
+        return out

@@ -22,7 +22,8 @@ Decisions, each with its reason:
   successful empty answer.
 - Images of every message go to the top-level ``images`` in order: the endpoint has no
   per-turn images (OL §1.2).
-- After the ``done: true`` line the parser ignores what follows, as the chat codec does.
+- After the ``done: true`` line the parser ignores what follows, as the chat codec does:
+  both run the loop of :class:`._ollama_common.NDJSONStream`.
 """
 
 from __future__ import annotations
@@ -30,19 +31,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from .._codec import Codec
-from .._decoders import LineDecoder, dumps, loads
+from .._decoders import dumps, loads
 from .._errors import ChatError, Headers
 from .._events import Event, TextDelta, ThinkingDelta
 from .._types import ChatRequest, ChatResponse, HTTPRequest, Message, Provider, Route
 from . import _ollama_common as common
 
 __all__ = ["OllamaGenerateCodec", "codec", "flatten_messages"]
-
-_loads = orjson.loads
-_JSONDecodeError = orjson.JSONDecodeError
 
 _LABELS = {"user": "User", "assistant": "Assistant", "tool": "Tool result"}
 
@@ -98,50 +94,25 @@ def flatten_messages(messages: Sequence[Message]) -> tuple[str, str]:
     return system, "\n\n".join(parts)
 
 
-class _GenerateStream:
-    """Parses ``/api/generate`` NDJSON into events; see :class:`~chatproto.StreamParser`."""
+class _GenerateStream(common.NDJSONStream):
+    """Parses ``/api/generate`` NDJSON into events: top-level ``thinking`` and
+    ``response`` (OL §1.3, §1.4); the loop is :class:`._ollama_common.NDJSONStream`."""
 
-    __slots__ = ("_done", "_lines", "_provider")
+    __slots__ = ()
 
-    def __init__(self, provider: str) -> None:
-        self._provider = provider
-        self._lines = LineDecoder(provider=provider)
-        self._done = False
-
-    def feed(self, data: bytes) -> list[Event]:
-        if self._done:
-            return []
-        out: list[Event] = []
-        for line in self._lines.feed(data):
-            try:
-                obj = _loads(line)
-            except _JSONDecodeError as exc:
-                raise common.malformed_line(self._provider, exc) from None
-            if type(obj) is not dict:
-                raise common.bad_response(self._provider, "a stream line that is not an object")
-            error = obj.get("error")
-            if error:
-                # "a line {"error": "..."}; HTTP status stays 200" (providers.md OL §1.5).
-                raise common.upstream_error_in_body(self._provider, error)
-            thinking = obj.get("thinking")
-            if thinking is not None:
-                if type(thinking) is not str:
-                    raise common.bad_response(self._provider, "a non-string 'thinking'")
-                if thinking:
-                    out.append(ThinkingDelta(text=thinking))
-            text = obj.get("response")
-            if text is not None:
-                if type(text) is not str:
-                    raise common.bad_response(self._provider, "a non-string 'response'")
-                if text:
-                    out.append(TextDelta(text=text))
-            if obj.get("done") is True:
-                out.append(common.stream_ended(obj, self._provider, False))
-                self._done = True
-                return out
-        if not data:
-            raise common.eof_before_done(self._provider)
-        return out
+    def _deltas(self, obj: dict[str, Any], out: list[Event]) -> None:
+        thinking = obj.get("thinking")
+        if thinking is not None:
+            if type(thinking) is not str:
+                raise common.bad_response(self._provider, "a non-string 'thinking'")
+            if thinking:
+                out.append(ThinkingDelta(text=thinking))
+        text = obj.get("response")
+        if text is not None:
+            if type(text) is not str:
+                raise common.bad_response(self._provider, "a non-string 'response'")
+            if text:
+                out.append(TextDelta(text=text))
 
 
 class OllamaGenerateCodec:
