@@ -30,17 +30,17 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from _common import free_port, process, rss_mb, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,50 +87,6 @@ BARE_APP = textwrap.dedent(f"""
                     "headers": [(b"content-type", b"application/json")]}})
         await send({{"type": "http.response.body", "body": BODY}})
 """)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 30.0) -> float:
-    """Seconds until ``url`` answers 2xx; raises after ``timeout``."""
-    start = time.perf_counter()
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if 200 <= r.status < 300:
-                    return time.perf_counter() - start
-        except OSError:
-            pass
-        if time.perf_counter() - start > timeout:
-            raise RuntimeError(f"{url} did not come up in {timeout}s")
-        time.sleep(0.005)
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-@contextlib.contextmanager
-def process(cmd: list[str], env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextlib.contextmanager

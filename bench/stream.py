@@ -23,20 +23,12 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
+from _common import free_port, peak_rss_mb, process, wait_http
 
 # --------------------------------------------------------------------- the fake upstream
 
@@ -169,17 +161,6 @@ async def concurrent(port: int, streams: int, chunks: int, interval_ms: int
 
 # ------------------------------------------------------------------------------ driver
 
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"{url} did not come up")
-
-
 def wait_port(port: int, timeout: float = 30.0) -> None:
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
@@ -187,27 +168,6 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
             return
         time.sleep(0.02)
     raise RuntimeError(f"port {port} did not open")
-
-
-@contextlib.contextmanager
-def process(cmd: list[str], **kw: object) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            **kw)  # type: ignore[call-overload]
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def pct(values: list[float], q: float) -> float:
