@@ -284,15 +284,21 @@ def parse_messages(value: object, field: str = "messages") -> tuple[Message, ...
     return tuple(parse_message(item, f"{field}[{i}]") for i, item in enumerate(value))
 
 
-def parse_chat_object(obj: Mapping[str, object]) -> ChatRequest:
-    """Validate an already decoded native request object (SPEC §3)."""
+def parse_model(obj: Mapping[str, object]) -> str:
+    """``model`` must be present and a string; its emptiness and routing are
+    :func:`~chatproto._routing.resolve`'s (SPEC §1). Shared by every front door."""
     model = obj.get("model")
     if model is None:
         raise invalid("model is required")
     if not isinstance(model, str):
         raise invalid(f"model must be a string, not {json_type(model)}")
+    return model
+
+
+def parse_chat_object(obj: Mapping[str, object]) -> ChatRequest:
+    """Validate an already decoded native request object (SPEC §3)."""
     return ChatRequest(
-        model=model,
+        model=parse_model(obj),
         messages=parse_messages(obj.get("messages")),
         max_tokens=positive_int(obj.get("max_tokens"), "max_tokens"),
         temperature=number(obj.get("temperature"), "temperature"),

@@ -98,6 +98,7 @@ from chatproto._request import (
     number,
     parse_format,
     parse_message,
+    parse_model,
     parse_stop,
     parse_think,
     parse_tools,
@@ -164,16 +165,6 @@ def format_time(epoch_seconds: float) -> str:
 
 
 # --- requests ----------------------------------------------------------------------------
-
-
-def _model(obj: Mapping[str, object]) -> str:
-    """``model`` must be a string; emptiness and routing are :func:`resolve`'s (SPEC §1)."""
-    model = obj.get("model")
-    if model is None:
-        raise invalid("model is required")
-    if not isinstance(model, str):
-        raise invalid(f"model must be a string, not {json_type(model)}")
-    return model
 
 
 def _messages(value: object) -> tuple[Message, ...]:
@@ -254,7 +245,7 @@ def parse_chat(body: bytes) -> ChatRequest:
         ChatError: ``invalid_request`` (400), its message naming the offending field.
     """
     obj = decode_body(body)
-    model = _model(obj)
+    model = parse_model(obj)
     messages = _messages(obj.get("messages"))
     return _request(obj, model, messages, tools=parse_tools(obj.get("tools")))
 
@@ -291,7 +282,7 @@ def parse_generate(body: bytes) -> ChatRequest:
         ChatError: ``invalid_request`` (400), its message naming the offending field.
     """
     obj = decode_body(body)
-    model = _model(obj)
+    model = parse_model(obj)
     _refuse_generate_fields(obj)
     prompt = string(obj.get("prompt"), "prompt")
     system = string(obj.get("system"), "system")

@@ -75,6 +75,7 @@ from chatproto._request import (
     json_type,
     number,
     parse_message,
+    parse_model,
     parse_stop,
     parse_tool_choice,
     parse_tools,
@@ -139,11 +140,7 @@ def parse_request(body: bytes) -> OpenAIRequest:
         ChatError: ``invalid_request`` (400), its message naming the offending field.
     """
     obj = decode_body(body)
-    model = obj.get("model")
-    if model is None:
-        raise invalid("model is required")
-    if not isinstance(model, str):
-        raise invalid(f"model must be a string, not {json_type(model)}")
+    model = parse_model(obj)
     n = integer(obj.get("n"), "n")
     if n is not None and n != 1:
         raise invalid(f"n must be 1: chatd returns one choice, not {n}")
