@@ -210,7 +210,7 @@ def measure_all(targets: list[Target], args: argparse.Namespace, tmp: Path,
                 statistics.median(x.p50_ms for x in rs),
                 statistics.median(x.p99_ms for x in rs),
             )
-            print(f"  {t.name:16} c={c:<3} {r.rps:9.0f} req/s  p50 {r.p50_ms:7.3f} ms  "
+            print(f"  {t.name:23} c={c:<3} {r.rps:9.0f} req/s  p50 {r.p50_ms:7.3f} ms  "
                   f"p99 {r.p99_ms:7.3f} ms", file=sys.stderr)
 
 
@@ -341,22 +341,27 @@ def main() -> None:
                 extra[t.name] += f", RSS after load {rss_mb(t.pid):.1f} MB"
 
     base_up, base_hc = table["upstream"], table["hypercorn"]
-    print(f"\n{'config':16} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+    print(f"\n{'config':23} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'x hypercorn':>11} {'x litellm':>9} {'+p50 up':>8} {'+p50 hc':>8}")
     for name, row in table.items():
+        # Each row against the bare app on the same worker class (its own ceiling).
+        wc = next((w for w in classes if w != "asyncio" and f"-{w}" in name), "")
+        hc = table.get(f"hypercorn-{wc}", base_hc) if wc else base_hc
         for c, r in row.items():
-            vs_hc = r.rps / base_hc[c].rps
+            vs_hc = r.rps / hc[c].rps
             # Against LiteLLM calling the same upstream family (Ollama, or OpenAI-style).
             ll = table.get("litellm-openai" if name.endswith("-openai") else "litellm")
             vs_ll = f"{r.rps / ll[c].rps:9.1f}" if ll else f"{'-':>9}"
-            print(f"{name:16} {c:>3} {r.rps:9.0f} {r.p50_ms:8.3f} {r.p99_ms:8.3f} "
+            print(f"{name:23} {c:>3} {r.rps:9.0f} {r.p50_ms:8.3f} {r.p99_ms:8.3f} "
                   f"{vs_hc:11.2f} {vs_ll} {r.p50_ms - base_up[c].p50_ms:8.3f} "
-                  f"{r.p50_ms - base_hc[c].p50_ms:8.3f}")
+                  f"{r.p50_ms - hc[c].p50_ms:8.3f}")
     for name, text in extra.items():
         print(f"{name}: {text}")
-    print("\nx hypercorn: throughput over a bare hypercorn app (the serving ceiling); "
+    print("\nx hypercorn: throughput over a bare hypercorn app on the same worker class "
+          "(the serving ceiling); "
           "+p50 up / hc: median latency added over the upstream alone / over the bare "
           f"hypercorn app. Medians of {args.repeat} runs of {args.duration}s.")
+
 
 if __name__ == "__main__":
     main()
