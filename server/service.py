@@ -22,8 +22,8 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 
 import anyio
@@ -32,6 +32,7 @@ from chatproto import (
     ChatError,
     ChatRequest,
     ChatResponse,
+    Codec,
     Event,
     Provider,
     Route,
@@ -310,24 +311,11 @@ class ChatService:
         http = codec.build_request(request, route, provider)
         timeouts = self._timeouts_for(route.provider, provider)
         started = self._clock()
-        try:
+        with self._accounted(provider, started):
             async with self.transport.open(http, timeouts) as resp:
-                if not 200 <= resp.status < 300:
-                    body = await _error_body(resp)
-                    raise codec.parse_error(
-                        provider.name, resp.status, resp.headers, body, now=self._wall_clock()
-                    )
+                await self._raise_for_status(resp, codec, provider)
                 body = await resp.aread(MAX_RESPONSE_BYTES)
             response = codec.parse_response(provider.name, body)
-        except ChatError as exc:
-            _blame(exc, provider)
-            self.telemetry.record(
-                provider.name, latency_s=self._clock() - started, error_type=exc.type
-            )
-            raise
-        except anyio.get_cancelled_exc_class():
-            self.telemetry.record_cancelled(provider.name)
-            raise
         elapsed = self._clock() - started
         self.telemetry.record(provider.name, latency_s=elapsed, usage=response.usage)
         return ChatResult(route=route, response=response, latency_ms=_ms(elapsed))
@@ -370,15 +358,11 @@ class ChatService:
         http = codec.build_request(request, route, provider)
         started = self._clock()
         async with AsyncExitStack() as layer:
-            try:
+            with self._accounted(provider, started):
                 resp = await layer.enter_async_context(
                     self.transport.open(http, self._timeouts_for(route.provider, provider))
                 )
-                if not 200 <= resp.status < 300:
-                    body = await _error_body(resp)
-                    raise codec.parse_error(
-                        provider.name, resp.status, resp.headers, body, now=self._wall_clock()
-                    )
+                await self._raise_for_status(resp, codec, provider)
                 chunks = resp.aiter_bytes()
                 parser = codec.stream_parser(provider.name)
                 pending: list[Event] = []
@@ -393,15 +377,6 @@ class ChatService:
                     raise ChatError(
                         "bad_upstream_response", "upstream stream ended without any event"
                     )
-            except ChatError as exc:
-                _blame(exc, provider)
-                self.telemetry.record(
-                    provider.name, latency_s=self._clock() - started, error_type=exc.type
-                )
-                raise
-            except anyio.get_cancelled_exc_class():
-                self.telemetry.record_cancelled(provider.name)
-                raise
             stream = ChatStream(
                 route=route,
                 provider=provider,
@@ -416,6 +391,29 @@ class ChatService:
                 stream._eof = True
             outer.push_async_exit(layer.pop_all())
         return stream
+
+    @contextmanager
+    def _accounted(self, provider: Provider, started: float) -> Iterator[None]:
+        """Blame a failure on ``provider`` and count it; count a cancellation as such."""
+        try:
+            yield
+        except ChatError as exc:
+            _blame(exc, provider)
+            self.telemetry.record(
+                provider.name, latency_s=self._clock() - started, error_type=exc.type
+            )
+            raise
+        except anyio.get_cancelled_exc_class():
+            self.telemetry.record_cancelled(provider.name)
+            raise
+
+    async def _raise_for_status(self, resp: Response, codec: Codec, provider: Provider) -> None:
+        """A non-2xx answer becomes its SPEC §4 error, with the upstream's own message."""
+        if not 200 <= resp.status < 300:
+            body = await _error_body(resp)
+            raise codec.parse_error(
+                provider.name, resp.status, resp.headers, body, now=self._wall_clock()
+            )
 
 
 def retry_after_header(exc: ChatError) -> str | None:
