@@ -132,6 +132,17 @@ class OllamaDoor:
             # leave the response open if it ever is.
             await responder.body(b"", more=False)  # pragma: no cover
 
+    async def heartbeat(self, request: Request, responder: Responder) -> None:
+        """``GET /`` and ``HEAD /``: Ollama's liveness answer. Ollama's own client sends
+        ``HEAD /`` (its ``Heartbeat``) before most CLI commands, and Ollama answers 200
+        with the text "Ollama is running"; without it the CLI would not talk to chatd."""
+        if request.method == "HEAD":
+            await responder.start(200, b"text/plain; charset=utf-8",
+                                  [(b"content-length", str(len(HEARTBEAT)).encode())])
+            await responder.body(b"", more=False)
+        else:
+            await responder.whole(200, HEARTBEAT, b"text/plain; charset=utf-8")
+
     async def tags(self, request: Request, responder: Responder) -> None:
         """``GET /api/tags``: the local Ollama's models (when it answers in time), then
         chatd's tiers."""
@@ -176,6 +187,9 @@ class OllamaDoor:
         await responder.whole(200, render_version(), JSON_CONTENT_TYPE)
 
 
+HEARTBEAT = b"Ollama is running"
+
+
 def install(app: ChatdApp) -> OllamaDoor:
     """Add the Ollama-compatible routes, and Ollama's error shape under ``/api/``."""
     door = OllamaDoor(app)
@@ -183,5 +197,6 @@ def install(app: ChatdApp) -> OllamaDoor:
         app.routes[path] = {"POST": partial(door.answer, endpoint)}
     app.routes["/api/tags"] = {"GET": door.tags}
     app.routes["/api/version"] = {"GET": door.version}
+    app.routes["/"] = {"GET": door.heartbeat, "HEAD": door.heartbeat}
     app.error_renderers["/api/"] = render_error
     return door

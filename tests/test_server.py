@@ -274,6 +274,27 @@ async def test_routes_404_and_405(method: str, path: str, status: int, type_: st
     assert result.headers.get("allow") == allow
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize(("method", "body"), [("GET", b"Ollama is running"), ("HEAD", b"")])
+async def test_ollama_heartbeat_at_root(method: str, body: bytes) -> None:
+    """Ollama's client sends HEAD / before most commands; chatd answers as Ollama does."""
+    app, _ = make_app(never_called)
+    async with running(app):
+        result = await call(app, method, "/")
+    assert (result.status, result.body) == (200, body)
+    assert result.headers["content-length"] == "17"
+    assert result.headers["content-type"].startswith("text/plain")
+
+
+@pytest.mark.anyio
+async def test_root_refuses_other_methods() -> None:
+    app, _ = make_app(never_called)
+    async with running(app):
+        result = await call(app, "POST", "/")
+    assert_error(result, 405, "method_not_allowed")
+    assert result.headers["allow"] == "GET, HEAD"
+
+
 AUTH_CASES = [
     ("missing", (), 401),
     ("wrong-token", (("Authorization", "Bearer nope"),), 401),
