@@ -101,6 +101,11 @@ class ChatError(Exception):
         )
 
 
+#: The longest wait passed on, in seconds: one day. Rate limits and quota windows that
+#: matter here are minutes to hours; anything beyond a day is an upstream's nonsense.
+MAX_RETRY_AFTER = 86400.0
+
+
 def header_value(headers: Headers, name: str) -> str | None:
     """The first value of header ``name`` (case-insensitive), or None."""
     name = name.lower()
@@ -116,7 +121,9 @@ def parse_retry_after(headers: Headers, now: float) -> float | None:
     ``retry-after-ms`` is OpenAI's millisecond form and wins when present (the OpenAI SDK
     reads it first: openai-python ``_base_client.py``). ``Retry-After`` is RFC 9110 §10.2.3:
     ``delay-seconds / HTTP-date``. ``now`` is the caller's wall clock (epoch seconds), needed
-    only for the date form. Unparseable or negative values give None, never an error.
+    only for the date form. Unparseable or negative values give None, never an error;
+    a wait longer than :data:`MAX_RETRY_AFTER` is capped to it (400 digits of
+    delay-seconds are a float infinity, which no caller can round).
     """
     raw_ms = header_value(headers, "retry-after-ms")
     if raw_ms is not None:
@@ -125,15 +132,15 @@ def parse_retry_after(headers: Headers, now: float) -> float | None:
         except ValueError:
             ms = math.nan
         if math.isfinite(ms) and ms >= 0:
-            return ms / 1000.0
+            return min(ms / 1000.0, MAX_RETRY_AFTER)
     raw = header_value(headers, "retry-after")
     if raw is None:
         return None
     raw = raw.strip()
     if raw.isascii() and raw.isdigit():  # RFC 9110 delay-seconds: 1*DIGIT, ASCII only
-        return float(raw)
+        return min(float(raw), MAX_RETRY_AFTER)
     when = _parse_http_date(raw)
-    return None if when is None else max(0.0, when - now)
+    return None if when is None else min(max(0.0, when - now), MAX_RETRY_AFTER)
 
 
 _MONTHS = {m: i for i, m in enumerate(

@@ -506,9 +506,9 @@ def test_parse_response_failures(
 
 # --- parsing errors ----------------------------------------------------------------------
 
-NOW = 1_700_000_000.0
 DATE = "Wed, 21 Oct 2026 07:28:00 GMT"
 DATE_EPOCH = calendar.timegm((2026, 10, 21, 7, 28, 0, 0, 0, 0))
+NOW = DATE_EPOCH - 90.0  # a date 90 s ahead: under the one-day cap on waits
 OPENAI_429 = (b'{"error":{"message":"Rate limit reached for gpt-4.1 on tokens per min (TPM)",'
               b'"type":"tokens","param":null,"code":"rate_limit_exceeded"}}')
 OPENROUTER_400 = (b'{"error":{"message":"claude-sonnet-4-6 is not a valid model ID","code":400},'

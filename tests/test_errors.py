@@ -102,6 +102,9 @@ RETRY_AFTER = [
     ([("Retry-After", "\u0661\u0662")], 0.0, None, "arabic-indic-digits"),
     ([("Retry-After", "\u00b2")], 0.0, None, "superscript-digit"),
     ([("Retry-After", "Sun, 31 Feb 1994 08:49:37 GMT")], 0.0, None, "feb-31"),
+    ([("Retry-After", "9" * 400)], 0.0, 86400.0, "huge-seconds-capped-at-a-day"),
+    ([("retry-after-ms", "1e308")], 0.0, 86400.0, "huge-ms-capped-at-a-day"),
+    ([("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT")], 0.0, 86400.0, "far-date-capped"),
 ]
 
 @pytest.mark.parametrize(
@@ -156,7 +159,8 @@ def test_http_date_epoch_matches_the_calendar(when: datetime.datetime) -> None:
     """The hand-written date arithmetic agrees with calendar.timegm on every date."""
     raw = when.strftime("%a, %d %b %Y %H:%M:%S GMT")
     expected = calendar.timegm(when.replace(microsecond=0).timetuple())
-    assert parse_retry_after([("Retry-After", raw)], now=0.0) == max(0.0, float(expected))
+    # "now" 30 s before the date: the wait is exactly 30 s only if the epochs agree.
+    assert parse_retry_after([("Retry-After", raw)], now=expected - 30.0) == 30.0
 
 
 @pytest.mark.parametrize("raw", ["Sun, \u0660\u0666 Nov 1994 08:49:37 GMT",

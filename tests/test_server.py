@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from chatproto import ChatError, HTTPRequest
 from server.app import ChatdApp, create_app
-from server.config import load_config
+from server.config import ConfigError, load_config
 from transports import MockResponse, MockTransport
 
 KEY = "sk-kimi-SECRET-3c9e1f07aa-never-shown"
@@ -327,10 +327,10 @@ async def test_client_auth(headers: tuple[tuple[str, str], ...], status: int,
 
 
 @pytest.mark.anyio
-async def test_auth_off_when_token_variable_is_unset() -> None:
-    app, _ = make_app(never_called, extra='auth_token_env = "CHATD_TOKEN"\n')
-    async with running(app):
-        assert (await call(app, "GET", "/v1/chat/providers")).status == 200
+async def test_auth_token_variable_unset_refuses_to_start() -> None:
+    """Fail closed: no app is built, so nothing is served without the token."""
+    with pytest.raises(ConfigError, match="CHATD_TOKEN"):
+        make_app(never_called, extra='auth_token_env = "CHATD_TOKEN"\n')
 
 
 @pytest.mark.anyio
@@ -414,6 +414,17 @@ async def test_huge_error_page_keeps_its_status(upstream: int, status: int, type
     result, _ = await chat(handler, chat_body(stream=stream))
     assert_error(result, status, type_, provider="ollama", upstream_status=upstream)
     assert result.headers.get("retry-after") == "3"
+
+
+@pytest.mark.anyio
+async def test_absurd_retry_after_is_capped_not_a_500() -> None:
+    """400 digits of delay-seconds are a float infinity; it is passed on capped at a day."""
+    def handler(request: HTTPRequest) -> MockResponse:
+        return ollama_error(429, "slow down", [("Retry-After", "9" * 400)])
+
+    result, _ = await chat(handler, chat_body())
+    assert_error(result, 429, "rate_limited")
+    assert result.headers["retry-after"] == "86400"
 
 
 @pytest.mark.anyio
