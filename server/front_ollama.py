@@ -320,12 +320,23 @@ def _arguments(name: str, text: str) -> Any:
         value = _loads(text)
     except orjson.JSONDecodeError:
         value = None
-    if type(value) is not dict:
+    if type(value) is not dict or not _encodable(value):
         raise ChatError(
             "bad_upstream_response",
-            f"upstream tool call {name!r} has arguments that are not a JSON object",
+            f"upstream tool call {name!r} has arguments that are not a JSON object "
+            "chatd can re-encode",
         )
     return value
+
+
+def _encodable(value: object) -> bool:
+    """Whether orjson can write ``value``: it reads 1,024 levels of nesting but writes
+    only 254, and these values came from an upstream."""
+    try:
+        _dumps(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _call_json(index: int, call_id: str | None, name: str, arguments: str) -> dict[str, Any]:
@@ -607,7 +618,8 @@ def parse_tags(body: bytes) -> tuple[dict[str, Any], ...]:
     models = obj.get("models") if isinstance(obj, dict) else None
     if not isinstance(models, list):
         return ()
-    return tuple(m for m in models if isinstance(m, dict) and isinstance(m.get("name"), str))
+    return tuple(m for m in models
+                 if isinstance(m, dict) and isinstance(m.get("name"), str) and _encodable(m))
 
 
 def _tier_entry(name: str, modified_at: str) -> dict[str, Any]:

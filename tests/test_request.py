@@ -35,6 +35,13 @@ def msgs(*messages: object) -> bytes:
     return body(messages=list(messages))
 
 
+def _nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
 BAD = [
     # the body itself
     (b"", "body is empty", "empty-body"),
@@ -135,6 +142,10 @@ BAD = [
     (body(tools=["f"]), "tools[0] must be an object", "tools-item-string"),
     (body(tool_choice=1), "tool_choice must be a string or an object", "tool-choice-int"),
     (body(tool_choice=["auto"]), "tool_choice must be a string or an object", "tool-choice-list"),
+    # orjson reads 1,024 levels but writes only 254: a deeper value must be refused here,
+    # not fail later when the codec re-encodes it (that was a 500).
+    (body(format=_nested(300)), "nests deeper than 64 levels", "format-nested-300"),
+    (body(tools=[_nested(70)]), "nests deeper than 64 levels", "tools-nested-70"),
 ]
 
 

@@ -118,7 +118,11 @@ def _tool_call(raw: object, index: int, provider: str) -> tuple[str, str, str]:
     if arguments is None:
         text = "{}"
     elif type(arguments) is dict:
-        text = dumps(arguments).decode()
+        try:
+            text = dumps(arguments).decode()
+        except TypeError:  # orjson writes 254 levels of nesting; it read up to 1,024
+            raise common.bad_response(provider, "tool call arguments nested too deeply") \
+                from None
     else:
         raise common.bad_response(provider, "tool call arguments that are not an object")
     call_id = raw.get("id")

@@ -119,8 +119,12 @@ def eof_before_done(provider: str) -> ChatError:
 
 
 def _error_text(value: object) -> str:
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return text[:MAX_ERROR_MESSAGE]
+    if isinstance(value, str):
+        return value[:MAX_ERROR_MESSAGE]
+    try:
+        return orjson.dumps(value).decode()[:MAX_ERROR_MESSAGE]
+    except TypeError:  # orjson writes 254 levels of nesting; it read up to 1,024
+        return "(an error object nested too deeply to show)"
 
 
 def upstream_error_in_body(provider: str, error: object) -> ChatError:

@@ -520,7 +520,10 @@ def _error_message(body: bytes) -> str:
                 source = metadata.get("provider_name")
                 raw = metadata.get("raw")
                 if raw is not None and not isinstance(raw, str):
-                    raw = dumps(raw).decode()
+                    try:
+                        raw = dumps(raw).decode()
+                    except TypeError:  # orjson writes 254 levels; it read up to 1,024
+                        raw = None
                 detail = ": ".join(s for s in (source, raw) if isinstance(s, str) and s)
                 if detail:
                     message = f"{message} ({detail})" if message else detail

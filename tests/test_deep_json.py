@@ -1,0 +1,56 @@
+"""JSON that orjson reads but cannot write: 255 to 1,024 levels of nesting.
+
+orjson decodes up to 1,024 levels and encodes only 254, raising TypeError past that. Each
+place that re-encodes a decoded value must turn that into a clear error, never a 500.
+Client bodies are refused at decode time (tests/test_request.py); these are the values
+that come from an upstream.
+"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from chatproto import ChatError, ChatResponse, ToolCall, codec_for
+from server.front_ollama import parse_tags, render_chat
+
+
+def test_ollama_tool_call_arguments_too_deep_are_bad_upstream_response() -> None:
+    body = orjson.dumps({"model": "m", "message": {"role": "assistant", "content": "",
+                         "tool_calls": [{"function": {"name": "f", "arguments": {}}}]},
+                         "done": True, "done_reason": "stop"})
+    body = body.replace(b'"arguments":{}', b'"arguments":' + b'{"a":' * 300 + b"1" + b"}" * 300)
+    with pytest.raises(ChatError) as info:
+        codec_for("ollama_chat").parse_response("ollama", body)
+    assert (info.value.type, info.value.status) == ("bad_upstream_response", 502)
+
+
+def test_ollama_error_object_too_deep_keeps_its_status() -> None:
+    body = b'{"error":' + b'{"a":' * 300 + b"1" + b"}" * 300 + b"}"
+    err = codec_for("ollama_chat").parse_error("ollama", 429, [], body, now=0.0)
+    assert (err.type, err.status) == ("rate_limited", 429)
+    assert "nested too deeply" in err.message
+
+
+def test_openrouter_metadata_raw_too_deep_is_left_out() -> None:
+    raw = b'{"a":' * 300 + b"1" + b"}" * 300
+    body = (b'{"error":{"code":502,"message":"Provider returned error","metadata":'
+            b'{"provider_name":"Groq","raw":' + raw + b"}}}")
+    err = codec_for("openai_chat").parse_error("openrouter", 502, [], body, now=0.0)
+    assert (err.type, err.status) == ("upstream_error", 502)
+    assert err.message == "Provider returned error (Groq)"
+
+
+def test_ollama_front_door_refuses_tool_arguments_it_cannot_re_encode() -> None:
+    arguments = '{"a":' * 300 + "1" + "}" * 300
+    resp = ChatResponse(content="", finish_reason="tool_calls",
+                        tool_calls=(ToolCall(id="c", name="f", arguments=arguments),))
+    with pytest.raises(ChatError) as info:
+        render_chat(resp, model="m", created_at="2026-01-01T00:00:00Z", total_duration_ns=1)
+    assert (info.value.type, info.value.status) == ("bad_upstream_response", 502)
+
+
+def test_tags_entry_too_deep_is_dropped() -> None:
+    deep = b'{"a":' * 300 + b"1" + b"}" * 300
+    body = b'{"models":[{"name":"ok"},{"name":"deep","details":' + deep + b"}]}"
+    assert [m["name"] for m in parse_tags(body)] == ["ok"]
