@@ -39,6 +39,7 @@ from .config import (
     read_config,
     register_providers,
     registered,
+    resolve_auth_token,
 )
 
 if TYPE_CHECKING:
@@ -208,6 +209,9 @@ def _serve(args: argparse.Namespace, path: Path | None, config: Config) -> int:
         raise ConfigError(f"--bind: {exc}") from None
     if args.workers < 1:
         raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
+    # Before listening: a named but unset client token is a config error (fail closed),
+    # and with several workers it would otherwise surface only inside each worker.
+    resolve_auth_token(config, os.environ)
     _setup_logging()
     _raise_file_limit()
     try:

@@ -225,10 +225,11 @@ def parse_bind(text: str) -> tuple[str, int]:
     return (m.group("v6") or m.group("host")), port
 
 
-# RFC 9110 §5.1 field-name is a token; §5.5 field values must not carry CR, LF or NUL
-# (checked so a config value can never inject a second header line).
+# RFC 9110 §5.1 field-name is a token; §5.5 field-value is visible characters, spaces and
+# tabs. obs-text (bytes 0x80-0xFF) is left out: the transports send header text as ASCII.
+# Checked here so a bad value is a startup error naming the key, not a 400 on every call.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(r"[\r\n\x00]")
+_FIELD_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?|")
 
 
 def _headers(key: str, value: object) -> tuple[tuple[str, str], ...]:
@@ -241,8 +242,10 @@ def _headers(key: str, value: object) -> tuple[tuple[str, str], ...]:
         if name.lower() in ("host", "content-length", "transfer-encoding", "authorization"):
             raise ConfigError(f"{where}: chatd sets this header itself")
         text = _string(where, item)
-        if _BAD_VALUE.search(text):
-            raise ConfigError(f"{where}: header values must not contain CR, LF or NUL")
+        if not _FIELD_VALUE.fullmatch(text):
+            raise ConfigError(
+                f"{where}: header values are visible ASCII characters, spaces and tabs"
+            )
         out.append((name, text))
     return tuple(out)
 
@@ -417,13 +420,18 @@ def _resolve_key(pc: ProviderConfig, environ: Mapping[str, str]) -> tuple[str | 
         return None, "no key_env is configured"
     value = environ.get(pc.key_env, "").strip()
     if value:
-        return value, f"env {pc.key_env}"
-    if not pc.key_file:
+        key, source = value, f"env {pc.key_env}"
+    elif not pc.key_file:
         return None, f"{pc.key_env} is unset and no key_file is configured"
-    key, why = _read_key_file(pc.key_file, pc.key_env)
-    if key is None:
-        return None, f"{pc.key_env} is unset and {why}"
-    return key, why
+    else:
+        found, why = _read_key_file(pc.key_file, pc.key_env)
+        if found is None:
+            return None, f"{pc.key_env} is unset and {why}"
+        key, source = found, why
+    if not _FIELD_VALUE.fullmatch(key):
+        # It goes into an Authorization header; every call would fail as a bad request.
+        return None, f"the key from {source} has characters an HTTP header cannot carry"
+    return key, source
 
 
 def register_providers(
@@ -477,8 +485,10 @@ def resolve_auth_token(config: Config, environ: Mapping[str, str]) -> Secret | N
         return None
     value = environ.get(name, "").strip()
     if not value:
-        logger.warning(
-            "chatd.auth_token_env names %s, which is unset or empty: client auth is OFF", name
+        # Fail closed: a variable lost from a service unit must not open the router (and
+        # the keys behind it) to every client.
+        raise ConfigError(
+            f"chatd.auth_token_env names {name}, which is unset or empty; set it, or set "
+            'auth_token_env = "" to serve without client auth'
         )
-        return None
     return Secret(value)

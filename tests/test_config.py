@@ -137,7 +137,14 @@ BAD = [
     ("header-name", '[chatd.providers.kimi.headers]\n"bad name" = "v"',
      "chatd.providers.kimi.headers.bad name: not a valid HTTP header name"),
     ("header-injection", '[chatd.providers.kimi.headers]\nX-A = "v\\r\\nX-B: w"',
-     "chatd.providers.kimi.headers.X-A: header values must not contain CR, LF or NUL"),
+     "chatd.providers.kimi.headers.X-A: header values are visible ASCII characters, "
+     "spaces and tabs"),
+    ("header-non-ascii", '[chatd.providers.kimi.headers]\nUser-Agent = "agent/\u00e9"',
+     "chatd.providers.kimi.headers.User-Agent: header values are visible ASCII characters, "
+     "spaces and tabs"),
+    ("header-nul", '[chatd.providers.kimi.headers]\nX-A = "a\\u0000b"',
+     "chatd.providers.kimi.headers.X-A: header values are visible ASCII characters, "
+     "spaces and tabs"),
     ("header-authorization", '[chatd.providers.kimi.headers]\nAuthorization = "Bearer x"',
      "chatd.providers.kimi.headers.Authorization: chatd sets this header itself"),
     ("ollama-base-url", "[chatd.providers.ollama]\nbase_url = 'http://x'",
@@ -295,6 +302,15 @@ def test_no_key_env_or_file_configured() -> None:
     )
 
 
+@pytest.mark.parametrize("key", ["sk-\u00e9t\u00e9", "sk-a\x01b"], ids=["non-ascii", "control"])
+def test_key_an_http_header_cannot_carry_is_not_registered(key: str) -> None:
+    """Every call would otherwise fail as a bad request; the reason never shows the key."""
+    registered_, why = _kimi("", {"KIMI_API_KEY": key})
+    assert not registered_
+    assert why == "the key from env KIMI_API_KEY has characters an HTTP header cannot carry"
+    assert key not in why
+
+
 def test_registration_defaults_dev_mode() -> None:
     config = load_config(
         "\n".join(
@@ -338,11 +354,12 @@ def test_key_never_in_repr_or_logs(tmp_path: Path, caplog: pytest.LogCaptureFixt
     assert all(KEY not in r.source for r in regs)
 
 
-def test_auth_token(caplog: pytest.LogCaptureFixture) -> None:
+def test_auth_token() -> None:
     assert resolve_auth_token(DEFAULT_CONFIG, {"X": "y"}) is None
     config = load_config('[chatd]\nauth_token_env = "CHATD_TOKEN"')
     token = resolve_auth_token(config, {"CHATD_TOKEN": KEY})
     assert token is not None and token.reveal() == KEY and KEY not in repr(token)
-    with caplog.at_level(logging.WARNING, logger="chatd.config"):
-        assert resolve_auth_token(config, {}) is None
-    assert "CHATD_TOKEN" in caplog.text and "OFF" in caplog.text
+    # Fail closed: a named but missing token variable is a startup error, not open doors.
+    for environ in ({}, {"CHATD_TOKEN": "  "}):
+        with pytest.raises(ConfigError, match="CHATD_TOKEN, which is unset or empty"):
+            resolve_auth_token(config, environ)
