@@ -85,6 +85,23 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 1)
 
 
+def _mask(message: str, key: str) -> str:
+    """``message`` with ``key`` masked; the same object back when there is nothing to mask.
+
+    Codecs clip long upstream messages, which can cut a quoted key short; so a message
+    that ends with the key's first four or more characters (before a clip's ellipsis) is
+    masked from there too.
+    """
+    if not key:
+        return message
+    out = message.replace(key, "***") if key in message else message
+    body = out.removesuffix("…")
+    for n in range(min(len(key) - 1, len(body)), 3, -1):
+        if body.endswith(key[:n]):
+            return body[:-n] + "***" + out[len(body):]
+    return out
+
+
 def _blame(exc: ChatError, provider: Provider) -> ChatError:
     """Fill in whom to blame (transports raise with ``provider=None``) and scrub the key.
 
@@ -96,10 +113,10 @@ def _blame(exc: ChatError, provider: Provider) -> ChatError:
     if exc.provider is None:
         exc.provider = provider.name
     if provider.key is not None:
-        key = provider.key.reveal()
-        if key and key in exc.message:
-            exc.message = exc.message.replace(key, "***")
-            exc.args = (exc.message,)
+        masked = _mask(exc.message, provider.key.reveal())
+        if masked is not exc.message:
+            exc.message = masked
+            exc.args = (masked,)
     return exc
 
 
@@ -356,23 +373,32 @@ class ChatService:
         provider = self.providers[route.provider]
         codec = codec_for(provider.api)
         http = codec.build_request(request, route, provider)
+        timeouts = self._timeouts_for(route.provider, provider)
         started = self._clock()
+        # The whole-call timeout bounds a stream until its first event: the transport's
+        # ``total`` covers only the head, and an upstream that sends keep-alive blank lines
+        # or comments (and nothing else) would otherwise hold the caller without a status.
+        first_event_by = anyio.current_time() + timeouts.total
         async with AsyncExitStack() as layer:
             with self._accounted(provider, started):
-                resp = await layer.enter_async_context(
-                    self.transport.open(http, self._timeouts_for(route.provider, provider))
-                )
+                resp = await layer.enter_async_context(self.transport.open(http, timeouts))
                 await self._raise_for_status(resp, codec, provider)
                 chunks = resp.aiter_bytes()
                 parser = codec.stream_parser(provider.name)
                 pending: list[Event] = []
                 eof = False
-                while not pending and not eof:
-                    try:
-                        chunk = await chunks.__anext__()
-                    except StopAsyncIteration:
-                        eof, chunk = True, b""
-                    pending = parser.feed(chunk)
+                with anyio.CancelScope(deadline=first_event_by) as waiting:
+                    while not pending and not eof:
+                        try:
+                            chunk = await chunks.__anext__()
+                        except StopAsyncIteration:
+                            eof, chunk = True, b""
+                        pending = parser.feed(chunk)
+                if waiting.cancelled_caught:
+                    raise ChatError(
+                        "upstream_timeout",
+                        f"no stream event within {timeouts.total:g} s of the request",
+                    )
                 if not pending:
                     raise ChatError(
                         "bad_upstream_response", "upstream stream ended without any event"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import anyio
 import orjson
 import pytest
 
-from chatproto import ChatRequest, Message, Provider, StreamEnded, TextDelta, Usage
-from server.service import ChatService
+from chatproto import ChatError, ChatRequest, Message, Provider, StreamEnded, TextDelta, Usage
+from server.service import ChatService, _mask
 from transports import MockResponse, MockTransport
 
 
@@ -64,3 +67,47 @@ async def test_leaving_the_batch_loop_at_the_end_leaves_nothing_behind() -> None
                 break
     with pytest.raises(StopAsyncIteration):
         await stream.next_batch()
+
+
+KEY = "sk-SECRETKIMI1234"
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (f"invalid key {KEY} given", "invalid key *** given"),
+        (f"{KEY} and {KEY}", "*** and ***"),
+        ("x" * 20 + "Bearer sk-SECRETK…", "x" * 20 + "Bearer ***…"),  # clipped by a codec
+        ("ends with sk-S", "ends with ***"),
+        ("ends with sk-", "ends with sk-"),  # three characters: the public prefix
+        ("no key here", "no key here"),
+    ],
+    ids=["whole", "twice", "clipped-with-ellipsis", "clipped-four", "three-left", "none"],
+)
+def test_key_masked_even_when_a_clip_cut_it(message: str, expected: str) -> None:
+    assert _mask(message, KEY) == expected
+
+
+@pytest.mark.anyio
+async def test_stream_without_any_event_times_out_with_a_status() -> None:
+    """An upstream that keeps the connection busy with blank lines but never sends an event
+    is bounded by the whole-call timeout, so the caller still gets a 504 status."""
+
+    async def blank_lines() -> AsyncIterator[bytes]:
+        while True:
+            yield b"\n"
+            await anyio.sleep(0.02)
+
+    def handler(request: object) -> MockResponse:
+        return MockResponse(200, [("content-type", "application/x-ndjson")], blank_lines())
+
+    ollama = Provider(name="ollama", api="ollama_chat", base_url="http://ollama.test")
+    svc = ChatService(providers={"ollama": ollama}, tiers={}, transport=MockTransport(handler),
+                      timeout_secs=0.2)
+    started = anyio.current_time()
+    with pytest.raises(ChatError) as info:
+        async with svc.open_stream(REQUEST):
+            pass
+    assert (info.value.type, info.value.status, info.value.provider) == (
+        "upstream_timeout", 504, "ollama")
+    assert anyio.current_time() - started < 2.0
