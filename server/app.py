@@ -156,13 +156,15 @@ ErrorRenderer = Callable[[ChatError], bytes]
 class Responder:
     """Sends one response, tracking ASGI response state so it cannot be sent twice."""
 
-    __slots__ = ("request_id", "send", "state", "status")
+    __slots__ = ("head", "request_id", "send", "state", "status")
 
     def __init__(self, send: Send, request_id: str) -> None:
         self.send = send
         self.request_id = request_id
         self.state: Literal["REQUEST", "STREAMING", "CLOSED"] = "REQUEST"
         self.status = 0
+        self.head = False
+        """Answering HEAD: the headers of the GET response, its content never sent."""
 
     async def start(
         self, status: int, content_type: bytes, extra: Iterable[tuple[bytes, bytes]] = ()
@@ -183,6 +185,10 @@ class Responder:
             raise RuntimeError("response not started or already closed")
         if not more:
             self.state = "CLOSED"
+        if self.head:
+            if more:
+                return
+            data = b""
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def whole(
@@ -390,8 +396,12 @@ class ChatdApp:
         if methods is None:
             raise ChatError("not_found", f"no route {request.path}")
         handler = methods.get(request.method)
+        if handler is None and request.method == "HEAD" and "GET" in methods:
+            # RFC 9110 §9.3.2: HEAD is GET without the content (health checkers use it).
+            handler = methods["GET"]
+            responder.head = True
         if handler is None:
-            allow = ", ".join(sorted(methods))
+            allow = ", ".join(sorted({*methods, "HEAD"} if "GET" in methods else methods))
             exc = ChatError(
                 "method_not_allowed", f"{request.method} is not allowed on {request.path}"
             )

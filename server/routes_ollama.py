@@ -133,15 +133,10 @@ class OllamaDoor:
             await responder.body(b"", more=False)  # pragma: no cover
 
     async def heartbeat(self, request: Request, responder: Responder) -> None:
-        """``GET /`` and ``HEAD /``: Ollama's liveness answer. Ollama's own client sends
-        ``HEAD /`` (its ``Heartbeat``) before most CLI commands, and Ollama answers 200
-        with the text "Ollama is running"; without it the CLI would not talk to chatd."""
-        if request.method == "HEAD":
-            await responder.start(200, b"text/plain; charset=utf-8",
-                                  [(b"content-length", str(len(HEARTBEAT)).encode())])
-            await responder.body(b"", more=False)
-        else:
-            await responder.whole(200, HEARTBEAT, b"text/plain; charset=utf-8")
+        """``GET /`` (and so ``HEAD /``): Ollama's liveness answer. Ollama's own client
+        sends ``HEAD /`` (its ``Heartbeat``) before most CLI commands, and Ollama answers
+        200 with the text "Ollama is running"; without it the CLI would not talk to chatd."""
+        await responder.whole(200, HEARTBEAT, b"text/plain; charset=utf-8")
 
     async def tags(self, request: Request, responder: Responder) -> None:
         """``GET /api/tags``: the local Ollama's models (when it answers in time), then
@@ -197,6 +192,6 @@ def install(app: ChatdApp) -> OllamaDoor:
         app.routes[path] = {"POST": partial(door.answer, endpoint)}
     app.routes["/api/tags"] = {"GET": door.tags}
     app.routes["/api/version"] = {"GET": door.version}
-    app.routes["/"] = {"GET": door.heartbeat, "HEAD": door.heartbeat}
+    app.routes["/"] = {"GET": door.heartbeat}  # HEAD too, as for every GET route
     app.error_renderers["/api/"] = render_error
     return door

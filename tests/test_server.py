@@ -259,11 +259,12 @@ async def test_unregistered_provider_is_404_without_fall_through(model: str,
      ("GET", "/v1/chat/", 404, "not_found", None),
      ("GET", "/v1/chat", 405, "method_not_allowed", "POST"),
      ("PUT", "/v1/chat", 405, "method_not_allowed", "POST"),
-     ("POST", "/healthz", 405, "method_not_allowed", "GET"),
-     ("DELETE", "/v1/chat/providers", 405, "method_not_allowed", "GET"),
-     ("POST", "/metrics", 405, "method_not_allowed", "GET")],
+     ("POST", "/healthz", 405, "method_not_allowed", "GET, HEAD"),
+     ("DELETE", "/v1/chat/providers", 405, "method_not_allowed", "GET, HEAD"),
+     ("POST", "/metrics", 405, "method_not_allowed", "GET, HEAD"),
+     ("HEAD", "/v1/chat", 405, "method_not_allowed", "POST")],
     ids=["unknown", "trailing-slash", "get-chat", "put-chat", "post-healthz",
-         "delete-providers", "post-metrics"],
+         "delete-providers", "post-metrics", "head-on-post-only"],
 )
 async def test_routes_404_and_405(method: str, path: str, status: int, type_: str,
                                   allow: str | None) -> None:
@@ -284,6 +285,18 @@ async def test_ollama_heartbeat_at_root(method: str, body: bytes) -> None:
     assert (result.status, result.body) == (200, body)
     assert result.headers["content-length"] == "17"
     assert result.headers["content-type"].startswith("text/plain")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", ["/healthz", "/v1/chat/providers", "/api/version"])
+async def test_head_is_get_without_the_content(path: str) -> None:
+    """RFC 9110 §9.3.2: the same status and headers as GET, no content."""
+    app, _ = make_app(never_called)
+    async with running(app):
+        got = await call(app, "GET", path)
+        head = await call(app, "HEAD", path)
+    assert (head.status, head.body) == (got.status, b"")
+    assert head.headers["content-length"] == got.headers["content-length"] == str(len(got.body))
 
 
 @pytest.mark.anyio
