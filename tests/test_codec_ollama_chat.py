@@ -418,6 +418,7 @@ def test_parse_response(body: bytes, expected: ChatResponse) -> None:
         pytest.param(answer({"content": ""}, prompt_eval_count=-1), id="count-negative"),
         pytest.param(answer({"content": ""}, eval_count=True), id="count-bool"),
         pytest.param(answer({"content": ""}, done_reason=1), id="done-reason-not-string"),
+        pytest.param(answer({"content": "The"}, done=False), id="done-false-fragment"),
     ],
 )
 def test_parse_response_rejects_wrong_shapes(body: bytes) -> None:

@@ -361,6 +361,7 @@ def test_parse_response(body: bytes, expected: ChatResponse) -> None:
         pytest.param(answer(response="x", thinking=1), id="thinking-not-string"),
         pytest.param(answer(response="x", eval_count=1.5), id="count-float"),
         pytest.param(answer(response="x", done_reason=["stop"]), id="done-reason-list"),
+        pytest.param(answer(response="The", done=False), id="done-false-fragment"),
     ],
 )
 def test_parse_response_rejects_wrong_shapes(body: bytes) -> None:

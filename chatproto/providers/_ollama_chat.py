@@ -218,6 +218,7 @@ class OllamaChatCodec:
         error = obj.get("error")
         if error:
             raise common.upstream_error_in_body(provider, error)
+        common.check_done(obj, provider)
         message = obj.get("message")
         if type(message) is not dict:
             raise common.bad_response(provider, "a body without a 'message' object")

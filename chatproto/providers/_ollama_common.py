@@ -27,6 +27,7 @@ __all__ = [
     "NDJSONStream",
     "bad_response",
     "body_error",
+    "check_done",
     "eof_before_done",
     "finish_reason",
     "headers",
@@ -103,6 +104,14 @@ def request_fields(request: ChatRequest, body: dict[str, Any]) -> dict[str, Any]
 def bad_response(provider: str, what: str) -> ChatError:
     """A 2xx body or stream line that is not the shape Ollama documents (SPEC §4: 502)."""
     return ChatError("bad_upstream_response", f"upstream sent {what}", provider=provider)
+
+
+def check_done(obj: dict[str, object], provider: str) -> None:
+    """A non-streamed answer is one object with ``done: true`` (providers.md OL §1.4); one
+    that says ``done: false`` is a fragment (a streamed line where a whole answer was asked
+    for), not a finished answer. ``done`` left out is tolerated."""
+    if obj.get("done") is False:
+        raise bad_response(provider, "an answer marked done: false (a fragment)")
 
 
 def malformed_line(provider: str, exc: orjson.JSONDecodeError) -> ChatError:

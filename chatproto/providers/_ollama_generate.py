@@ -160,6 +160,7 @@ class OllamaGenerateCodec:
         error = obj.get("error")
         if error:
             raise common.upstream_error_in_body(provider, error)
+        common.check_done(obj, provider)
         if type(obj.get("response")) is not str:
             raise common.bad_response(provider, "a body without a 'response' string")
         return ChatResponse(
