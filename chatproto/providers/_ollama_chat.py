@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from .._codec import Codec
-from .._decoders import dumps, loads
+from .._decoders import dumps
 from .._errors import ChatError, Headers
 from .._events import Event, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._types import ChatRequest, ChatResponse, HTTPRequest, Message, Provider, Route, ToolCall
@@ -203,22 +203,10 @@ class OllamaChatCodec:
             # Ollama takes OpenAI's {type:"function", function:{name, description,
             # parameters}} shape as is (providers.md OL §1.2).
             body["tools"] = request.tools
-        return HTTPRequest(
-            method="POST",
-            url=common.url(provider, "/api/chat"),
-            headers=common.headers(provider, request.stream),
-            body=dumps(body),
-            stream=request.stream,
-        )
+        return common.http_request(provider, "/api/chat", body, request.stream)
 
     def parse_response(self, provider: str, body: bytes) -> ChatResponse:
-        obj = loads(body, provider)
-        if type(obj) is not dict:
-            raise common.bad_response(provider, "a body that is not a JSON object")
-        error = obj.get("error")
-        if error:
-            raise common.upstream_error_in_body(provider, error)
-        common.check_done(obj, provider)
+        obj = common.answer_object(body, provider)
         message = obj.get("message")
         if type(message) is not dict:
             raise common.bad_response(provider, "a body without a 'message' object")

@@ -17,20 +17,21 @@ from typing import Any
 
 import orjson
 
-from .._decoders import LineDecoder
+from .._decoders import LineDecoder, dumps, loads
 from .._errors import ChatError, Headers, error_from_upstream
 from .._events import Event, StreamEnded
-from .._types import ChatRequest, Provider, Usage
+from .._types import ChatRequest, HTTPRequest, Provider, Usage
 
 __all__ = [
     "MAX_ERROR_MESSAGE",
     "NDJSONStream",
+    "answer_object",
     "bad_response",
     "body_error",
-    "check_done",
     "eof_before_done",
     "finish_reason",
     "headers",
+    "http_request",
     "malformed_line",
     "parse_error",
     "request_fields",
@@ -106,12 +107,35 @@ def bad_response(provider: str, what: str) -> ChatError:
     return ChatError("bad_upstream_response", f"upstream sent {what}", provider=provider)
 
 
-def check_done(obj: dict[str, object], provider: str) -> None:
-    """A non-streamed answer is one object with ``done: true`` (providers.md OL §1.4); one
-    that says ``done: false`` is a fragment (a streamed line where a whole answer was asked
-    for), not a finished answer. ``done`` left out is tolerated."""
+def answer_object(body: bytes, provider: str) -> dict[str, Any]:
+    """A non-streamed 2xx body as its JSON object, after the checks both APIs share.
+
+    An ``{"error": …}`` body is the upstream's error even under a 2xx. A whole answer ends
+    with ``done: true`` (providers.md OL §1.4); one that says ``done: false`` is a fragment
+    (a streamed line where a whole answer was asked for), not a finished answer; ``done``
+    left out is tolerated.
+    """
+    obj = loads(body, provider)
+    if type(obj) is not dict:
+        raise bad_response(provider, "a body that is not a JSON object")
+    error = obj.get("error")
+    if error:
+        raise upstream_error_in_body(provider, error)
     if obj.get("done") is False:
         raise bad_response(provider, "an answer marked done: false (a fragment)")
+    return obj
+
+
+def http_request(provider: Provider, path: str, body: dict[str, Any], stream: bool
+                 ) -> HTTPRequest:
+    """The POST both APIs make: ``path`` under the provider's base URL, JSON body."""
+    return HTTPRequest(
+        method="POST",
+        url=url(provider, path),
+        headers=headers(provider, stream),
+        body=dumps(body),
+        stream=stream,
+    )
 
 
 def malformed_line(provider: str, exc: orjson.JSONDecodeError) -> ChatError:

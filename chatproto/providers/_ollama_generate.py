@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._codec import Codec
-from .._decoders import dumps, loads
 from .._errors import ChatError, Headers
 from .._events import Event, TextDelta, ThinkingDelta
 from .._types import ChatRequest, ChatResponse, HTTPRequest, Message, Provider, Route
@@ -145,22 +144,10 @@ class OllamaGenerateCodec:
         if images:
             body["images"] = images
         common.request_fields(request, body)
-        return HTTPRequest(
-            method="POST",
-            url=common.url(provider, "/api/generate"),
-            headers=common.headers(provider, request.stream),
-            body=dumps(body),
-            stream=request.stream,
-        )
+        return common.http_request(provider, "/api/generate", body, request.stream)
 
     def parse_response(self, provider: str, body: bytes) -> ChatResponse:
-        obj = loads(body, provider)
-        if type(obj) is not dict:
-            raise common.bad_response(provider, "a body that is not a JSON object")
-        error = obj.get("error")
-        if error:
-            raise common.upstream_error_in_body(provider, error)
-        common.check_done(obj, provider)
+        obj = common.answer_object(body, provider)
         if type(obj.get("response")) is not str:
             raise common.bad_response(provider, "a body without a 'response' string")
         return ChatResponse(
