@@ -94,28 +94,7 @@ def decode_body(body: bytes) -> dict[str, object]:
         raise invalid(f"request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise invalid(f"request body must be a JSON object, not {json_type(value)}")
-    if _deeper_than(value, MAX_DEPTH):
-        raise invalid(f"request body nests deeper than {MAX_DEPTH} levels")
     return value
-
-
-#: How deeply a request body may nest. orjson reads 1,024 levels but writes only 254, so a
-#: deeper schema or tool definition would fail when chatd re-encodes it upstream; real ones
-#: stay within a dozen or so.
-MAX_DEPTH = 64
-
-
-def _deeper_than(value: dict[str, object], limit: int) -> bool:
-    """Whether ``value`` nests objects/arrays more than ``limit`` deep (iterative)."""
-    stack: list[tuple[dict[str, object] | list[object], int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        for child in item.values() if isinstance(item, dict) else item:
-            if isinstance(child, (dict, list)):
-                if depth >= limit:
-                    return True
-                stack.append((child, depth + 1))
-    return False
 
 
 def string(value: object, field: str) -> str | None:
@@ -240,7 +219,10 @@ def parse_tool_calls(value: object, field: str) -> tuple[ToolCall, ...]:
         elif isinstance(args, str):
             arguments = args
         elif isinstance(args, dict):
-            arguments = orjson.dumps(args).decode()
+            try:
+                arguments = orjson.dumps(args).decode()
+            except TypeError:  # orjson reads 1,024 levels of nesting but writes 254
+                raise invalid(f"{where}.function.arguments nests too deeply") from None
         else:
             raise invalid(
                 f"{where}.function.arguments must be a JSON string or an object, "

@@ -2,8 +2,8 @@
 
 orjson decodes up to 1,024 levels and encodes only 254, raising TypeError past that. Each
 place that re-encodes a decoded value must turn that into a clear error, never a 500.
-Client bodies are refused at decode time (tests/test_request.py); these are the values
-that come from an upstream.
+A client's deep value is refused as a 400 where chatd encodes it for the upstream;
+a deep value from an upstream is its bad response.
 """
 
 from __future__ import annotations
@@ -11,8 +11,35 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from chatproto import ChatError, ChatResponse, ToolCall, codec_for
+from chatproto import ChatError, ChatResponse, Provider, Route, ToolCall, codec_for
+from chatproto._request import parse_chat_request
 from server.front_ollama import parse_tags, render_chat
+
+DEEP = b'{"a":' * 300 + b"1" + b"}" * 300
+PROVIDERS = {
+    "ollama_chat": Provider(name="ollama", api="ollama_chat", base_url="http://o.test"),
+    "ollama_generate": Provider(name="ollama_cloud", api="ollama_generate",
+                                base_url="https://ollama.test"),
+    "openai_chat": Provider(name="openrouter", api="openai_chat", base_url="https://or.test"),
+}
+
+
+# /api/generate refuses tools before encoding anything (tested in its codec's tests).
+@pytest.mark.parametrize(("api", "field"), [
+    (api, field) for api in sorted(PROVIDERS) for field in ("format", "tools")
+    if (api, field) != ("ollama_generate", "tools")
+])
+def test_client_value_too_deep_to_send_is_400(api: str, field: str) -> None:
+    """Parsing accepts it (it is valid JSON); encoding it for the upstream cannot."""
+    value = DEEP if field == "format" else b'[{"type":"function","function":' + DEEP + b"}]"
+    body = (b'{"model":"m","messages":[{"role":"user","content":"hi"}],"' + field.encode()
+            + b'":' + value + b"}")
+    request = parse_chat_request(body)
+    provider = PROVIDERS[api]
+    with pytest.raises(ChatError) as info:
+        codec_for(api).build_request(request, Route(provider=provider.name,
+                                                    upstream_model="m"), provider)
+    assert (info.value.type, info.value.status) == ("invalid_request", 400)
 
 
 def test_ollama_tool_call_arguments_too_deep_are_bad_upstream_response() -> None:

@@ -142,10 +142,11 @@ BAD = [
     (body(tools=["f"]), "tools[0] must be an object", "tools-item-string"),
     (body(tool_choice=1), "tool_choice must be a string or an object", "tool-choice-int"),
     (body(tool_choice=["auto"]), "tool_choice must be a string or an object", "tool-choice-list"),
-    # orjson reads 1,024 levels but writes only 254: a deeper value must be refused here,
-    # not fail later when the codec re-encodes it (that was a 500).
-    (body(format=_nested(300)), "nests deeper than 64 levels", "format-nested-300"),
-    (body(tools=[_nested(70)]), "nests deeper than 64 levels", "tools-nested-70"),
+    # orjson reads 1,024 levels but writes only 254: arguments re-encoded here must fail
+    # as a 400, not a TypeError (that was a 500).
+    (body(messages=[{"role": "assistant", "content": None, "tool_calls": [
+        {"function": {"name": "f", "arguments": _nested(300)}}]}]),
+     "messages[0].tool_calls[0].function.arguments nests too deeply", "tool-arguments-nested-300"),
 ]
 
 

@@ -129,11 +129,16 @@ def answer_object(body: bytes, provider: str) -> dict[str, Any]:
 def http_request(provider: Provider, path: str, body: dict[str, Any], stream: bool
                  ) -> HTTPRequest:
     """The POST both APIs make: ``path`` under the provider's base URL, JSON body."""
+    try:
+        encoded = dumps(body)
+    except TypeError as exc:  # a schema or tool nested past the 254 levels orjson writes
+        raise ChatError("invalid_request", f"request cannot be encoded as JSON: {exc}",
+                        provider=provider.name) from None
     return HTTPRequest(
         method="POST",
         url=url(provider, path),
         headers=headers(provider, stream),
-        body=dumps(body),
+        body=encoded,
         stream=stream,
     )
 
