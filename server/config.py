@@ -244,7 +244,8 @@ def _headers(key: str, value: object) -> tuple[tuple[str, str], ...]:
         text = _string(where, item)
         if not _FIELD_VALUE.fullmatch(text):
             raise ConfigError(
-                f"{where}: header values are visible ASCII characters, spaces and tabs"
+                f"{where}: header values are visible ASCII characters, with spaces and "
+                "tabs only between them"
             )
         out.append((name, text))
     return tuple(out)

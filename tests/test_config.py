@@ -138,13 +138,16 @@ BAD = [
      "chatd.providers.kimi.headers.bad name: not a valid HTTP header name"),
     ("header-injection", '[chatd.providers.kimi.headers]\nX-A = "v\\r\\nX-B: w"',
      "chatd.providers.kimi.headers.X-A: header values are visible ASCII characters, "
-     "spaces and tabs"),
+     "with spaces and tabs only between them"),
     ("header-non-ascii", '[chatd.providers.kimi.headers]\nUser-Agent = "agent/\u00e9"',
      "chatd.providers.kimi.headers.User-Agent: header values are visible ASCII characters, "
-     "spaces and tabs"),
+     "with spaces and tabs only between them"),
+    ("header-trailing-space", '[chatd.providers.kimi.headers]\nUser-Agent = "agent "',
+     "chatd.providers.kimi.headers.User-Agent: header values are visible ASCII characters, "
+     "with spaces and tabs only between them"),
     ("header-nul", '[chatd.providers.kimi.headers]\nX-A = "a\\u0000b"',
      "chatd.providers.kimi.headers.X-A: header values are visible ASCII characters, "
-     "spaces and tabs"),
+     "with spaces and tabs only between them"),
     ("header-authorization", '[chatd.providers.kimi.headers]\nAuthorization = "Bearer x"',
      "chatd.providers.kimi.headers.Authorization: chatd sets this header itself"),
     ("ollama-base-url", "[chatd.providers.ollama]\nbase_url = 'http://x'",

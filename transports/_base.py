@@ -49,7 +49,9 @@ class Timeouts:
 
     ``total`` bounds the whole call for a non-streamed request (until the last body byte)
     and only the wait for the response head for a streamed one: a stream may legitimately
-    run for minutes as long as data keeps coming, which ``read`` polices.
+    run for minutes as long as data keeps coming, which ``read`` polices. (The chat
+    service applies the same whole-call budget to a stream's first *event*, which bytes of
+    keep-alive alone cannot satisfy: see ``server/service.py``.)
     """
 
     connect: float = 5.0
