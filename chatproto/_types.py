@@ -28,9 +28,6 @@ __all__ = [
 JSON = Any
 """A decoded JSON value passed through untouched (a tool schema, a ``format`` schema)."""
 
-#: SPEC §3: the finish reasons a response may carry.
-FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "error"})
-
 
 class Secret:
     """A key that never shows itself: ``repr``/``str`` print a mask, not the value.

@@ -89,6 +89,7 @@ from chatproto import (
     ToolCallDelta,
     Usage,
 )
+from chatproto._decoders import dumps as _dumps
 from chatproto._request import (
     boolean,
     decode_body,
@@ -151,7 +152,6 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 MAX_TOOL_CALLS = 128
 MAX_TOOL_CALL_BYTES = 1 << 20
 
-_dumps = orjson.dumps
 _loads = orjson.loads
 
 

@@ -53,8 +53,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import orjson
-
 from chatproto import (
     ChatError,
     ChatRequest,
@@ -67,6 +65,7 @@ from chatproto import (
     ToolCall,
     ToolCallDelta,
 )
+from chatproto._decoders import dumps
 from chatproto._request import (
     boolean,
     decode_body,
@@ -96,7 +95,6 @@ __all__ = [
 
 SSE_CONTENT_TYPE = b"text/event-stream"
 
-dumps = orjson.dumps
 
 #: OpenAI's roles (providers.md §3.1); ``developer`` is OpenAI's newer name for ``system``.
 _ROLES = ("system", "developer", "user", "assistant", "tool")
