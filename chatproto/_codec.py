@@ -43,11 +43,19 @@ class Codec(Protocol):
         self, request: ChatRequest, route: Route, provider: Provider
     ) -> HTTPRequest: ...
 
-    def parse_response(self, provider: str, body: bytes) -> ChatResponse:
-        """Parse a 2xx non-streamed body; malformed → ``bad_upstream_response``."""
+    def parse_response(
+        self, provider: str, body: bytes, *, passthrough: bool = False
+    ) -> ChatResponse:
+        """Parse a 2xx non-streamed body; malformed → ``bad_upstream_response``.
+
+        With ``passthrough`` (the client's door speaks this API), the decoded body is kept
+        in ``ChatResponse.raw`` for the door to relay unchanged."""
         ...
 
-    def stream_parser(self, provider: str) -> StreamParser: ...
+    def stream_parser(self, provider: str, *, passthrough: bool = False) -> StreamParser:
+        """A parser for one stream; with ``passthrough`` it also emits a
+        :class:`~chatproto.RawEvent` before the events each upstream event yields."""
+        ...
 
     def parse_error(
         self, provider: str, status: int, headers: Headers, body: bytes, *, now: float

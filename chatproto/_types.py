@@ -8,7 +8,9 @@ payloads that chatd passes through without interpreting (tool schemas, a JSON-sc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,16 +19,22 @@ __all__ = [
     "ChatRequest",
     "ChatResponse",
     "HTTPRequest",
+    "ImagePart",
     "Message",
+    "Part",
     "Provider",
     "Route",
     "Secret",
+    "TextPart",
+    "ThinkingPart",
     "ToolCall",
     "Usage",
 ]
 
 JSON = Any
 """A decoded JSON value passed through untouched (a tool schema, a ``format`` schema)."""
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class Secret:
@@ -125,6 +133,41 @@ class HTTPRequest:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TextPart:
+    """A piece of text in a message's content."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImagePart:
+    """An image: inline base64 ``data`` (with its ``media_type`` when known) or a ``url``.
+
+    Exactly one of ``data`` and ``url`` is set. Ollama takes base64 only; the OpenAI family
+    and Anthropic take either, so a URL is refused only where the upstream cannot take it.
+    """
+
+    data: str | None = None
+    media_type: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThinkingPart:
+    """The model's reasoning, as an earlier turn produced it.
+
+    ``signature`` is Anthropic's thinking signature; ``encrypted`` is opaque reasoning an
+    upstream asked to have echoed back (Anthropic ``redacted_thinking.data``, Responses
+    ``reasoning.encrypted_content``). Both must come back on the next turn unchanged:
+    upstreams refuse a tool turn whose thinking lost its signature.
+    """
+
+    text: str = ""
+    signature: str | None = None
+    encrypted: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ToolCall:
     """A complete tool call; ``arguments`` is JSON text (OpenAI's form)."""
 
@@ -133,20 +176,96 @@ class ToolCall:
     arguments: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+Part = TextPart | ImagePart | ThinkingPart | ToolCall
+"""A typed piece of a message's content, in the order the message holds them."""
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Message:
-    """One chat message. Roles: ``system``, ``user``, ``assistant``, ``tool``."""
+    """One chat message. Roles: ``system``, ``user``, ``assistant``, ``tool``.
+
+    The content is :attr:`parts`, typed and in order (an Anthropic assistant turn
+    interleaves thinking, text and tool calls; an OpenAI one cannot, and its codec reads the
+    flat views :attr:`content`, :attr:`thinking`, :attr:`tool_calls`, :attr:`images`).
+
+    A tool result is a message of role ``tool`` naming the call it answers in
+    :attr:`tool_call_id`; its parts are the result (text, images). Anthropic's
+    ``tool_result`` blocks inside a user turn become one such message each, in order.
+
+    The keyword arguments ``content``, ``thinking``, ``tool_calls`` and ``images`` build the
+    parts for the common flat case (thinking, text, images, tool calls, in that order);
+    ``parts`` given directly wins over them.
+    """
 
     role: str
-    content: str = ""
-    thinking: str | None = None
-    tool_calls: tuple[ToolCall, ...] = ()
-    tool_call_id: str | None = None
+    parts: tuple[Part, ...]
+    tool_call_id: str | None
     """For ``role == "tool"``: the call this message answers."""
-    name: str | None = None
+    name: str | None
     """For ``role == "tool"``: the tool's name (Ollama's ``tool_name``)."""
-    images: tuple[str, ...] = ()
-    """Base64 images (Ollama's ``images``)."""
+    is_error: bool
+    """For ``role == "tool"``: the tool failed (Anthropic's ``tool_result.is_error``)."""
+
+    def __init__(
+        self,
+        *,
+        role: str,
+        content: str = "",
+        thinking: str | None = None,
+        tool_calls: tuple[ToolCall, ...] = (),
+        tool_call_id: str | None = None,
+        name: str | None = None,
+        images: tuple[str, ...] = (),
+        parts: tuple[Part, ...] | None = None,
+        is_error: bool = False,
+    ) -> None:
+        if parts is None:
+            built: list[Part] = []
+            if thinking:
+                built.append(ThinkingPart(text=thinking))
+            if content:
+                built.append(TextPart(text=content))
+            built.extend(ImagePart(data=image) for image in images)
+            built.extend(tool_calls)
+            parts = tuple(built)
+        set_ = object.__setattr__
+        set_(self, "role", role)
+        set_(self, "parts", parts)
+        set_(self, "tool_call_id", tool_call_id)
+        set_(self, "name", name)
+        set_(self, "is_error", is_error)
+
+    @property
+    def content(self) -> str:
+        """The text parts, joined (``""`` when there are none)."""
+        parts = self.parts
+        if len(parts) == 1:
+            only = parts[0]
+            return only.text if type(only) is TextPart else ""
+        return "".join(p.text for p in parts if type(p) is TextPart)
+
+    @property
+    def thinking(self) -> str | None:
+        """The thinking parts' text, joined; None when there is none."""
+        text = "".join(p.text for p in self.parts if type(p) is ThinkingPart)
+        return text or None
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return tuple(p for p in self.parts if type(p) is ToolCall)
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        """The base64 payloads of the inline images (Ollama's ``images``)."""
+        return tuple(p.data for p in self.parts if type(p) is ImagePart and p.data is not None)
+
+    @property
+    def image_parts(self) -> tuple[ImagePart, ...]:
+        return tuple(p for p in self.parts if type(p) is ImagePart)
+
+    @property
+    def thinking_parts(self) -> tuple[ThinkingPart, ...]:
+        return tuple(p for p in self.parts if type(p) is ThinkingPart)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,12 +290,40 @@ class ChatRequest:
     tools: tuple[JSON, ...] = ()
     """OpenAI-shaped tool definitions: ``{"type": "function", "function": {...}}``."""
     tool_choice: JSON = None
+    options: Mapping[str, JSON] = field(default_factory=lambda: _EMPTY)
+    """Sampling and control settings with a counterpart in more than one dialect, by
+    chatd's name for them (``presence_penalty``, ``frequency_penalty``, ``top_k``,
+    ``min_p``, ``repeat_penalty``, ``num_ctx``, ``parallel_tool_calls``, ``user``,
+    ``logprobs``, ``top_logprobs``, ``keep_alive``...). A codec sends the ones its API
+    has and leaves the rest out."""
+    dialect: str | None = None
+    """The wire format the request came in (a front door's ``api`` name, e.g.
+    ``"openai_chat"``); None for the native door."""
+    extras: Mapping[str, JSON] = field(default_factory=lambda: _EMPTY)
+    """Top-level fields of the client's body that chatd did not interpret. A codec whose
+    ``api`` equals :attr:`dialect` sends them upstream unchanged (SPEC §2 "Dialects": the
+    same dialect loses nothing); across dialects they have no meaning and are dropped."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Client request headers to carry upstream, lower-case names (``anthropic-beta``
+    on the same dialect; ``user-agent`` where the provider forwards it)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Usage:
+    """Token counts as the upstream reported them; never estimated.
+
+    ``prompt_tokens`` counts every input token, cached ones included (OpenAI's convention;
+    Anthropic reports cache reads and writes apart from ``input_tokens``, and its codec
+    adds them in). ``cached_tokens`` are input tokens read from a prompt cache,
+    ``cache_creation_tokens`` input tokens written to one, ``reasoning_tokens`` the part of
+    ``completion_tokens`` spent thinking. None means the upstream did not say.
+    """
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -199,3 +346,13 @@ class ChatResponse:
     usage: Usage = field(default_factory=Usage)
     thinking: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    thinking_parts: tuple[ThinkingPart, ...] = ()
+    """The reasoning with its signatures, when the upstream gave any (Anthropic thinking
+    blocks, Responses reasoning items); :attr:`thinking` is their text, joined."""
+    stop_sequence: str | None = None
+    """With ``finish_reason == "stop"``: the stop sequence that matched, where known."""
+    raw: JSON = None
+    """The upstream's decoded body, kept when the request's dialect equals the upstream's
+    (the door renders it with only the model name rewritten); None otherwise."""
+    dialect: str | None = None
+    """The upstream API that produced :attr:`raw`."""

@@ -205,7 +205,9 @@ class OllamaChatCodec:
             body["tools"] = request.tools
         return common.http_request(provider, "/api/chat", body, request.stream)
 
-    def parse_response(self, provider: str, body: bytes) -> ChatResponse:
+    def parse_response(
+        self, provider: str, body: bytes, *, passthrough: bool = False
+    ) -> ChatResponse:
         obj = common.answer_object(body, provider)
         message = obj.get("message")
         if type(message) is not dict:
@@ -221,7 +223,7 @@ class OllamaChatCodec:
             else (),
         )
 
-    def stream_parser(self, provider: str) -> _ChatStream:
+    def stream_parser(self, provider: str, *, passthrough: bool = False) -> _ChatStream:
         return _ChatStream(provider)
 
     def parse_error(

@@ -146,7 +146,9 @@ class OllamaGenerateCodec:
         common.request_fields(request, body)
         return common.http_request(provider, "/api/generate", body, request.stream)
 
-    def parse_response(self, provider: str, body: bytes) -> ChatResponse:
+    def parse_response(
+        self, provider: str, body: bytes, *, passthrough: bool = False
+    ) -> ChatResponse:
         obj = common.answer_object(body, provider)
         if type(obj.get("response")) is not str:
             raise common.bad_response(provider, "a body without a 'response' string")
@@ -157,7 +159,7 @@ class OllamaGenerateCodec:
             thinking=common.text_field(obj, "thinking", provider) or None,
         )
 
-    def stream_parser(self, provider: str) -> _GenerateStream:
+    def stream_parser(self, provider: str, *, passthrough: bool = False) -> _GenerateStream:
         return _GenerateStream(provider)
 
     def parse_error(

@@ -618,7 +618,9 @@ class OpenAIChatCodec:
             stream=request.stream,
         )
 
-    def parse_response(self, provider: str, body: bytes) -> ChatResponse:
+    def parse_response(
+        self, provider: str, body: bytes, *, passthrough: bool = False
+    ) -> ChatResponse:
         """A whole 2xx ``chat.completion`` body (providers.md §3.2) -> ChatResponse.
 
         A top-level ``error`` in a 2xx body, or ``finish_reason: "error"`` (OpenRouter
@@ -680,7 +682,7 @@ class OpenAIChatCodec:
             tool_calls=tuple(tool_calls),
         )
 
-    def stream_parser(self, provider: str) -> OpenAIChatStreamParser:
+    def stream_parser(self, provider: str, *, passthrough: bool = False) -> OpenAIChatStreamParser:
         return OpenAIChatStreamParser(provider)
 
     def parse_error(
