@@ -25,6 +25,17 @@ from ._events import StreamEnded as StreamEnded
 from ._events import TextDelta as TextDelta
 from ._events import ThinkingDelta as ThinkingDelta
 from ._events import ToolCallDelta as ToolCallDelta
+from ._plan import Attempt as Attempt
+from ._plan import CallPlan as CallPlan
+from ._plan import blame as blame
+from ._plan import cannot_carry as cannot_carry
+from ._plan import mask_secret as mask_secret
+from ._profiles import DEFAULT_PROVIDER as DEFAULT_PROVIDER
+from ._profiles import PROFILES as PROFILES
+from ._profiles import profile as profile
+from ._routing import check_prefixes as check_prefixes
+from ._routing import parse_tiers as parse_tiers
+from ._routing import resolve as resolve
 from ._types import ChatRequest as ChatRequest
 from ._types import ChatResponse as ChatResponse
 from ._types import HTTPRequest as HTTPRequest

@@ -16,41 +16,25 @@ case-insensitive match is the ``:cloud`` tag, because Ollama itself reads it tha
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from types import MappingProxyType
 
 from ._errors import ChatError
+from ._profiles import DEFAULT_PROVIDER, PROFILES
 from ._request import json_type
-from ._types import Route
+from ._types import Provider, Route
 
 __all__ = [
     "DEFAULT_PROVIDER",
     "PROVIDER_APIS",
+    "check_prefixes",
     "parse_tiers",
     "resolve",
     "split_cloud_suffix",
 ]
 
-#: Every provider chatd knows, and the codec (``Provider.api``) that speaks to it (SPEC §2).
-PROVIDER_APIS: dict[str, str] = {
-    "ollama": "ollama_chat",
-    "ollama_cloud": "ollama_generate",
-    "openrouter": "openai_chat",
-    "opencode": "openai_chat",
-    "kimi": "openai_chat",
-}
-
-#: SPEC §1 rule 9: bare names and unknown prefixes go here. It is always registered.
-DEFAULT_PROVIDER = "ollama"
-
-# Rules 3-7: an explicit ``<prefix>/`` names the provider; the remainder is the model.
-_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("ollama/", "ollama"),
-    ("ollama_cloud/", "ollama_cloud"),
-    ("openrouter/", "openrouter"),
-    ("opencode/", "opencode"),
-    ("kimi/", "kimi"),
-)
+#: Every built-in provider and the codec (``Provider.api``) of its default wire format.
+PROVIDER_APIS: Mapping[str, str] = MappingProxyType({p.name: p.api for p in PROFILES})
 
 _NO_TIERS: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
@@ -101,40 +85,72 @@ def _not_registered(provider: str, model: str) -> ChatError:
     )
 
 
-def _grammar(name: str) -> Route:
-    """SPEC §1 rules 3-9 for an already stripped, non-empty name, ignoring registration."""
-    for prefix, provider in _PREFIXES:
-        if not name.startswith(prefix):
+def check_prefixes(profiles: Sequence[Provider]) -> None:
+    """Refuse two providers whose prefixes collide (SPEC §1: "a startup error naming both").
+
+    Two prefixes collide when one starts the other (``x/`` and ``x/y/``): a name under the
+    longer one would be claimed by both.
+
+    Raises:
+        ValueError: naming both providers and their prefixes.
+    """
+    seen: list[Provider] = []
+    for row in profiles:
+        if not row.prefix:
             continue
+        for other in seen:
+            if row.prefix.startswith(other.prefix) or other.prefix.startswith(row.prefix):
+                raise ValueError(
+                    f"providers {other.name!r} and {row.name!r} have colliding model "
+                    f"prefixes {other.prefix!r} and {row.prefix!r}"
+                )
+        seen.append(row)
+
+
+def _grammar(name: str, profiles: Sequence[Provider] = PROFILES) -> Route:
+    """SPEC §1 rules 3-9 for an already stripped, non-empty name, ignoring registration.
+
+    Providers defined in configuration are rows of ``profiles`` after the built-in ones,
+    so their prefixes are tried after rules 3-7 and before rule 8, as SPEC §1 orders.
+    """
+    cloud: Provider | None = None
+    for row in profiles:
+        if row.cloud_suffix and cloud is None:
+            cloud = row
+        prefix = row.prefix
+        if not prefix or not name.startswith(prefix):
+            continue
+        provider = row.name
         rest = name[len(prefix) :]
         if not rest.strip():
             raise _invalid(f"model {name!r} names provider {provider!r} but no model after it")
-        if provider == "ollama_cloud":
+        if row.strip_cloud_tag:
             # Rule 4: ollama.com is called with the bare name (providers.md §2.2).
             rest, _ = split_cloud_suffix(rest)
             if not rest.strip():
                 raise _invalid(f"model {name!r} has no model name before its cloud tag")
-        elif provider == "openrouter" and (
+        elif row.vendor_model_ids and (
             "/" not in rest or any(not part for part in rest.split("/"))
         ):
             # Rule 5: "Model IDs are `vendor/model` ... router IDs `openrouter/auto`"
             # (providers.md §4); a bare id is refused upstream with a 400 anyway.
             raise _invalid(
-                f"model {name!r}: openrouter models are written openrouter/<vendor>/<model>"
+                f"model {name!r}: {provider} models are written {prefix}<vendor>/<model>"
             )
         return Route(provider=provider, upstream_model=rest)
-    base, suffix = split_cloud_suffix(name)
-    if suffix == _COLON_CLOUD:
-        # Rule 8: ``<m>:cloud`` goes to Ollama Cloud, which wants the bare name.
-        if not base.strip():
-            raise _invalid(f"model {name!r} has no model name before ':cloud'")
-        return Route(provider="ollama_cloud", upstream_model=base)
+    if cloud is not None:
+        base, suffix = split_cloud_suffix(name)
+        if suffix == _COLON_CLOUD:
+            # Rule 8: ``<m>:cloud`` goes to Ollama Cloud, which wants the bare name.
+            if not base.strip():
+                raise _invalid(f"model {name!r} has no model name before ':cloud'")
+            return Route(provider=cloud.name, upstream_model=base)
     # Rule 9: bare names and unknown prefixes alike, unchanged.
     return Route(provider=DEFAULT_PROVIDER, upstream_model=name)
 
 
-def _route(name: str, registered: Collection[str]) -> Route:
-    route = _grammar(name)
+def _route(name: str, registered: Collection[str], profiles: Sequence[Provider]) -> Route:
+    route = _grammar(name, profiles)
     if route.provider not in registered:
         # SPEC §1: never fall through to another provider silently.
         raise _not_registered(route.provider, name)
@@ -145,6 +161,8 @@ def resolve(
     model: object,
     registered: Collection[str],
     tiers: Mapping[str, tuple[str, ...]] = _NO_TIERS,
+    *,
+    profiles: Sequence[Provider] = PROFILES,
 ) -> tuple[Route, ...]:
     """The fallback chain for ``model``: SPEC §1, first match wins.
 
@@ -152,6 +170,8 @@ def resolve(
         model: the caller's ``model`` value, of any JSON type (rule 1 checks it).
         registered: names of the registered providers.
         tiers: the ``[models]`` table as :func:`parse_tiers` returns it.
+        profiles: every provider chatd knows, registered or not (the built-in rows and
+            those defined in configuration), in rule order.
 
     Returns:
         One :class:`Route` for a plain name; for a tier, a route for each target whose
@@ -170,8 +190,11 @@ def resolve(
         raise _invalid("model must not be empty")
     name = model.strip()
     targets = tiers.get(name)
+    if targets is None and name.endswith(":latest"):
+        # SPEC §1: Ollama clients (Open WebUI) append ``:latest`` to a name without a tag.
+        targets = tiers.get(name[: -len(":latest")])
     if targets is None:
-        return (_route(name, registered),)
+        return (_route(name, registered, profiles),)
     # Rule 2: each target by rules 3-9 only; a target spelled like a tier is a model name.
     if not targets:
         raise _invalid(f"tier {name!r} has no targets")
@@ -181,7 +204,7 @@ def resolve(
         try:
             if not target.strip():
                 raise _invalid(f"tier {name!r} has a blank target")
-            chain.append(_route(target.strip(), registered))
+            chain.append(_route(target.strip(), registered, profiles))
         except ChatError as exc:
             if exc.type != "provider_not_registered":
                 raise
@@ -197,7 +220,9 @@ def resolve(
     )
 
 
-def parse_tiers(raw: Mapping[str, object]) -> dict[str, tuple[str, ...]]:
+def parse_tiers(
+    raw: Mapping[str, object], profiles: Sequence[Provider] = PROFILES
+) -> dict[str, tuple[str, ...]]:
     """Validate the ``[models]`` table of lakehouse.toml (SPEC §5) into tier chains.
 
     A value is one model name or a non-empty list of them (a fallback chain, tried in
@@ -231,7 +256,7 @@ def parse_tiers(raw: Mapping[str, object]) -> dict[str, tuple[str, ...]]:
             if not isinstance(item, str) or not item.strip():
                 raise ValueError(f"{where}: must be a non-empty model name, got {item!r}")
             try:
-                _grammar(item.strip())
+                _grammar(item.strip(), profiles)
             except ChatError as exc:
                 raise ValueError(f"{where}: {exc.message}") from None
             targets.append(item.strip())

@@ -66,9 +66,16 @@ class Secret:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Provider:
-    """A registered provider: where to call and how to authenticate.
+    """A provider: where to call, how to authenticate, and its quirks as named flags.
 
-    ``api`` names the codec: ``"ollama_chat"``, ``"ollama_generate"`` or ``"openai_chat"``.
+    One value is both a profile row (:data:`chatproto.PROFILES`, or a table in
+    configuration that sets ``api``) and, once its key resolved, a registered provider
+    (the same row with :attr:`key` set). Routing, configuration defaults, the codecs and
+    the docs all read these fields; no code branches on a provider's name.
+
+    ``api`` names the codec of its default wire format: ``"ollama_chat"``,
+    ``"ollama_generate"``, ``"openai_chat"``, ``"anthropic_messages"``,
+    ``"openai_responses"``.
     """
 
     name: str
@@ -79,6 +86,64 @@ class Provider:
     """Extra request headers from configuration (attribution, User-Agent)."""
     timeout_secs: float | None = None
     """Whole-call timeout for this provider; None means the global one."""
+    prefix: str = ""
+    """The model-name prefix that routes here (SPEC §1 rules 3-7): ``"kimi/"``.
+    Empty for none (a provider reached only as the default)."""
+    key_env: str = ""
+    """The environment variable holding the key; empty for a provider that needs none."""
+    key_file: str = ""
+    """A ``.env`` file defining :attr:`key_env`, read when the environment has none."""
+    model_apis: tuple[tuple[str, str], ...] = ()
+    """``(model-name prefix, api)`` rows for a provider that serves each model on one wire
+    format; the first row whose prefix starts the upstream model wins, else :attr:`api`."""
+    tools_api: str | None = None
+    """The api to use instead of :attr:`api` when the request carries tools or tool
+    results (Ollama Cloud: /api/generate takes no tools, its /api/chat does)."""
+    paths: tuple[tuple[str, str], ...] = ()
+    """``(api, path)``: the path appended to :attr:`base_url` where it differs from the
+    codec's default (OpenCode Zen's Anthropic endpoint is ``/messages``)."""
+    strip_cloud_tag: bool = False
+    """SPEC §1 rule 4: a trailing ``:cloud``/``-cloud`` tag is removed from the model."""
+    vendor_model_ids: bool = False
+    """SPEC §1 rule 5: model ids are ``vendor/model``; a bare id is a 400."""
+    cloud_suffix: bool = False
+    """SPEC §1 rule 8: a bare ``<m>:cloud`` routes here (Ollama Cloud), as ``<m>``."""
+    reasoning_control: str = ""
+    """How an OpenAI-chat body carries ``think``: ``"reasoning"`` (OpenRouter's
+    ``reasoning`` object), ``"thinking"`` (Kimi's ``thinking`` object), or ``""`` (no
+    documented control: nothing is sent)."""
+    echo_reasoning: bool = False
+    """Send an assistant turn's earlier thinking back as ``reasoning_content`` (Kimi
+    refuses a tool-call history without it)."""
+    forward_user_agent: bool = False
+    """Send the calling client's User-Agent upstream instead of chatd's (SPEC §2: Kimi For
+    Coding admits only coding agents)."""
+    list_models: bool = False
+    """The upstream has a model list chatd may show clients (``GET /models``)."""
+
+    def api_for(self, upstream_model: str, *, tools: bool = False) -> str:
+        """The wire format this provider speaks for ``upstream_model``."""
+        for prefix, api in self.model_apis:
+            if upstream_model.startswith(prefix):
+                return api
+        if tools and self.tools_api is not None:
+            return self.tools_api
+        return self.api
+
+    def path(self, api: str, default: str) -> str:
+        for name, path in self.paths:
+            if name == api:
+                return path
+        return default
+
+    @property
+    def url_for_display(self) -> str:
+        """:attr:`base_url` with any ``user:password@`` replaced by ``***@``."""
+        parts = urlsplit(self.base_url)
+        if "@" not in parts.netloc:
+            return self.base_url
+        host = parts.netloc.rpartition("@")[2]
+        return parts._replace(netloc=f"***@{host}").geturl()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

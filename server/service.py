@@ -22,13 +22,17 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import anyio
 
 from chatproto import (
+    PROFILES,
+    Attempt,
+    CallPlan,
     ChatError,
     ChatRequest,
     ChatResponse,
@@ -38,15 +42,17 @@ from chatproto import (
     Route,
     StreamEnded,
     StreamParser,
-    codec_for,
+    blame,
+    resolve,
 )
-from chatproto._routing import resolve
 from chatproto._telemetry import Telemetry
 from transports import Response, Timeouts, Transport
 
 __all__ = ["ChatResult", "ChatService", "ChatStream"]
 
 logger = logging.getLogger("chatd.service")
+
+_T = TypeVar("_T")
 
 #: A non-streamed upstream body larger than this is refused (``bad_upstream_response``):
 #: a chat answer is kilobytes; this bounds memory per request, not the model's output.
@@ -83,41 +89,6 @@ async def _error_body(resp: Response) -> bytes:
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 1)
-
-
-def _mask(message: str, key: str) -> str:
-    """``message`` with ``key`` masked; the same object back when there is nothing to mask.
-
-    Codecs clip long upstream messages, which can cut a quoted key short; so a message
-    that ends with the key's first four or more characters (before a clip's ellipsis) is
-    masked from there too.
-    """
-    if not key:
-        return message
-    out = message.replace(key, "***") if key in message else message
-    body = out.removesuffix("…")
-    for n in range(min(len(key) - 1, len(body)), 3, -1):
-        if body.endswith(key[:n]):
-            return body[:-n] + "***" + out[len(body):]
-    return out
-
-
-def _blame(exc: ChatError, provider: Provider) -> ChatError:
-    """Fill in whom to blame (transports raise with ``provider=None``) and scrub the key.
-
-    SPEC §4 passes the upstream's own message on, and SPEC §4 also says a key never
-    appears in any response or log line. Some upstreams quote the key they refused
-    ("invalid key sk-…"), so the provider's key is masked out of the message here, the one
-    place every upstream error passes through.
-    """
-    if exc.provider is None:
-        exc.provider = provider.name
-    if provider.key is not None:
-        masked = _mask(exc.message, provider.key.reveal())
-        if masked is not exc.message:
-            exc.message = masked
-            exc.args = (masked,)
-    return exc
 
 
 class ChatStream:
@@ -210,7 +181,7 @@ class ChatStream:
                     chunk = b""
                 self._pending.extend(self._parser.feed(chunk))
         except ChatError as exc:
-            self._record(error_type=_blame(exc, self._provider).type)
+            self._record(error_type=blame(exc, self._provider).type)
             raise
 
     def _end(self, event: StreamEnded) -> None:
@@ -253,6 +224,10 @@ class _Batches:
 class ChatService:
     """Route a :class:`ChatRequest` and call the upstream(s) through ``transport``.
 
+    A thin driver of :class:`~chatproto.CallPlan`: the plan decides the attempts, their
+    timeouts and whether to move on after a failure; this class does the I/O, reads the
+    clocks and counts each call.
+
     Args:
         providers: the registered providers by name.
         tiers: ``[models]`` tiers (SPEC §1 rule 2).
@@ -260,7 +235,10 @@ class ChatService:
         timeout_secs: the whole-call timeout, unless a provider sets its own.
         connect_timeout_secs: the TCP/TLS connect timeout.
         telemetry: where each upstream call is counted.
-        clock: monotonic seconds, for latency.
+        profiles: every known provider, registered or not (routing's rows).
+        chain_timeout_secs: a fallback chain's whole budget (default: ``timeout_secs``).
+        default_retry_after_secs: the wait given to a 429/503 that names none.
+        clock: monotonic seconds, for latency and the chain's budget.
         wall_clock: epoch seconds, for Retry-After dates.
     """
 
@@ -273,33 +251,58 @@ class ChatService:
         timeout_secs: float = 120.0,
         connect_timeout_secs: float = 5.0,
         telemetry: Telemetry | None = None,
+        profiles: Sequence[Provider] = PROFILES,
+        chain_timeout_secs: float | None = None,
+        default_retry_after_secs: float = 2.0,
         clock: Callable[[], float] = time.perf_counter,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.providers = dict(providers)
         self.tiers = dict(tiers)
+        self.profiles = tuple(profiles)
         self.transport = transport
         self.telemetry = telemetry if telemetry is not None else Telemetry(self.providers)
         self._timeout = timeout_secs
+        self._chain_timeout = chain_timeout_secs
+        self._default_retry = default_retry_after_secs
         self._connect_timeout = connect_timeout_secs
         self._clock = clock
         self._wall_clock = wall_clock
-        # Built once: the providers and timeouts are fixed for the service's life.
-        self._timeouts_by_name = {
-            name: self._timeouts(provider) for name, provider in self.providers.items()
-        }
+
+    def plan(self, request: ChatRequest) -> CallPlan:
+        """The call plan for ``request`` (routing errors, 400/404, raise here)."""
+        return CallPlan(
+            request,
+            providers=self.providers,
+            tiers=self.tiers,
+            profiles=self.profiles,
+            timeout_secs=self._timeout,
+            chain_timeout_secs=self._chain_timeout,
+            default_retry_after_secs=self._default_retry,
+            now=self._clock(),
+        )
 
     def routes(self, model: object) -> tuple[Route, ...]:
         """The fallback chain for ``model`` (SPEC §1); ChatError 400/404 if none."""
-        return resolve(model, self.providers, self.tiers)
+        return resolve(model, self.providers, self.tiers, profiles=self.profiles)
 
-    def _timeouts_for(self, name: str, provider: Provider) -> Timeouts:
-        cached = self._timeouts_by_name.get(name)
-        return cached if cached is not None else self._timeouts(provider)
+    def _timeouts(self, attempt: Attempt) -> Timeouts:
+        total = attempt.timeout_secs
+        return Timeouts(connect=min(self._connect_timeout, total), read=total, total=total)
 
-    def _timeouts(self, provider: Provider) -> Timeouts:
-        total = provider.timeout_secs if provider.timeout_secs is not None else self._timeout
-        return Timeouts(connect=self._connect_timeout, read=total, total=total)
+    async def _attempts(
+        self, request: ChatRequest, run: Callable[[Attempt], Awaitable[_T]]
+    ) -> _T:
+        """The one attempt loop: ``run`` each attempt the plan gives until one succeeds
+        or the plan gives up (and raises)."""
+        plan = self.plan(request)
+        while True:
+            attempt = plan.next(now=self._clock())
+            try:
+                return await run(attempt)
+            except ChatError as exc:
+                plan.failed(attempt, exc)
+                logger.info("falling back from %s after %s", attempt.provider.name, exc.type)
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         """A non-streamed answer, trying the chain's routes in order.
@@ -307,35 +310,24 @@ class ChatService:
         Raises:
             ChatError: the request's own error, or the last route's failure.
         """
-        routes = self.routes(request.model)
         if request.stream:  # dataclasses.replace is a measurable cost per call
             request = replace(request, stream=False)
-        for i, route in enumerate(routes):
-            try:
-                return await self._call(route, request)
-            except ChatError as exc:
-                if exc.retryable and i + 1 < len(routes):
-                    logger.info(
-                        "falling back from %s after %s", route.provider, exc.type
-                    )
-                    continue
-                raise
-        raise AssertionError("resolve() returned an empty chain")  # pragma: no cover
+        return await self._attempts(request, self._call)
 
-    async def _call(self, route: Route, request: ChatRequest) -> ChatResult:
-        provider = self.providers[route.provider]
-        codec = codec_for(provider.api)
-        http = codec.build_request(request, route, provider)
-        timeouts = self._timeouts_for(route.provider, provider)
+    async def _call(self, attempt: Attempt) -> ChatResult:
+        provider = attempt.provider
+        codec = attempt.codec
         started = self._clock()
         with self._accounted(provider, started):
-            async with self.transport.open(http, timeouts) as resp:
+            async with self.transport.open(attempt.http, self._timeouts(attempt)) as resp:
                 await self._raise_for_status(resp, codec, provider)
                 body = await resp.aread(MAX_RESPONSE_BYTES)
-            response = codec.parse_response(provider.name, body)
+            response = codec.parse_response(
+                provider.name, body, passthrough=attempt.passthrough
+            )
         elapsed = self._clock() - started
         self.telemetry.record(provider.name, latency_s=elapsed, usage=response.usage)
-        return ChatResult(route=route, response=response, latency_ms=_ms(elapsed))
+        return ChatResult(route=attempt.route, response=response, latency_ms=_ms(elapsed))
 
     @asynccontextmanager
     async def open_stream(self, request: ChatRequest) -> AsyncIterator[ChatStream]:
@@ -345,35 +337,23 @@ class ChatService:
             ChatError: the request's own error, or the last route's failure; no event has
                 been produced, so the caller can still answer with a status code.
         """
-        routes = self.routes(request.model)
         if not request.stream:
             request = replace(request, stream=True)
         async with AsyncExitStack() as outer:
-            stream: ChatStream | None = None
-            for i, route in enumerate(routes):
-                try:
-                    stream = await self._start(route, request, outer)
-                    break
-                except ChatError as exc:
-                    if exc.retryable and i + 1 < len(routes):
-                        logger.info("falling back from %s after %s", route.provider, exc.type)
-                        continue
-                    raise
-            assert stream is not None
+            stream = await self._attempts(
+                request, lambda attempt: self._start(attempt, outer)
+            )
             try:
                 yield stream
             finally:
                 stream._abandon()
 
-    async def _start(
-        self, route: Route, request: ChatRequest, outer: AsyncExitStack
-    ) -> ChatStream:
-        """Open ``route`` and read until its first event; on success the response's
+    async def _start(self, attempt: Attempt, outer: AsyncExitStack) -> ChatStream:
+        """Open ``attempt`` and read until its first event; on success the response's
         cleanup moves to ``outer``, on failure it runs here."""
-        provider = self.providers[route.provider]
-        codec = codec_for(provider.api)
-        http = codec.build_request(request, route, provider)
-        timeouts = self._timeouts_for(route.provider, provider)
+        provider = attempt.provider
+        codec = attempt.codec
+        timeouts = self._timeouts(attempt)
         started = self._clock()
         # The whole-call timeout bounds a stream until its first event: the transport's
         # ``total`` covers only the head, and an upstream that sends keep-alive blank lines
@@ -381,10 +361,12 @@ class ChatService:
         first_event_by = anyio.current_time() + timeouts.total
         async with AsyncExitStack() as layer:
             with self._accounted(provider, started):
-                resp = await layer.enter_async_context(self.transport.open(http, timeouts))
+                resp = await layer.enter_async_context(
+                    self.transport.open(attempt.http, timeouts)
+                )
                 await self._raise_for_status(resp, codec, provider)
                 chunks = resp.aiter_bytes()
-                parser = codec.stream_parser(provider.name)
+                parser = codec.stream_parser(provider.name, passthrough=attempt.passthrough)
                 pending: list[Event] = []
                 eof = False
                 with anyio.CancelScope(deadline=first_event_by) as waiting:
@@ -404,7 +386,7 @@ class ChatService:
                         "bad_upstream_response", "upstream stream ended without any event"
                     )
             stream = ChatStream(
-                route=route,
+                route=attempt.route,
                 provider=provider,
                 chunks=chunks,
                 parser=parser,
@@ -424,7 +406,7 @@ class ChatService:
         try:
             yield
         except ChatError as exc:
-            _blame(exc, provider)
+            blame(exc, provider)
             self.telemetry.record(
                 provider.name, latency_s=self._clock() - started, error_type=exc.type
             )

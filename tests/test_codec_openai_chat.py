@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from chatproto import (
     Usage,
     codec_for,
 )
+from chatproto import profile as _row
 from chatproto.providers._openai_chat import codec
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -41,9 +43,9 @@ BASE_URLS = {
     "kimi": "https://api.kimi.com/coding/v1",
 }
 KEY = "sk-test-0123456789"
+# The built-in rows, keyed: the codec reads their quirk flags, never their names.
 PROVIDERS = {
-    name: Provider(name=name, api="openai_chat", base_url=url, key=Secret(KEY))
-    for name, url in BASE_URLS.items()
+    name: replace(_row(name), base_url=url, key=Secret(KEY)) for name, url in BASE_URLS.items()
 }
 ROUTES = {
     "openrouter": Route(provider="openrouter", upstream_model="moonshotai/kimi-k2"),

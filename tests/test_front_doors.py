@@ -371,7 +371,8 @@ SDK_ERRORS = [
     ("busy:4b", openai.RateLimitError, 429, "rate_limited", "7"),
     ("openrouter/vendor/busy", openai.RateLimitError, 429, "rate_limited", "11"),
     ("down:4b", openai.InternalServerError, 503, "upstream_overloaded", "3"),
-    ("openrouter/vendor/down", openai.InternalServerError, 503, "upstream_overloaded", None),
+    # SPEC §4: a 503 that names no wait gets default_retry_after_secs (2).
+    ("openrouter/vendor/down", openai.InternalServerError, 503, "upstream_overloaded", "2"),
     ("broken:4b", openai.InternalServerError, 502, "upstream_error", None),
     ("no-such-model:1b", openai.InternalServerError, 502, "upstream_error", None),
     ("kimi/stall", openai.InternalServerError, 504, "upstream_timeout", None),

@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from chatproto import ChatError, ChatRequest, Message, Provider, StreamEnded, TextDelta, Usage
-from server.service import ChatService, _mask
+from chatproto import mask_secret as _mask
+from server.service import ChatService
 from transports import MockResponse, MockTransport
 
 

@@ -84,30 +84,30 @@ def _bad(provider: str | None, what: str) -> ChatError:
 # Request
 
 
-def _think_fields(name: str, think: bool | str | None) -> dict[str, JSON]:
-    """The body fields that carry ``think`` for this provider, or none.
+def _think_fields(control: str, think: bool | str | None) -> dict[str, JSON]:
+    """The body fields that carry ``think`` under ``Provider.reasoning_control``, or none.
 
     ``None`` (no preference) sends nothing anywhere: the provider's default stands.
 
-    - openrouter: ``reasoning: {"enabled": bool}`` for a bool, ``{"effort": level}`` for a
-      level (``max`` -> ``xhigh``; an unknown level is passed through, and OpenRouter
+    - ``"reasoning"`` (OpenRouter): ``reasoning: {"enabled": bool}`` for a bool,
+      ``{"effort": level}`` for a level (``max`` -> ``xhigh``; an unknown level is passed through, and OpenRouter
       answers 400 if it is not one of its efforts). "enabled ... Default: inferred from
       effort or max_tokens" (providers.md §4.2, openrouter.ai/docs/use-cases/
       reasoning-tokens). A model whose reasoning is mandatory refuses to disable it; that
       400 is the honest answer to an explicit ``think: false``.
-    - kimi: ``thinking: {"type": "enabled"|"disabled"}``, what the official Kimi CLI sends
-      as ``extra_body.thinking`` (providers.md §6.1, KC ``kosong/chat_provider/kimi.py``);
+    - ``"thinking"`` (Kimi): ``thinking: {"type": "enabled"|"disabled"}``, what the
+      official Kimi CLI sends as ``extra_body.thinking`` (providers.md §6.1, KC ``kosong/chat_provider/kimi.py``);
       Kimi has no levels, so any level means enabled.
-    - opencode and any other name: nothing. Zen forwards the body to varying upstreams and
+    - ``""`` (OpenCode Zen, configured providers): nothing. Zen forwards the body to varying upstreams and
       documents no reasoning control (providers.md §5.3, §8 "upstream's (undocumented)").
     """
     if think is None:
         return {}
-    if name == "openrouter":
+    if control == "reasoning":
         if isinstance(think, bool):
             return {"reasoning": {"enabled": think}}
         return {"reasoning": {"effort": _OPENROUTER_EFFORT.get(think, think)}}
-    if name == "kimi":
+    if control == "thinking":
         return {"thinking": {"type": "enabled" if think else "disabled"}}
     return {}
 
@@ -151,7 +151,7 @@ def _image_url(image: str) -> str:
     return f"data:{mime};base64,{image}"
 
 
-def _message(msg: Message, name: str) -> dict[str, JSON]:
+def _message(msg: Message, echo_reasoning: bool) -> dict[str, JSON]:
     """One chatd message in OpenAI shape (providers.md §3.1; OAI ``completion_create_params``).
 
     An assistant message with tool calls and no text gets ``content: null``, as OpenAI
@@ -183,7 +183,7 @@ def _message(msg: Message, name: str) -> dict[str, JSON]:
         out["tool_call_id"] = msg.tool_call_id
     if msg.name is not None:
         out["name"] = msg.name
-    if msg.thinking and name == "kimi":
+    if echo_reasoning and msg.thinking:
         # Kimi wants earlier reasoning back: the official CLI sends assistant history with
         # ``reasoning_content`` (KC kosong ``kimi.py _convert_message``), and thinking
         # models refuse a tool-call turn without it. Others: undocumented, left out.
@@ -572,7 +572,7 @@ class OpenAIChatCodec:
         name = provider.name
         body: dict[str, JSON] = {
             "model": route.upstream_model,
-            "messages": [_message(m, name) for m in request.messages],
+            "messages": [_message(m, provider.echo_reasoning) for m in request.messages],
         }
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
@@ -590,7 +590,7 @@ class OpenAIChatCodec:
             body["tools"] = list(request.tools)
         if request.tool_choice is not None:
             body["tool_choice"] = request.tool_choice
-        body.update(_think_fields(name, request.think))
+        body.update(_think_fields(provider.reasoning_control, request.think))
         if request.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -612,7 +612,7 @@ class OpenAIChatCodec:
                             provider=name) from None
         return HTTPRequest(
             method="POST",
-            url=provider.base_url.rstrip("/") + "/chat/completions",
+            url=provider.base_url.rstrip("/") + provider.path("openai_chat", "/chat/completions"),
             headers=tuple(headers),
             body=encoded,
             stream=request.stream,

@@ -1,0 +1,324 @@
+"""The call plan: a request in, the upstream attempts to make and what to do after each.
+
+Strategy: everything about a call that needs no I/O is decided here, so a server (or any
+embedder) is a short loop around a transport::
+
+    plan = CallPlan(request, providers=..., tiers=..., now=clock())
+    while True:
+        attempt = plan.next(now=clock())      # raises the final ChatError when none is left
+        try:
+            ... send attempt.http with attempt.timeout_secs; parse with attempt.codec ...
+            break
+        except ChatError as exc:
+            plan.failed(attempt, exc)          # re-raises unless the chain moves on
+
+Routing (:func:`~chatproto._routing.resolve`) gives the chain. A target whose wire format
+cannot carry the request (SPEC §1: tools to an API without tools, a remote image to an API
+that takes base64 only) is skipped before any I/O; only when no target can is an error
+returned, the first target's. After a failure the chain moves on only when the failure is
+the upstream's (:attr:`ChatError.retryable`) and a target and budget are left. The chain's
+whole budget is ``chain_timeout_secs`` (SPEC §5): each attempt's timeout is clamped to what
+is left of it, so a chain of hanging targets answers within the budget.
+
+Every upstream failure passes :func:`blame` on its way out: the provider is named, a key
+the upstream quoted back is masked (SPEC §4: a key never appears in any response or log
+line), and a 429/503 that named no wait gets ``default_retry_after_secs`` (SPEC §4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from ._codec import Codec
+from ._errors import ChatError
+from ._profiles import PROFILES
+from ._routing import resolve
+from ._types import ChatRequest, HTTPRequest, Provider, Route
+
+__all__ = ["Attempt", "CallPlan", "blame", "cannot_carry", "mask_secret"]
+
+_NO_TIERS: Mapping[str, tuple[str, ...]] = MappingProxyType({})
+
+
+# --- key masking ----------------------------------------------------------------------
+
+_MASK = "***"
+_WHITESPACE = frozenset(" \t\r\n\f\v")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _normalised(text: str) -> tuple[str, list[int], list[int]]:
+    """``text`` without whitespace and with JSON escapes decoded, and for each character of
+    the result the span ``[start, end)`` it came from in ``text``.
+
+    An upstream may quote a key split across lines or spaces, or inside a JSON string it
+    embeds in its message (``\\u0073k-…``, ``\\/``); matching on this form finds those."""
+    chars: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in _WHITESPACE:
+            i += 1
+            continue
+        if c == "\\" and i + 1 < n:
+            nxt = text[i + 1]
+            if nxt == "u" and i + 6 <= n and all(h in _HEX for h in text[i + 2 : i + 6]):
+                chars.append(chr(int(text[i + 2 : i + 6], 16)))
+                starts.append(i)
+                ends.append(i + 6)
+                i += 6
+                continue
+            if nxt in "/\\\"":
+                chars.append(nxt)
+                starts.append(i)
+                ends.append(i + 2)
+                i += 2
+                continue
+            if nxt in "nrt":  # an escaped newline splitting a key is whitespace too
+                i += 2
+                continue
+        chars.append(c)
+        starts.append(i)
+        ends.append(i + 1)
+        i += 1
+    return "".join(chars), starts, ends
+
+
+def mask_secret(message: str, secret: str) -> str:
+    """``message`` with every appearance of ``secret`` replaced by ``***``; the same object
+    back when there is nothing to mask.
+
+    An appearance may be split by whitespace or written with JSON escapes; and since codecs
+    clip long upstream messages, a message that ends with the secret's first four or more
+    characters (before a clip's ellipsis) is masked from there too.
+    """
+    if len(secret) < 4:
+        return message
+    if secret in message:
+        message = message.replace(secret, _MASK)
+    flat, starts, ends = _normalised(message)
+    spans: list[tuple[int, int]] = []
+    at = flat.find(secret)
+    while at >= 0:
+        spans.append((starts[at], ends[at + len(secret) - 1]))
+        at = flat.find(secret, at + len(secret))
+    tail = flat.removesuffix("…")
+    if not spans or spans[-1][1] < (ends[len(tail) - 1] if tail else 0):
+        for k in range(min(len(secret) - 1, len(tail)), 3, -1):
+            if tail.endswith(secret[:k]):
+                spans.append((starts[len(tail) - k], ends[len(tail) - 1]))
+                break
+    if not spans:
+        return message
+    out: list[str] = []
+    last = 0
+    for start, end in spans:
+        out.append(message[last:start])
+        out.append(_MASK)
+        last = end
+    out.append(message[last:])
+    return "".join(out)
+
+
+def blame(
+    exc: ChatError, provider: Provider, *, default_retry_after_secs: float | None = None
+) -> ChatError:
+    """Name ``provider`` in ``exc`` (transports raise with none), mask its key out of the
+    message, and give a 429/503 that names no wait ``default_retry_after_secs``.
+
+    SPEC §4 passes the upstream's own message on, and also says a key never appears in
+    any response or log line; some upstreams quote the key they refused ("invalid key
+    sk-…"). Codex CLI gives up at once on a 429 without Retry-After, while every client
+    backs off when it has one (SPEC §4). Returns ``exc``, changed in place.
+    """
+    if exc.provider is None:
+        exc.provider = provider.name
+    if provider.key is not None:
+        masked = mask_secret(exc.message, provider.key.reveal())
+        if masked is not exc.message:
+            exc.message = masked
+            exc.args = (masked,)
+    if (
+        default_retry_after_secs is not None
+        and exc.retry_after is None
+        and exc.status in (429, 503)
+    ):
+        exc.retry_after = default_retry_after_secs
+    return exc
+
+
+# --- capabilities ---------------------------------------------------------------------
+
+def _uses_tools(request: ChatRequest) -> bool:
+    if request.tools:
+        return True
+    return any(m.role == "tool" or m.tool_calls for m in request.messages)
+
+
+def _has_image_url(request: ChatRequest) -> bool:
+    return any(p.url is not None for m in request.messages for p in m.image_parts)
+
+
+#: Wire formats that take images as base64 only (Ollama: "images: a list of base64-encoded
+#: images", providers.md §1.2; "image URLs not supported" on its /v1, §1.9).
+_BASE64_IMAGES_ONLY = frozenset({"ollama_chat", "ollama_generate"})
+#: Wire formats with no tools (Ollama's /api/generate takes none, providers.md §1.2).
+_NO_TOOLS = frozenset({"ollama_generate"})
+
+
+def cannot_carry(api: str, request: ChatRequest) -> str | None:
+    """Why the wire format ``api`` cannot carry ``request`` at all, or None if it can."""
+    if api in _NO_TOOLS and _uses_tools(request):
+        return f"{api} takes no tools or tool results"
+    if api in _BASE64_IMAGES_ONLY and _has_image_url(request):
+        return f"{api} takes images as base64 data only, not URLs"
+    return None
+
+
+# --- the plan ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """One upstream call to make: send :attr:`http`, within :attr:`timeout_secs`."""
+
+    route: Route
+    provider: Provider
+    api: str
+    """The wire format of this call (the provider's, for this model and request)."""
+    codec: Codec
+    http: HTTPRequest
+    timeout_secs: float
+    """The whole call's limit: the provider's timeout, clamped to the chain's budget."""
+    passthrough: bool
+    """The client's door speaks :attr:`api`: keep the upstream's own events and body."""
+    index: int
+    """Position in the chain (0 for the first target)."""
+
+
+def _codec(api: str) -> Codec:
+    from .providers import codec_for
+
+    return codec_for(api)
+
+
+class CallPlan:
+    """The attempts for one request and the decision after each outcome; no I/O, no clock
+    (``now`` is passed in, monotonic seconds).
+
+    Args:
+        request: the validated request; its ``stream`` flag is what the upstream is asked.
+        providers: the registered providers by name.
+        tiers: the ``[models]`` tiers.
+        profiles: every known provider (built-in and configured), for routing.
+        timeout_secs: the whole-call timeout of a provider that sets none.
+        chain_timeout_secs: the whole chain's budget (default: ``timeout_secs``).
+        default_retry_after_secs: the wait a 429/503 without one is given.
+        now: when the call started.
+        codec_for: api name -> codec (default: chatd's codecs).
+
+    Raises:
+        ChatError: from routing (400, 404) at construction.
+    """
+
+    __slots__ = (
+        "_codec_for", "_default_retry", "_first_error", "_next", "_providers", "_timeout",
+        "deadline", "fallbacks", "request", "routes",
+    )
+
+    def __init__(
+        self,
+        request: ChatRequest,
+        *,
+        providers: Mapping[str, Provider],
+        tiers: Mapping[str, tuple[str, ...]] = _NO_TIERS,
+        profiles: Sequence[Provider] = PROFILES,
+        timeout_secs: float = 120.0,
+        chain_timeout_secs: float | None = None,
+        default_retry_after_secs: float | None = 2.0,
+        now: float = 0.0,
+        codec_for: Callable[[str], Codec] | None = None,
+    ) -> None:
+        self.request = request
+        self.routes: tuple[Route, ...] = resolve(
+            request.model, providers, tiers, profiles=profiles
+        )
+        self._providers = providers
+        self._timeout = timeout_secs
+        budget = chain_timeout_secs if chain_timeout_secs is not None else timeout_secs
+        self.deadline = now + budget
+        self._default_retry = default_retry_after_secs
+        self._codec_for = codec_for if codec_for is not None else _codec
+        self._next = 0
+        self._first_error: ChatError | None = None
+        self.fallbacks: list[str] = []
+        """The providers left, in order, before the one that answered."""
+
+    def next(self, *, now: float) -> Attempt:
+        """The next attempt to make.
+
+        Raises:
+            ChatError: when no target is left: the reason none could carry the request
+                (the first target's), or ``upstream_timeout`` when the budget is spent.
+        """
+        left = self.deadline - now
+        while self._next < len(self.routes):
+            index = self._next
+            self._next += 1
+            if left <= 0:
+                raise ChatError(
+                    "upstream_timeout",
+                    "the fallback chain's time budget was spent before a target answered",
+                    provider=self.routes[index].provider,
+                )
+            attempt = self._attempt(index, left)
+            if attempt is not None:
+                return attempt
+        assert self._first_error is not None  # routes is never empty
+        raise self._first_error
+
+    def _attempt(self, index: int, left: float) -> Attempt | None:
+        route = self.routes[index]
+        provider = self._providers[route.provider]
+        request = self.request
+        api = provider.api_for(route.upstream_model, tools=_uses_tools(request))
+        try:
+            why = cannot_carry(api, request)
+            if why is not None:
+                raise ChatError(
+                    "invalid_request",
+                    f"model {route.upstream_model!r} on {provider.name}: {why}",
+                    provider=provider.name,
+                )
+            codec = self._codec_for(api)
+            passthrough = request.dialect == api
+            http = codec.build_request(request, route, provider)
+        except ChatError as exc:
+            # SPEC §1: a target that cannot serve the request at all is skipped; only when
+            # none can is the error returned, the first target's.
+            blame(exc, provider)
+            if self._first_error is None:
+                self._first_error = exc
+            self.fallbacks.append(provider.name)
+            return None
+        total = provider.timeout_secs if provider.timeout_secs is not None else self._timeout
+        return Attempt(
+            route=route, provider=provider, api=api, codec=codec, http=http,
+            timeout_secs=min(total, left), passthrough=passthrough, index=index,
+        )
+
+    def failed(self, attempt: Attempt, exc: ChatError) -> None:
+        """Take the outcome of a failed attempt: blame and mask it, then re-raise it
+        unless the chain moves on (the failure is the upstream's and a target is left)."""
+        blame(exc, attempt.provider, default_retry_after_secs=self._default_retry)
+        if self._first_error is None:
+            self._first_error = exc
+        if exc.retryable and self._next < len(self.routes):
+            self.fallbacks.append(attempt.provider.name)
+            # A later skipped target must not hide this real failure.
+            self._first_error = exc
+            return
+        raise exc
