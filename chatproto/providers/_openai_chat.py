@@ -90,16 +90,17 @@ def _think_fields(control: str, think: bool | str | None) -> dict[str, JSON]:
     ``None`` (no preference) sends nothing anywhere: the provider's default stands.
 
     - ``"reasoning"`` (OpenRouter): ``reasoning: {"enabled": bool}`` for a bool,
-      ``{"effort": level}`` for a level (``max`` -> ``xhigh``; an unknown level is passed through, and OpenRouter
-      answers 400 if it is not one of its efforts). "enabled ... Default: inferred from
-      effort or max_tokens" (providers.md §4.2, openrouter.ai/docs/use-cases/
-      reasoning-tokens). A model whose reasoning is mandatory refuses to disable it; that
-      400 is the honest answer to an explicit ``think: false``.
+      ``{"effort": level}`` for a level (``max`` -> ``xhigh``; an unknown level is passed
+      through, and OpenRouter answers 400 if it is not one of its efforts). "enabled ...
+      Default: inferred from effort or max_tokens" (providers.md §4.2,
+      openrouter.ai/docs/use-cases/reasoning-tokens). A model whose reasoning is
+      mandatory refuses to disable it; that 400 is the honest answer to ``think: false``.
     - ``"thinking"`` (Kimi): ``thinking: {"type": "enabled"|"disabled"}``, what the
-      official Kimi CLI sends as ``extra_body.thinking`` (providers.md §6.1, KC ``kosong/chat_provider/kimi.py``);
-      Kimi has no levels, so any level means enabled.
-    - ``""`` (OpenCode Zen, configured providers): nothing. Zen forwards the body to varying upstreams and
-      documents no reasoning control (providers.md §5.3, §8 "upstream's (undocumented)").
+      official Kimi CLI sends as ``extra_body.thinking`` (providers.md §6.1, KC
+      ``kosong/chat_provider/kimi.py``); Kimi has no levels, so any level means enabled.
+    - ``""`` (OpenCode Zen, configured providers): nothing. Zen forwards the body to
+      varying upstreams and documents no reasoning control (providers.md §5.3, §8
+      "upstream's (undocumented)").
     """
     if think is None:
         return {}
