@@ -29,6 +29,7 @@ __all__ = [
     "ThinkingPart",
     "ToolCall",
     "Usage",
+    "redact_userinfo",
 ]
 
 JSON = Any
@@ -62,6 +63,20 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+def redact_userinfo(url: str) -> str:
+    """``url`` with credentials in its authority (``user:pass@``) shown as ``***@``.
+
+    A base URL may name a basic-auth proxy that way; wherever a URL is shown (the
+    providers route and command, a request's repr, an error message) the password must
+    not be, while the ``***@`` still tells the operator that credentials are configured.
+    """
+    scheme, sep, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    if not sep or "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{tail}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,7 +207,8 @@ class HTTPRequest:
         # Never print header values: Authorization holds a key.
         names = ", ".join(k for k, _ in self.headers)
         return (
-            f"HTTPRequest(method={self.method!r}, url={self.url!r}, headers=[{names}], "
+            f"HTTPRequest(method={self.method!r}, url={redact_userinfo(self.url)!r}, "
+            f"headers=[{names}], "
             f"body=<{len(self.body)} bytes>, stream={self.stream})"
         )
 

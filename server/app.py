@@ -51,6 +51,7 @@ from chatproto._decoders import dumps
 from chatproto._request import parse_chat_request
 from chatproto._routing import DEFAULT_PROVIDER
 from chatproto._telemetry import Telemetry
+from chatproto._types import redact_userinfo
 
 from .config import Config, register_providers, registered, resolve_auth_token
 from .service import ChatService, retry_after_header
@@ -470,7 +471,7 @@ class ChatdApp:
                 {
                     "name": p.name,
                     "default": p.name == DEFAULT_PROVIDER,
-                    "base_url": p.base_url,
+                    "base_url": redact_userinfo(p.base_url),
                     "api": p.api,
                 }
                 for p in self.providers.values()

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatproto import ChatError, __version__
 from chatproto._routing import resolve
+from chatproto._types import redact_userinfo
 
 from .config import (
     Config,
@@ -119,7 +120,7 @@ def _providers(config: Config) -> int:
     rows = [
         (
             r.name,
-            r.provider.base_url if r.provider else "",
+            redact_userinfo(r.provider.base_url) if r.provider else "",
             r.provider.api if r.provider else "",
             ("registered: " if r.registered else "not registered: ") + r.source,
         )

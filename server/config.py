@@ -276,7 +276,14 @@ def _provider(name: str, raw: object, base: ProviderConfig | None) -> ProviderCo
         values["timeout_secs"] = _positive_number(f"{where}.timeout_secs", table["timeout_secs"])
     if base is None:  # ollama: the URL is chatd.ollama_url, filled in at registration
         return ProviderConfig(base_url="", **values)
-    return ProviderConfig(**{**_asdict(base), **values})
+    merged = ProviderConfig(**{**_asdict(base), **values})
+    if merged.key_env and "@" in urlsplit(merged.base_url).netloc:
+        # Both would be the Authorization header (transports._base.userinfo_auth).
+        raise ConfigError(
+            f"{where}.base_url: has credentials (user:password@) and the provider sends a "
+            f'key as well; remove them, or set key_env = "" to send only the URL\'s'
+        )
+    return merged
 
 
 def _asdict(pc: ProviderConfig) -> dict[str, Any]:

@@ -553,3 +553,93 @@ async def test_mock_handler_error_passes_through(anyio_backend: str) -> None:
 def test_mock_response_refuses_a_bare_bytes_body() -> None:
     with pytest.raises(TypeError):
         MockResponse(200, (), b"body")  # type: ignore[arg-type]
+
+
+# -- idle connections the upstream closes (socket only) -----------------------------------
+
+
+def close_wait_sockets(remote_port: int) -> int:
+    """This host's TCP sockets in CLOSE_WAIT towards ``remote_port`` (Linux /proc/net)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            remote, state = fields[2], fields[3]
+            if state == "08" and int(remote.rsplit(":", 1)[1], 16) == remote_port:
+                count += 1
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc/net/tcp")
+@pytest.mark.parametrize("kind", SOCKET_KINDS)
+async def test_idle_connection_the_upstream_closes_is_reaped(
+    kind: str, anyio_backend: str
+) -> None:
+    """The upstream closes a pooled keep-alive connection and no request follows: the pool
+    closes its end by itself, so the socket does not sit in CLOSE_WAIT until the next call
+    to that origin (which may be hours away)."""
+    async with harness(kind, reap_interval=0.05) as (upstream, transport):
+        upstream.answers.append(Reply(close_after=True))
+        assert await fetch(transport, req(upstream)) == b"ok"
+        with anyio.fail_after(1):
+            await upstream.server_closed.wait()
+        port = int(upstream.url.rsplit(":", 1)[1])
+        with anyio.fail_after(2):
+            while close_wait_sockets(port):
+                await anyio.sleep(0.02)
+        assert await fetch(transport, req(upstream)) == b"ok"  # the pool still serves
+    assert upstream.accepted == 2
+
+
+@pytest.mark.parametrize("kind", SOCKET_KINDS)
+async def test_idle_connection_past_its_expiry_is_closed_without_a_request(
+    kind: str, anyio_backend: str
+) -> None:
+    """``keepalive_expiry`` is kept by the same sweep: the upstream sees chatd hang up."""
+    async with harness(kind, reap_interval=0.05, keepalive_expiry=0.1) as (upstream, transport):
+        assert await fetch(transport, req(upstream)) == b"ok"
+        with anyio.fail_after(2):
+            await upstream.hangup.wait()
+
+
+# -- credentials in the URL (socket only: the mock hands the request over as it is) ------
+
+
+@pytest.mark.parametrize("kind", SOCKET_KINDS)
+async def test_userinfo_in_the_url_is_sent_as_basic_auth(kind: str, anyio_backend: str) -> None:
+    """``http://user:pass@host/`` (a proxy with basic auth in front of an upstream) is
+    honoured as RFC 7617 Basic credentials, percent-decoded (RFC 3986 §3.2.1), and never
+    reaches the wire as part of the target or the Host."""
+    import base64
+
+    async with harness(kind) as (upstream, transport):
+        url = upstream.url.replace("http://", "http://us%40er:p%3Ass@") + "/v1/chat"
+        request = HTTPRequest(method="POST", url=url, headers=(), body=b"{}")
+        assert await fetch(transport, request) == b"ok"
+    [seen] = upstream.seen
+    expected = "Basic " + base64.b64encode(b"us@er:p:ss").decode()
+    assert seen.header("authorization") == expected
+    assert seen.target == "/v1/chat"
+    assert seen.header("host") == upstream.url.removeprefix("http://")
+
+
+@pytest.mark.parametrize("kind", SOCKET_KINDS)
+async def test_userinfo_and_an_authorization_header_are_refused(
+    kind: str, anyio_backend: str
+) -> None:
+    """Both would be the Authorization header; neither is dropped silently, and the
+    refusal quotes neither the password nor the key."""
+    async with harness(kind) as (upstream, transport):
+        url = upstream.url.replace("http://", "http://user:pa55word@") + "/v1/chat"
+        request = HTTPRequest(
+            method="POST", url=url, headers=(("Authorization", "Bearer sk-key"),), body=b"{}"
+        )
+        with pytest.raises(ChatError) as caught:
+            await fetch(transport, request)
+    assert caught.value.type == "invalid_request"
+    assert "pa55word" not in repr(caught.value) and "sk-key" not in repr(caught.value)
+    assert upstream.seen == []

@@ -13,24 +13,36 @@ knows the provider, fills it in).
 
 from __future__ import annotations
 
+import base64
+import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
+from urllib.parse import SplitResult, unquote
+
+import anyio
+import anyio.abc
 
 from chatproto import ChatError, HTTPRequest
 from chatproto import __version__ as _chatd_version
 
 __all__ = [
     "DEFAULT_READ_LIMIT",
+    "DEFAULT_REAP_INTERVAL",
     "DEFAULT_TIMEOUTS",
     "USER_AGENT",
     "Response",
+    "Sweeper",
     "Timeouts",
     "Transport",
+    "userinfo_auth",
 ]
+
+logger = logging.getLogger("chatd.transport")
 
 #: The User-Agent sent unless the request (or provider config) sets its own.
 USER_AGENT = f"chatd/{_chatd_version}"
@@ -41,6 +53,86 @@ DEFAULT_READ_LIMIT = 16 * 1024 * 1024
 
 #: Header names the transport owns: it derives framing from ``HTTPRequest.body``.
 FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
+
+#: Seconds between two sweeps of a pool's idle connections (see :class:`Sweeper`): the
+#: longest an upstream-closed connection sits in CLOSE_WAIT.
+DEFAULT_REAP_INTERVAL = 1.0
+
+_USERINFO_AND_AUTH = (
+    "the URL carries credentials (user:password@) and the request its own Authorization "
+    "header; only one can be sent"
+)
+
+
+def userinfo_auth(
+    url: SplitResult, headers: tuple[tuple[str, str], ...]
+) -> tuple[str, str] | None:
+    """The ``Authorization`` header for credentials in ``url``'s userinfo, else None.
+
+    ``https://user:pass@proxy/v1`` is how a base URL names a basic-auth proxy in front of
+    an upstream: the userinfo is percent-decoded (RFC 3986 §3.2.1) and sent as RFC 7617
+    Basic credentials, never as part of the target or Host. A request that also carries
+    an Authorization header (a provider key) is refused rather than one of the two being
+    dropped silently; the message quotes neither.
+
+    Raises:
+        ChatError: ``invalid_request`` for userinfo plus an Authorization header.
+    """
+    if "@" not in url.netloc:
+        return None
+    if any(name.lower() == "authorization" for name, _ in headers):
+        raise ChatError("invalid_request", _USERINFO_AND_AUTH)
+    user = unquote(url.username or "")
+    password = unquote(url.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return ("Authorization", f"Basic {token}")
+
+
+class Sweeper:
+    """Runs a pool's ``sweep`` every ``interval`` seconds while a transport is entered.
+
+    An upstream closes idle keep-alive connections whenever it likes; until our end is
+    closed too, each one sits in CLOSE_WAIT holding a descriptor, which the probe at
+    checkout only notices when the next call to that origin comes (perhaps never). One
+    sweeper task per transport polls the idle connections instead: a periodic zero-timeout
+    poll costs nothing per request, where a watcher task per idle connection would cost a
+    task start and a cancellation on every checkin and checkout. The task lives in a task
+    group entered by ``__aenter__`` and left by ``__aexit__`` in the same task (the ASGI
+    lifespan task in chatd), so a transport used without ``async with`` simply has no
+    sweeper. A sweep that fails is logged and retried at the next interval: it must never
+    take its host task down with it.
+    """
+
+    __slots__ = ("_group", "_interval", "_sweep")
+
+    def __init__(self, sweep: Callable[[], Awaitable[None]], interval: float) -> None:
+        if not interval > 0:
+            raise ValueError("the reap interval must be positive")
+        self._sweep = sweep
+        self._interval = interval
+        self._group: anyio.abc.TaskGroup | None = None
+
+    async def start(self) -> None:
+        if self._group is not None or math.isinf(self._interval):
+            return
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        group.start_soon(self._run)
+        self._group = group
+
+    async def stop(self) -> None:
+        group, self._group = self._group, None
+        if group is not None:
+            group.cancel_scope.cancel()
+            await group.__aexit__(None, None, None)
+
+    async def _run(self) -> None:
+        while True:
+            await anyio.sleep(self._interval)
+            try:
+                await self._sweep()
+            except Exception:
+                logger.exception("sweeping idle upstream connections failed")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

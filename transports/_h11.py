@@ -19,14 +19,16 @@ half-read exchange) is closed, which also keeps h11's state honest without a
 
 Stale keep-alive: servers close idle connections whenever they like (commonly after 5-75 s).
 Before reuse, an idle socket is probed with a zero-timeout poll: EOF, a reset or stray bytes
-mean it is dead. The probe cannot close the race where the server closes just as our
-request leaves, so a request that fails on a *reused* connection before any response byte
-arrived is retried once, on a fresh connection. Go's net/http retries this case only for
-idempotent requests or when it knows nothing was written; chatd's calls are all POSTs, so
-that rule would never fire here. Retrying them is safe in practice: a server that closes
-an idle connection does so without reading the next request. The cost of the rare
-exception (a server that read the request and died without a byte) is one duplicate chat
-call. A fresh connection that fails the same way is not retried.
+mean it is dead; the same probe runs over every idle connection once a ``reap_interval``
+while the transport is entered, so one the server closed is closed here too instead of
+sitting in CLOSE_WAIT until the next call to that origin. The probe cannot close the race
+where the server closes just as our request leaves, so a request that fails on a *reused*
+connection before any response byte arrived is retried once, on a fresh connection. Go's
+net/http retries this case only for idempotent requests or when it knows nothing was
+written; chatd's calls are all POSTs, so that rule would never fire here. Retrying them is
+safe in practice: a server that closes an idle connection does so without reading the next
+request. The cost of the rare exception (a server that read the request and died without a
+byte) is one duplicate chat call. A fresh connection that fails the same way is not retried.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import select
 import ssl
 from collections import deque
 from types import TracebackType
+from typing import Self
 from urllib.parse import urlsplit
 
 import anyio
@@ -44,14 +47,18 @@ import anyio.abc
 import h11
 
 from chatproto import ChatError, HTTPRequest
+from chatproto._types import redact_userinfo
 
 from ._base import (
+    DEFAULT_REAP_INTERVAL,
     DEFAULT_TIMEOUTS,
     FRAMING_HEADERS,
     USER_AGENT,
     Response,
+    Sweeper,
     Timeouts,
     Transport,
+    userinfo_auth,
 )
 from ._errors import BODY_ERRORS, CONNECT_ERRORS, HEAD_ERRORS, ExceptionMap, map_exceptions
 
@@ -112,6 +119,10 @@ class H11Transport(Transport):
         keepalive_expiry: seconds an idle connection may wait before it is discarded
             instead of reused.
         user_agent: sent unless the request sets ``User-Agent`` itself.
+        reap_interval: seconds between sweeps of the idle connections while the
+            transport is entered (``async with``): one the upstream closed, or past
+            ``keepalive_expiry``, is closed then instead of at the next checkout
+            (see :class:`~transports._base.Sweeper`).
     """
 
     def __init__(
@@ -122,6 +133,7 @@ class H11Transport(Transport):
         max_idle_per_origin: int = 100,
         keepalive_expiry: float = 30.0,
         user_agent: str = USER_AGENT,
+        reap_interval: float = DEFAULT_REAP_INTERVAL,
     ) -> None:
         if max_connections_per_origin < 1 or max_idle_per_origin < 0:
             raise ValueError("connection limits must be positive")
@@ -133,15 +145,38 @@ class H11Transport(Transport):
         self._pools: dict[Origin, _Pool] = {}
         self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Head] = {}
         self._closed = False
+        self._sweeper = Sweeper(self._sweep, reap_interval)
 
     def open(self, request: HTTPRequest, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> _Exchange:
         return _Exchange(self, request, timeouts)
 
+    async def __aenter__(self) -> Self:
+        await self._sweeper.start()
+        return self
+
     async def aclose(self) -> None:
         self._closed = True
+        await self._sweeper.stop()
         for pool in self._pools.values():
             while pool.idle:
                 await pool.idle.pop().aclose()
+
+    async def _sweep(self) -> None:
+        """Close idle connections the upstream has closed (or that are past expiry).
+
+        The list is rebuilt before the first await, so a checkout running meanwhile never
+        takes a connection that is about to be closed.
+        """
+        now = anyio.current_time()
+        for pool in self._pools.values():
+            dead = [
+                conn for conn in pool.idle
+                if now - conn.idle_since >= self._keepalive_expiry or conn.is_dead()
+            ]
+            if dead:
+                pool.idle[:] = [conn for conn in pool.idle if conn not in dead]
+                for conn in dead:
+                    await conn.aclose()
 
     def __repr__(self) -> str:
         idle = sum(len(p.idle) for p in self._pools.values())
@@ -183,13 +218,17 @@ class H11Transport(Transport):
         except ValueError:  # a port that is not a number
             scheme = host = ""
         if scheme not in ("http", "https") or not host:
-            raise ChatError("invalid_request", f"cannot send to {request.url!r}: not http(s)")
+            shown = redact_userinfo(request.url)
+            raise ChatError("invalid_request", f"cannot send to {shown!r}: not http(s)")
         default_port = 443 if scheme == "https" else 80
         port = port or default_port
         target = url.path or "/"
         if url.query:
             target = f"{target}?{url.query}"
         headers: list[tuple[str, str]] = []
+        basic = userinfo_auth(url, request.headers)
+        if basic is not None:
+            headers.append(basic)
         has_host = has_agent = False
         for name, value in request.headers:
             lower = name.lower()

@@ -18,6 +18,8 @@ import contextlib
 import ssl
 from collections.abc import AsyncIterator
 from types import TracebackType
+from typing import Self
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -25,12 +27,15 @@ import httpx
 from chatproto import ChatError, HTTPRequest
 
 from ._base import (
+    DEFAULT_REAP_INTERVAL,
     DEFAULT_TIMEOUTS,
     FRAMING_HEADERS,
     USER_AGENT,
     Response,
+    Sweeper,
     Timeouts,
     Transport,
+    userinfo_auth,
 )
 from ._errors import ExceptionMap, map_exceptions
 
@@ -71,6 +76,8 @@ class HTTPXTransport(Transport):
         trust_env: honour ``HTTP(S)_PROXY``/``NO_PROXY``/``SSL_CERT_FILE`` from the
             environment.
         user_agent: sent unless the request sets ``User-Agent`` itself.
+        reap_interval: seconds between sweeps of httpcore's idle connections while the
+            transport is entered (see :meth:`_sweep`).
     """
 
     def __init__(
@@ -83,7 +90,9 @@ class HTTPXTransport(Transport):
         http2: bool = True,
         trust_env: bool = True,
         user_agent: str = USER_AGENT,
+        reap_interval: float = DEFAULT_REAP_INTERVAL,
     ) -> None:
+        self._sweeper = Sweeper(self._sweep, reap_interval)
         self._client = httpx.AsyncClient(
             http2=http2,
             trust_env=trust_env,
@@ -100,8 +109,35 @@ class HTTPXTransport(Transport):
     def open(self, request: HTTPRequest, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> _Exchange:
         return _Exchange(self._client, request, timeouts)
 
+    async def __aenter__(self) -> Self:
+        await self._sweeper.start()
+        return self
+
     async def aclose(self) -> None:
+        await self._sweeper.stop()
         await self._client.aclose()
+
+    async def _sweep(self) -> None:
+        """Close the idle connections httpcore would drop at its next request, now.
+
+        httpcore 1.0 notices a connection the server closed (``has_expired``: idle and
+        readable, or past its keep-alive expiry) only when a request enters the pool, so
+        until then it sits in CLOSE_WAIT. Its own bookkeeping step,
+        ``_assign_requests_to_connections``, removes exactly those from the pool
+        synchronously and returns them for closing; it is private, so a httpcore without it
+        simply keeps its old behaviour.
+        """
+        transports = [self._client._transport, *self._client._mounts.values()]
+        for transport in transports:
+            pool = getattr(transport, "_pool", None)
+            assign = getattr(pool, "_assign_requests_to_connections", None)
+            close = getattr(pool, "_close_connections", None)
+            if assign is None or close is None:
+                continue
+            with pool._optional_thread_lock:  # type: ignore[union-attr]
+                closing = assign()
+            if closing:
+                await close(closing)
 
     def __repr__(self) -> str:
         return "<HTTPXTransport>"
@@ -135,14 +171,23 @@ class _Exchange:
         t = self._timeouts
         self._deadline = anyio.current_time() + t.total
         try:
+            url = urlsplit(request.url)
+            # httpx would turn userinfo into Basic auth *over* a key's Authorization header;
+            # both transports follow one rule instead (transports._base.userinfo_auth).
+            basic = userinfo_auth(url, request.headers)
+            target = request.url
+            headers = [(n, v) for n, v in request.headers if n.lower() not in FRAMING_HEADERS]
+            if basic is not None:
+                target = url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()
+                headers.append(basic)
             built = self._client.build_request(
                 request.method,
-                request.url,
-                headers=[(n, v) for n, v in request.headers if n.lower() not in FRAMING_HEADERS],
+                target,
+                headers=headers,
                 content=request.body,
                 timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=t.total),
             )
-        except (httpx.InvalidURL, UnicodeError):
+        except (httpx.InvalidURL, UnicodeError, ValueError):
             raise ChatError("invalid_request", _INVALID) from None
         with map_exceptions(_HEAD_ERRORS, f"requesting {request.host}"):
             try:
