@@ -12,10 +12,11 @@ The transport does the I/O in between::
     for chunk in chunks: events = parser.feed(chunk)
     events = parser.feed(b"")                                       # end of stream
 
-A :class:`StreamParser` has one method, ``feed(data) -> list[Event]``; ``b""`` means the
+A :class:`StreamParser` is ``feed(data) -> list[Event]`` plus ``error``; ``b""`` means the
 upstream closed, and a stream that ends before its finish marker raises
 ``bad_upstream_response``. Every failure raised is a :class:`~chatproto.ChatError`; any
-other exception escaping a codec is a bug.
+other exception escaping a codec is a bug. Every parser follows the one lifecycle of
+:mod:`chatproto._lifecycle` (open, draining after the terminator, ended, failed for good).
 """
 
 from __future__ import annotations
@@ -30,8 +31,32 @@ __all__ = ["Codec", "StreamParser"]
 
 
 class StreamParser(Protocol):
+    """One upstream stream's parser (see :mod:`chatproto._lifecycle` for its states).
+
+    Errors after events: a feed returns every event completed before a failure, even
+    when the failure is in the same bytes; the failure then waits in :attr:`error` and is
+    raised by the next feed (whatever its data, ``b""`` included) and by every feed after.
+    A feed that fails before completing any event raises at once. So a caller sees the
+    same events, then the same error, however the upstream's bytes were split, and a
+    relay delivers what came before an error. A consumer that would stop reading (it got
+    no StreamEnded, or the body ended) checks :attr:`error` first, rather than waiting on
+    a read that may never come::
+
+        events = parser.feed(chunk)      # deliver these...
+        if parser.error is not None:     # ...then the failure found after them
+            raise parser.error
+
+    Feeding after the end (``b""``) was fed raises
+    :class:`~chatproto._lifecycle.StreamClosedError`, a caller bug.
+    """
+
     def feed(self, data: bytes) -> list[Event]:
         """Take the next bytes of the body (``b""`` = end of body); return new events."""
+        ...
+
+    @property
+    def error(self) -> ChatError | None:
+        """The failure found so far (the parser is failed for good), or None."""
         ...
 
 

@@ -7,6 +7,12 @@ refuses to hold more than ``max_line_bytes`` of an unfinished line or event: pas
 upstream is misbehaving and the stream fails with ``bad_upstream_response`` instead of
 growing memory without bound. ``feed(b"")`` means end of input.
 
+The decoders keep the stream lifecycle's rule for errors (:mod:`._lifecycle`): the lines
+or events completed before an over-long one are returned first and the error is raised by
+the next feed, and then by every feed after; so what comes before the error never depends
+on how the bytes were split. Feeding after the end raises
+:class:`~chatproto._lifecycle.StreamClosedError`.
+
 The default bound, 1 MiB, is far above any chunk a provider sends (an NDJSON chunk or SSE
 event is a few hundred bytes; a whole Ollama tool call arrives in one line and stays in the
 kilobytes) and keeps 1,000 concurrent streams within a bounded worst case.
@@ -14,11 +20,12 @@ kilobytes) and keeps 1,000 concurrent streams within a bounded worst case.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import orjson
 
 from ._errors import ChatError
+from ._lifecycle import StreamClosedError
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
@@ -30,6 +37,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
+
+_T = TypeVar("_T")
 
 
 def loads(data: bytes | str, provider: str | None = None) -> object:
@@ -63,7 +72,7 @@ class _Lines:
     a CR as the very last byte is held back, since it may be half of a split CRLF.
     """
 
-    __slots__ = ("_cr", "_done", "_limit", "_parts", "_pending", "_provider")
+    __slots__ = ("_cr", "_done", "_error", "_limit", "_parts", "_pending", "_provider")
 
     def __init__(self, limit: int, provider: str | None, cr: bool) -> None:
         self._parts: list[bytes] = []
@@ -72,11 +81,29 @@ class _Lines:
         self._provider = provider
         self._cr = cr
         self._done = False
+        """No more input is taken: the end was fed, or the stream failed (``_error``)."""
+        self._error: ChatError | None = None
+
+    def closed(self) -> Exception:
+        """What a feed after :attr:`_done` raises: the failure again, or a caller bug."""
+        if self._error is not None:
+            return self._error.with_traceback(None)
+        return StreamClosedError("feed() called after end of input")
+
+    def fail(self, error: ChatError, found: list[_T]) -> list[_T]:
+        """Fail the stream; ``found`` (complete lines before the failure) is returned
+        first and the error raised by the next call, or at once if there are none."""
+        self._done = True
+        self._error = error
+        self._parts.clear()
+        if found:
+            return found
+        raise error
 
     def split(self, data: bytes) -> list[bytes]:
         """Complete lines in ``data`` (``b""`` = end: the unfinished tail is a line too)."""
         if self._done:
-            raise RuntimeError("feed() called after end of input")
+            raise self.closed()
         if not data:
             self._done = True
             tail = b"".join(self._parts)
@@ -100,7 +127,7 @@ class _Lines:
             self._parts.append(data)
             self._pending += len(data)
             if self._pending > self._limit:
-                raise _too_long(self._limit, self._provider)
+                return self.fail(_too_long(self._limit, self._provider), [])
             return []
         if self._parts:
             self._parts.append(data)
@@ -109,12 +136,14 @@ class _Lines:
         lines = data.split(b"\n")
         tail = lines.pop()
         # A complete line over the bound is refused too, so the outcome never depends on
-        # how the bytes were split.
-        if len(data) > self._limit and max(map(len, lines)) > self._limit:
-            raise _too_long(self._limit, self._provider)
+        # how the bytes were split; the lines before it are still returned.
+        limit = self._limit
+        if len(data) > limit and max(map(len, lines)) > limit:
+            first = next(i for i, line in enumerate(lines) if len(line) > limit)
+            return self.fail(_too_long(limit, self._provider), lines[:first])
         if tail:
-            if len(tail) > self._limit:
-                raise _too_long(self._limit, self._provider)
+            if len(tail) > limit:
+                return self.fail(_too_long(limit, self._provider), lines)
             self._parts.append(tail)
         self._pending = len(tail)
         return lines
@@ -134,6 +163,11 @@ class LineDecoder:
         self, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, provider: str | None = None
     ) -> None:
         self._lines = _Lines(max_line_bytes, provider, cr=False)
+
+    @property
+    def error(self) -> ChatError | None:
+        """The failure, once the stream failed; every later feed raises it."""
+        return self._lines._error
 
     def feed(self, data: bytes) -> list[bytes]:
         lines = self._lines
@@ -186,35 +220,45 @@ class SSEDecoder:
         self._event = ""
         self._id: str | None = None
 
+    @property
+    def error(self) -> ChatError | None:
+        """The failure, once the stream failed; every later feed raises it."""
+        return self._lines._error
+
     def feed(self, data: bytes) -> list[SSEEvent]:
         lines = self._lines
         if lines._done:
-            raise RuntimeError("feed() called after end of input")
-        if data and not (lines._parts or self._data or self._event) and b"\r" not in data:
-            # Fast paths, at an event boundary with LF-only framing. Most feeds are exactly
-            # one ``data: ...`` event; otherwise each block between blank lines usually is.
-            if data.count(b"\n") == 2 and data[-2:] == b"\n\n" and data[:6] == b"data: ":
-                if len(data) > self._limit:
-                    raise _too_long(self._limit, self._provider)
-                return [_new_event(SSEEvent, ("message", data[6:-2], self._id))]
-            out: list[SSEEvent] = []
-            blocks = data.split(b"\n\n")
-            tail = blocks.pop()
-            for block in blocks:
-                if block[:6] == b"data: " and b"\n" not in block:
-                    if len(block) > self._limit:
-                        raise _too_long(self._limit, self._provider)
-                    out.append(_new_event(SSEEvent, ("message", block[6:], self._id)))
-                else:
-                    self._lines_in(lines.split(block + b"\n\n"), out)
-            if tail:
-                self._lines_in(lines.split(tail), out)
-            return out
-        out = []
-        found = lines.split(data)
-        if not data:
-            found.append(b"")
-        self._lines_in(found, out)
+            raise lines.closed()
+        fast = data and not (lines._parts or self._data or self._event) and b"\r" not in data
+        # Fast paths, at an event boundary with LF-only framing. Most feeds are exactly one
+        # ``data: ...`` event; otherwise each block between blank lines usually is.
+        if fast and data.count(b"\n") == 2 and data[-2:] == b"\n\n" and data[:6] == b"data: ":
+            if len(data) > self._limit:
+                return lines.fail(_too_long(self._limit, self._provider), [])
+            return [_new_event(SSEEvent, ("message", data[6:-2], self._id))]
+        out: list[SSEEvent] = []
+        try:
+            if fast:
+                blocks = data.split(b"\n\n")
+                tail = blocks.pop()
+                for block in blocks:
+                    if block[:6] == b"data: " and b"\n" not in block:
+                        if len(block) > self._limit:
+                            raise _too_long(self._limit, self._provider)
+                        out.append(_new_event(SSEEvent, ("message", block[6:], self._id)))
+                    else:
+                        self._lines_in(lines.split(block + b"\n\n"), out)
+                if tail:
+                    self._lines_in(lines.split(tail), out)
+                return out
+            found = lines.split(data)
+            if not data:
+                found.append(b"")
+            self._lines_in(found, out)
+        except ChatError as exc:
+            # The events dispatched before the failure are returned first (see the module).
+            self._data = []
+            return lines.fail(exc, out)
         return out
 
     def _lines_in(self, found: list[bytes], out: list[SSEEvent]) -> None:

@@ -168,6 +168,9 @@ class ChatStream:
         """Read the upstream until the parser has produced at least one event."""
         try:
             while not self._pending:
+                if self._parser.error is not None:
+                    # The events before the failure were delivered; now the failure.
+                    raise self._parser.error
                 if self._eof:
                     # The parser must raise on a body that ends before its finish marker;
                     # if one ever does not, that is still a cut stream, not a hang.

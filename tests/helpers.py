@@ -38,6 +38,9 @@ class Feedable(Protocol[T]):
 
     def feed(self, data: bytes, /) -> list[T]: ...
 
+    @property
+    def error(self) -> ChatError | None: ...
+
 
 def feed(parser: Feedable[T], chunks: Iterable[bytes]) -> list[T]:
     """Feed every non-empty chunk (an empty one would mean end), then the end; all output."""
@@ -53,14 +56,20 @@ def outcome(
     parser: Feedable[T], chunks: Iterable[bytes]
 ) -> tuple[list[T], ChatError | None]:
     """Like :func:`feed`, but a ChatError ends the feeding and is returned with the output
-    so far (a feed that raises cannot also return what it completed)."""
+    so far. A feed that completes events and then fails returns them and raises on the next
+    feed (chatproto/_lifecycle.py); so after the end, a parser whose ``error`` is set is fed
+    once more, as a relay would, and must raise that error."""
     out: list[T] = []
     try:
         for chunk in chunks:
             if chunk:
                 out.extend(parser.feed(chunk))
         out.extend(parser.feed(b""))
+        if parser.error is not None:
+            parser.feed(b"")
+            raise AssertionError("a failed parser's next feed did not raise")
     except ChatError as err:
+        assert err is parser.error, "the error raised is not the parser's error"
         return out, err
     return out, None
 

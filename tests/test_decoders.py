@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
-from helpers import bytewise, cut_at, cuts, every_split, feed
+from helpers import bytewise, cut_at, cuts, every_split, feed, outcome
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -111,9 +111,14 @@ def test_long_unterminated_line_is_bad_upstream_response(how: str) -> None:
             for i in range(len(data)):
                 d.feed(data[i : i + 1])
         else:
-            d.feed(b"ok\n" + data)
+            # The line before the over-long one is returned first; the next feed fails.
+            assert d.feed(b"ok\n" + data) == [b"ok"]
+            d.feed(b"more")
     err = info.value
     assert (err.type, err.status, err.provider) == ("bad_upstream_response", 502, "ollama")
+    with pytest.raises(ChatError) as again:
+        d.feed(b"")
+    assert again.value is err
 
 
 @pytest.mark.parametrize(
@@ -235,6 +240,32 @@ def test_sse_complete_event_over_the_bound_is_refused(end: bytes) -> None:
     for _how, chunks in every_split(data):
         with pytest.raises(ChatError):
             feed(SSEDecoder(max_event_bytes=64), chunks)
+
+
+@pytest.mark.parametrize(
+    ("make", "data", "before"),
+    [
+        (lambda: LineDecoder(max_line_bytes=16), b"a\nb\n" + b"x" * 20 + b"\nc\n",
+         [b"a", b"b"]),
+        (lambda: LineDecoder(max_line_bytes=16), b"a\nb\n" + b"x" * 20, [b"a", b"b"]),
+        (lambda: SSEDecoder(max_event_bytes=16), b"data: a\n\ndata: b\n\ndata: "
+         + b"x" * 20 + b"\n\ndata: c\n\n", [ev(b"a"), ev(b"b")]),
+        (lambda: SSEDecoder(max_event_bytes=16), b"data: a\r\n\r\ndata: b\n\n"
+         + b"data: xxxxxxxx\n" * 3, [ev(b"a"), ev(b"b")]),
+    ],
+    ids=["lines-complete", "lines-unterminated", "sse-lf", "sse-many-data-lines-crlf"],
+)
+def test_what_precedes_an_over_long_item_comes_first_at_every_split(
+    make: Callable[[], LineDecoder | SSEDecoder], data: bytes, before: list[object]
+) -> None:
+    for how, chunks in every_split(data):
+        d = make()
+        got, err = outcome(d, chunks)
+        assert got == before, how
+        assert err is not None and err.type == "bad_upstream_response", how
+        with pytest.raises(ChatError) as again:
+            d.feed(b"x")
+        assert again.value is err, how
 
 
 def test_sse_bound_counts_one_event_not_the_stream() -> None:

@@ -584,9 +584,11 @@ def test_mid_stream_error() -> None:
     assert info.value.message == "slow down"
     assert info.value.code == "rate_limited"
     # chatd's own codec reads it as an upstream failure carrying the message.
+    # The text before the error comes first; the next feed raises the error.
     parser = codec_for("openai_chat").stream_parser("chatd")
+    assert parser.feed(raw) == [TextDelta(text="par")]
     with pytest.raises(ChatError) as mine:
-        parser.feed(raw)
+        parser.feed(b"")
     assert (mine.value.type, mine.value.message) == ("upstream_error", "slow down")
 
 

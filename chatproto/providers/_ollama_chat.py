@@ -148,8 +148,10 @@ class _ChatStream(common.NDJSONStream):
 
     __slots__ = ("_tools",)
 
-    def __init__(self, provider: str) -> None:
-        super().__init__(provider)
+    api = "ollama_chat"
+
+    def __init__(self, provider: str, *, passthrough: bool = False) -> None:
+        super().__init__(provider, passthrough=passthrough)
         self._tools = 0
         """Tool calls seen so far: the next call's index, and whether finish is tool_calls."""
 
@@ -221,10 +223,12 @@ class OllamaChatCodec:
             tool_calls=tuple([ToolCall(id=i, name=n, arguments=a) for i, n, a in calls])
             if calls
             else (),
+            raw=obj if passthrough else None,
+            dialect=self.api if passthrough else None,
         )
 
     def stream_parser(self, provider: str, *, passthrough: bool = False) -> _ChatStream:
-        return _ChatStream(provider)
+        return _ChatStream(provider, passthrough=passthrough)
 
     def parse_error(
         self, provider: str, status: int, headers: Headers, body: bytes, *, now: float

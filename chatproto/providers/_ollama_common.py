@@ -12,14 +12,15 @@ reads its own delta fields, in one method call per line (bench/core.py: within n
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from typing import Any
 
 import orjson
 
 from .._decoders import LineDecoder, dumps, loads
 from .._errors import ChatError, Headers, error_from_upstream
-from .._events import Event, StreamEnded
+from .._events import Event, RawEvent, StreamEnded
+from .._lifecycle import StreamLifecycle
 from .._types import ChatRequest, HTTPRequest, Provider, Usage
 
 __all__ = [
@@ -259,22 +260,29 @@ _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
 
-class NDJSONStream(ABC):
-    """The NDJSON loop of both endpoints; see :class:`~chatproto.StreamParser`.
+class NDJSONStream(StreamLifecycle):
+    """The NDJSON loop of both endpoints; the lifecycle is
+    :class:`~chatproto._lifecycle.StreamLifecycle`'s.
 
     Each line is decoded once with orjson; an ``error`` line raises, a ``done: true`` line
-    ends the stream with usage, and everything between is the subclass's
-    :meth:`_deltas`. After the ``done: true`` line no more events come and what follows is
-    ignored: Ollama writes nothing after it (OL §1.5), and a complete answer is not thrown
-    away over trailing bytes a proxy may add.
+    is the terminator (it ends the stream with usage), and everything between is the
+    subclass's :meth:`_deltas`. What follows the ``done: true`` line is dropped: Ollama
+    writes nothing after it (OL §1.5), and a complete answer is not thrown away over
+    trailing bytes a proxy may add.
+
+    With ``passthrough``, each decoded line (error lines aside) is emitted as a
+    :class:`RawEvent` of the codec's :attr:`api` before its canonical events.
     """
 
-    __slots__ = ("_done", "_lines", "_provider")
+    __slots__ = ("_lines", "_raw")
 
-    def __init__(self, provider: str) -> None:
-        self._provider = provider
+    #: The dialect named by the RawEvents (the codec's ``api``).
+    api = ""
+
+    def __init__(self, provider: str, *, passthrough: bool = False) -> None:
+        super().__init__(provider)
         self._lines = LineDecoder(provider=provider)
-        self._done = False
+        self._raw = passthrough
 
     @abstractmethod
     def _deltas(self, obj: dict[str, Any], out: list[Event]) -> None:
@@ -285,10 +293,8 @@ class NDJSONStream(ABC):
         subclass says it saw some."""
         return stream_ended(obj, self._provider, False)
 
-    def feed(self, data: bytes) -> list[Event]:
-        if self._done:
-            return []
-        out: list[Event] = []
+    def _parse(self, data: bytes, out: list[Event]) -> None:
+        raw = self._raw
         for line in self._lines.feed(data):
             try:
                 obj = _loads(line)
@@ -300,11 +306,11 @@ class NDJSONStream(ABC):
             if error:
                 # "a line {"error": "..."}; HTTP status stays 200" (providers.md OL §1.5).
                 raise upstream_error_in_body(self._provider, error)
+            if raw:
+                out.append(RawEvent(dialect=self.api, data=obj))
             self._deltas(obj, out)
             if obj.get("done") is True:
-                out.append(self._ended(obj))
-                self._done = True
-                return out
+                self._terminate(out, self._ended(obj))
+                return
         if not data:
             raise eof_before_done(self._provider)
-        return out

@@ -99,6 +99,8 @@ class _GenerateStream(common.NDJSONStream):
 
     __slots__ = ()
 
+    api = "ollama_generate"
+
     def _deltas(self, obj: dict[str, Any], out: list[Event]) -> None:
         thinking = obj.get("thinking")
         if thinking is not None:
@@ -157,10 +159,12 @@ class OllamaGenerateCodec:
             finish_reason=common.finish_reason(obj, provider, False),
             usage=common.usage(obj, provider),
             thinking=common.text_field(obj, "thinking", provider) or None,
+            raw=obj if passthrough else None,
+            dialect=self.api if passthrough else None,
         )
 
     def stream_parser(self, provider: str, *, passthrough: bool = False) -> _GenerateStream:
-        return _GenerateStream(provider)
+        return _GenerateStream(provider, passthrough=passthrough)
 
     def parse_error(
         self, provider: str, status: int, headers: Headers, body: bytes, *, now: float

@@ -23,13 +23,14 @@ type-checked, so a wrong type never leaks into an event.
 from __future__ import annotations
 
 import re
-from typing import Any, NoReturn
+from typing import Any
 
 import orjson
 
 from .._decoders import SSEDecoder, dumps, loads
 from .._errors import ChatError, Headers, error_from_upstream
-from .._events import Event, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
+from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
+from .._lifecycle import StreamLifecycle
 from .._types import (
     JSON,
     ChatRequest,
@@ -70,10 +71,6 @@ _OPENROUTER_EFFORT = {"low": "low", "medium": "medium", "high": "high", "max": "
 
 #: Longest upstream error text passed on; bodies can be whole HTML pages.
 _MAX_MESSAGE = 500
-
-
-#: Stream parser states: reading; ``[DONE]`` seen, dropping the rest; ended; failed.
-_OPEN, _DONE, _ENDED, _FAILED = 0, 1, 2, 3
 
 
 def _bad(provider: str | None, what: str) -> ChatError:
@@ -297,130 +294,110 @@ def _clip(text: str) -> str:
 # Stream
 
 
-class OpenAIChatStreamParser:
+class OpenAIChatStreamParser(StreamLifecycle):
     """Turns an OpenAI-family SSE body into chatd events (providers.md §3.3, §4.3, §5.3).
 
-    ``feed(data)`` returns the events completed by ``data``; ``feed(b"")`` marks the end.
-    ``data: [DONE]`` ends the stream with one :class:`StreamEnded`; whatever follows is
-    dropped unparsed (OpenCode Zen appends ``{"choices":[],"cost":...}`` after ``[DONE]``,
-    providers.md §5.3). An end of body without ``[DONE]`` is accepted when a
-    ``finish_reason`` was already seen (the answer is whole; only the terminator or the
-    usage chunk was lost, and OpenAI warns the usage chunk "may be missing if the stream
-    is interrupted", providers.md §3.3); otherwise the answer was cut and the stream fails
-    with ``bad_upstream_response``. A raised error is sticky: every later feed raises it
-    again. Feeding after the end is a caller bug (RuntimeError), as in the decoders.
+    The lifecycle (feed, draining, failing, the errors after events) is
+    :class:`~chatproto._lifecycle.StreamLifecycle`'s. ``data: [DONE]`` is the terminator: it
+    emits the one :class:`StreamEnded`, and whatever follows is dropped unparsed (OpenCode
+    Zen appends ``{"choices":[],"cost":...}`` after ``[DONE]``, providers.md §5.3). An end
+    of body without ``[DONE]`` is accepted when a ``finish_reason`` was already seen (the
+    answer is whole; only the terminator or the usage chunk was lost, and OpenAI warns the
+    usage chunk "may be missing if the stream is interrupted", providers.md §3.3);
+    otherwise the answer was cut and the stream fails with ``bad_upstream_response``.
+
+    With ``passthrough``, each decoded chunk is emitted as a :class:`RawEvent` before its
+    canonical events (``[DONE]`` and error chunks are not: the door renders its own end
+    and error).
     """
 
-    __slots__ = ("_error", "_finish", "_last_index", "_next_index", "_provider", "_sse",
-                 "_state", "_tools", "_usage")
+    __slots__ = ("_finish", "_last_index", "_next_index", "_raw", "_sse", "_tools", "_usage")
 
-    def __init__(self, provider: str) -> None:
-        self._provider = provider
+    # Shape errors deep inside a chunk (a list where an object belongs) are caught once
+    # around the chunk instead of type-checking every level on the hot path.
+    _SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError)
+
+    def __init__(self, provider: str, *, passthrough: bool = False) -> None:
+        super().__init__(provider)
         self._sse = SSEDecoder(provider=provider)
-        self._state = _OPEN
+        self._raw = passthrough
         self._finish: str | None = None
         self._usage: Usage | None = None
         self._tools = False
         self._next_index = 0
         self._last_index = 0
-        self._error: ChatError | None = None
 
-    def feed(self, data: bytes) -> list[Event]:
-        if self._state:
-            return self._feed_closed(data)
+    def _parse(self, data: bytes, out: list[Event]) -> None:
         provider = self._provider
-        out: list[Event] = []
-        try:
-            for event, payload, _ in self._sse.feed(data):
-                if event != "message":
-                    # OpenAI's SDK raises on ``event: error`` and skips names it does not
-                    # know (providers.md §3.3, OAI ``_streaming.py``); ``ping`` and the
-                    # like carry nothing for chatd.
-                    if event == "error":
-                        raise self._error_event(payload)
-                    continue
-                try:
-                    chunk = orjson.loads(payload)
-                except orjson.JSONDecodeError as exc:
-                    # ``[DONE]`` is not JSON; testing for it here, once, keeps the test
-                    # off every other chunk. The OpenAI SDK matches it as a prefix
-                    # (providers.md §3.3, OAI ``_streaming.py``).
-                    if payload[:6] == b"[DONE]":
-                        self._state = _DONE if data else _ENDED
-                        out.append(self._ended_event())
-                        return out
-                    raise _bad(provider, f"upstream sent malformed JSON: {exc}") from None
-                if type(chunk) is not dict:
-                    raise _bad(provider, "upstream sent a stream chunk that is not an object")
-                error = chunk.get("error")
-                if error is not None:
-                    raise _embedded_error(provider, error)
-                choices = chunk.get("choices")
-                if choices:
-                    choice = choices[0]
-                    delta = choice.get("delta")
-                    if delta:
-                        # OpenRouter: ``reasoning``; Kimi: ``reasoning_content``
-                        # (providers.md §4.2, §6.1). Servers that send both send the
-                        # same text twice, so the first non-empty one wins.
-                        text = delta.get("reasoning") or delta.get("reasoning_content")
-                        if text:
-                            if type(text) is not str:
-                                raise _bad(provider, "upstream sent reasoning that is "
-                                           "not a string")
-                            out.append(ThinkingDelta(text=text))
-                        text = delta.get("content")
-                        if text:
-                            if type(text) is not str:
-                                text = _text(text, provider)
-                            if text:
-                                out.append(TextDelta(text=text))
-                        calls = delta.get("tool_calls")
-                        if calls:
-                            self._tool_deltas(calls, out)
-                    reason = choice.get("finish_reason")
-                    if reason is not None:
-                        if type(reason) is not str:
-                            raise _bad(provider, "upstream sent a finish_reason that is "
+        raw = self._raw
+        for event, payload, _ in self._sse.feed(data):
+            if event != "message":
+                # OpenAI's SDK raises on ``event: error`` and skips names it does not
+                # know (providers.md §3.3, OAI ``_streaming.py``); ``ping`` and the
+                # like carry nothing for chatd.
+                if event == "error":
+                    raise self._error_event(payload)
+                continue
+            try:
+                chunk = orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                # ``[DONE]`` is not JSON; testing for it here, once, keeps the test
+                # off every other chunk. The OpenAI SDK matches it as a prefix
+                # (providers.md §3.3, OAI ``_streaming.py``).
+                if payload[:6] == b"[DONE]":
+                    self._terminate(out, self._ended_event())
+                    return
+                raise _bad(provider, f"upstream sent malformed JSON: {exc}") from None
+            if type(chunk) is not dict:
+                raise _bad(provider, "upstream sent a stream chunk that is not an object")
+            error = chunk.get("error")
+            if error is not None:
+                raise _embedded_error(provider, error)
+            if raw:
+                out.append(RawEvent(dialect="openai_chat", data=chunk))
+            choices = chunk.get("choices")
+            if choices:
+                choice = choices[0]
+                delta = choice.get("delta")
+                if delta:
+                    # OpenRouter: ``reasoning``; Kimi: ``reasoning_content``
+                    # (providers.md §4.2, §6.1). Servers that send both send the
+                    # same text twice, so the first non-empty one wins.
+                    text = delta.get("reasoning") or delta.get("reasoning_content")
+                    if text:
+                        if type(text) is not str:
+                            raise _bad(provider, "upstream sent reasoning that is "
                                        "not a string")
-                        if reason == "error":
-                            raise _finish_error(provider, chunk, choice)
-                        self._finish = reason
-                        # Kimi puts usage in the finishing choice, not at top level
-                        # (providers.md §6.1); looked up only there, off the hot path.
-                        usage = choice.get("usage")
-                        if usage:
-                            self._usage = _usage(usage, provider)
-                usage = chunk.get("usage")
-                if usage:
-                    self._usage = _usage(usage, provider)
-            if not data:
-                self._state = _ENDED
-                if self._finish is None:
-                    raise _bad(provider, "stream ended before completion")
-                out.append(self._ended_event())
-        except ChatError as exc:
-            self._fail(exc)
-        except (AttributeError, TypeError, KeyError, IndexError) as exc:
-            # A list where an object belongs (or the like) deep inside a chunk.
-            self._fail(_bad(provider, f"upstream sent a stream chunk of the wrong shape "
-                            f"({type(exc).__name__})"))
-        return out
-
-    def _fail(self, exc: ChatError) -> NoReturn:
-        self._state = _FAILED
-        self._error = exc
-        raise exc
-
-    def _feed_closed(self, data: bytes) -> list[Event]:
-        """After ``[DONE]``: drop bytes until the end. After the end or a failure: refuse."""
-        if self._state == _DONE:
-            if not data:
-                self._state = _ENDED
-            return []
-        if self._error is not None:
-            raise self._error
-        raise RuntimeError("feed() called after end of input")
+                        out.append(ThinkingDelta(text=text))
+                    text = delta.get("content")
+                    if text:
+                        if type(text) is not str:
+                            text = _text(text, provider)
+                        if text:
+                            out.append(TextDelta(text=text))
+                    calls = delta.get("tool_calls")
+                    if calls:
+                        self._tool_deltas(calls, out)
+                reason = choice.get("finish_reason")
+                if reason is not None:
+                    if type(reason) is not str:
+                        raise _bad(provider, "upstream sent a finish_reason that is "
+                                   "not a string")
+                    if reason == "error":
+                        raise _finish_error(provider, chunk, choice)
+                    self._finish = reason
+                    # Kimi puts usage in the finishing choice, not at top level
+                    # (providers.md §6.1); looked up only there, off the hot path.
+                    usage = choice.get("usage")
+                    if usage:
+                        self._usage = _usage(usage, provider)
+            usage = chunk.get("usage")
+            if usage:
+                self._usage = _usage(usage, provider)
+        if not data:
+            if self._finish is None:
+                raise _bad(provider, "stream ended before completion")
+            self._terminate(out, self._ended_event())
 
     def _ended_event(self) -> StreamEnded:
         reason = _FINISH.get(self._finish, "stop")
@@ -681,10 +658,12 @@ class OpenAIChatCodec:
             usage=_usage(usage, provider) if usage else Usage(),
             thinking=thinking,
             tool_calls=tuple(tool_calls),
+            raw=obj if passthrough else None,
+            dialect="openai_chat" if passthrough else None,
         )
 
     def stream_parser(self, provider: str, *, passthrough: bool = False) -> OpenAIChatStreamParser:
-        return OpenAIChatStreamParser(provider)
+        return OpenAIChatStreamParser(provider, passthrough=passthrough)
 
     def parse_error(
         self, provider: str, status: int, headers: Headers, body: bytes, *, now: float
