@@ -28,7 +28,7 @@ line), and a 429/503 that named no wait gets ``default_retry_after_secs`` (SPEC 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from ._codec import Codec
@@ -199,6 +199,22 @@ class Attempt:
     """Position in the chain (0 for the first target)."""
 
 
+def _forward_user_agent(http: HTTPRequest, request: ChatRequest) -> HTTPRequest:
+    """``http`` with the calling client's User-Agent in place of any other.
+
+    SPEC §2: "Kimi For Coding admits only coding agents and checks the User-Agent; a
+    provider table with ``forward_user_agent = true`` sends the calling client's
+    User-Agent upstream instead of chatd's." A User-Agent set in the provider's
+    ``headers`` is the operator's explicit choice and is not replaced (the caller checks);
+    without a client User-Agent, ``http`` is left as the codec built it.
+    """
+    agent = next((v for k, v in request.headers if k == "user-agent"), None)
+    if agent is None:
+        return http
+    headers = tuple(h for h in http.headers if h[0].lower() != "user-agent")
+    return replace(http, headers=(*headers, ("User-Agent", agent)))
+
+
 def _codec(api: str) -> Codec:
     from .providers import codec_for
 
@@ -296,6 +312,10 @@ class CallPlan:
             codec = self._codec_for(api)
             passthrough = request.dialect == api
             http = codec.build_request(request, route, provider)
+            if provider.forward_user_agent and not any(
+                k.lower() == "user-agent" for k, _ in provider.headers
+            ):
+                http = _forward_user_agent(http, request)
         except ChatError as exc:
             # SPEC §1: a target that cannot serve the request at all is skipped; only when
             # none can is the error returned, the first target's.

@@ -352,6 +352,9 @@ class ChatdApp:
             timeout_secs=self.config.chatd.timeout_secs,
             connect_timeout_secs=self.config.chatd.connect_timeout_secs,
             telemetry=self.telemetry,
+            profiles=self.config.profiles,
+            chain_timeout_secs=self.config.chatd.chain_timeout_secs,
+            default_retry_after_secs=self.config.chatd.default_retry_after_secs,
         )
 
     async def shutdown(self) -> None:

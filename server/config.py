@@ -20,14 +20,13 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from chatproto import Provider, Secret
-from chatproto._routing import DEFAULT_PROVIDER, PROVIDER_APIS, parse_tiers
+from chatproto import DEFAULT_PROVIDER, PROFILES, Provider, Secret, check_prefixes, parse_tiers
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -69,6 +68,21 @@ class ProviderConfig:
     """Extra request headers (attribution, a User-Agent)."""
     timeout_secs: float | None = None
     """Whole-call timeout for this provider; None means ``chatd.timeout_secs``."""
+    forward_user_agent: bool | None = None
+    """Send the client's User-Agent upstream; None means the provider row's default
+    (true for ``kimi``, SPEC §2)."""
+    api: str = ""
+    """For a provider defined in configuration: its wire format (SPEC §2's list). Empty for
+    a built-in provider, whose row fixes it."""
+    prefix: str = ""
+    """For a provider defined in configuration: its model-name prefix (default
+    ``NAME/``)."""
+
+
+#: SPEC §2: the wire formats a provider defined in configuration may speak.
+CONFIGURABLE_APIS = (
+    "ollama_chat", "ollama_generate", "openai_chat", "anthropic_messages", "openai_responses",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,6 +96,10 @@ class ChatdConfig:
     connect_timeout_secs: float = 5.0
     max_body_bytes: int = 8_388_608
     auth_token_env: str = ""
+    chain_timeout_secs: float | None = None
+    """A fallback chain's whole budget (SPEC §5); None means ``timeout_secs``."""
+    default_retry_after_secs: float = 2.0
+    """The Retry-After sent with an upstream 429/503 that names no wait (SPEC §4)."""
     """When non-empty and the variable resolves, clients must send that bearer token."""
 
 
@@ -89,29 +107,14 @@ def _frozen(mapping: dict[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(mapping)
 
 
-#: SPEC §5's provider tables, exactly.
+#: SPEC §5's provider tables, exactly: derived from the built-in rows (the local Ollama
+#: is configured by ``chatd.ollama_url`` and has no table by default).
 _DEFAULT_PROVIDERS: dict[str, ProviderConfig] = {
-    "ollama_cloud": ProviderConfig(
-        base_url="https://ollama.com",
-        key_env="OLLAMA_API_KEY",
-        key_file="/etc/lakehouse/ollama_cloud.env",
-    ),
-    "openrouter": ProviderConfig(
-        base_url="https://openrouter.ai/api/v1",
-        key_env="OPENROUTER_API_KEY",
-        key_file="/etc/lakehouse/openrouter.env",
-    ),
-    "opencode": ProviderConfig(
-        base_url="https://opencode.ai/zen/v1",
-        key_env="OPENCODE_API_KEY",
-        key_file="/etc/lakehouse/opencode.env",
-    ),
-    "kimi": ProviderConfig(
-        base_url="https://api.kimi.com/coding/v1",
-        key_env="KIMI_API_KEY",
-        key_file="/etc/lakehouse/kimi.env",
-    ),
+    row.name: ProviderConfig(base_url=row.base_url, key_env=row.key_env, key_file=row.key_file)
+    for row in PROFILES
+    if row.name != DEFAULT_PROVIDER
 }
+_ROWS: dict[str, Provider] = {row.name: row for row in PROFILES}
 
 #: SPEC §5's ``[models]`` tiers.
 _DEFAULT_TIERS: dict[str, tuple[str, ...]] = {
@@ -134,6 +137,42 @@ class Config:
         default_factory=lambda: _frozen(dict(_DEFAULT_TIERS))
     )
     """``[models]``: tier name -> fallback chain of model names."""
+
+    @property
+    def profiles(self) -> tuple[Provider, ...]:
+        """Every provider chatd knows, registered or not, in routing order (the built-in
+        rows with this configuration's settings, then those defined in configuration),
+        without keys. Routing reads them so that an explicit prefix whose provider has no
+        key is a 404, not a fall-through."""
+        rows: list[Provider] = []
+        for row in PROFILES:
+            if row.name == DEFAULT_PROVIDER:
+                pc = self.providers.get(row.name)
+                rows.append(_row(row, pc, base_url=self.chatd.ollama_url))
+            else:
+                rows.append(_row(row, self.providers[row.name]))
+        for name, pc in self.providers.items():
+            if name not in _ROWS:
+                rows.append(_row(Provider(name=name, api=pc.api, base_url=pc.base_url), pc))
+        return tuple(rows)
+
+
+def _row(base: Provider, pc: ProviderConfig | None, base_url: str | None = None) -> Provider:
+    """``base`` with the settings of its table (a built-in row or a configured one)."""
+    if pc is None:
+        return replace(base, base_url=base_url or base.base_url)
+    return replace(
+        base,
+        base_url=base_url or pc.base_url,
+        key_env=pc.key_env,
+        key_file=pc.key_file,
+        headers=pc.headers,
+        timeout_secs=pc.timeout_secs,
+        forward_user_agent=(
+            base.forward_user_agent if pc.forward_user_agent is None else pc.forward_user_agent
+        ),
+        prefix=pc.prefix or base.prefix or f"{base.name}/",
+    )
 
 
 DEFAULT_CONFIG = Config()
@@ -253,20 +292,46 @@ def _headers(key: str, value: object) -> tuple[tuple[str, str], ...]:
 
 _CHATD_KEYS = (
     "bind", "ollama_url", "timeout_secs", "connect_timeout_secs", "max_body_bytes",
-    "auth_token_env", "providers",
+    "auth_token_env", "chain_timeout_secs", "default_retry_after_secs", "providers",
 )
-_PROVIDER_KEYS = ("base_url", "key_env", "key_file", "headers", "timeout_secs")
+_PROVIDER_KEYS = (
+    "base_url", "key_env", "key_file", "headers", "timeout_secs", "forward_user_agent",
+)
+#: A provider defined in configuration also names its wire format and may set a prefix.
+_CONFIGURED_KEYS = (*_PROVIDER_KEYS, "api", "prefix")
 #: The local Ollama has no key and its URL is ``chatd.ollama_url``.
 _OLLAMA_KEYS = ("headers", "timeout_secs")
+#: A provider name: it becomes a metric label and the default prefix ``NAME/``.
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
 def _provider(name: str, raw: object, base: ProviderConfig | None) -> ProviderConfig:
+    """One provider table: ``base`` is the built-in default (None for ``ollama``, and for a
+    provider defined in configuration, which must then set ``api`` and ``base_url``)."""
     where = f"chatd.providers.{name}"
     table = _table(where, raw)
-    _check_keys(where, table, _OLLAMA_KEYS if base is None else _PROVIDER_KEYS)
+    configured = name not in _ROWS
+    allowed: tuple[str, ...]
+    if configured:
+        if "api" not in table:
+            raise ConfigError(
+                f"{where}: unknown provider (expected one of: {', '.join(_ROWS)}; or set "
+                f"api to define a provider, one of: {', '.join(CONFIGURABLE_APIS)})"
+            )
+        if not _NAME.fullmatch(name):
+            raise ConfigError(
+                f"{where}: a provider name is lower-case letters, digits, '_' and '-', "
+                "starting with a letter"
+            )
+        allowed = _CONFIGURED_KEYS
+    else:
+        allowed = _OLLAMA_KEYS if base is None else _PROVIDER_KEYS
+    _check_keys(where, table, allowed)
     values: dict[str, Any] = {}
     if "base_url" in table:
         values["base_url"] = _url(f"{where}.base_url", table["base_url"])
+    elif configured:
+        raise ConfigError(f"{where}.base_url: required for a provider defined here")
     for key in ("key_env", "key_file"):
         if key in table:
             values[key] = _string(f"{where}.{key}", table[key])
@@ -274,6 +339,24 @@ def _provider(name: str, raw: object, base: ProviderConfig | None) -> ProviderCo
         values["headers"] = _headers(f"{where}.headers", table["headers"])
     if "timeout_secs" in table:
         values["timeout_secs"] = _positive_number(f"{where}.timeout_secs", table["timeout_secs"])
+    if "forward_user_agent" in table:
+        flag = table["forward_user_agent"]
+        if not isinstance(flag, bool):
+            raise _expected(f"{where}.forward_user_agent", "true or false", flag)
+        values["forward_user_agent"] = flag
+    if configured:
+        api = _string(f"{where}.api", table["api"])
+        if api not in CONFIGURABLE_APIS:
+            raise ConfigError(
+                f"{where}.api: unknown api {api!r} (expected one of: "
+                f"{', '.join(CONFIGURABLE_APIS)})"
+            )
+        values["api"] = api
+        prefix = _string(f"{where}.prefix", table.get("prefix", f"{name}/"))
+        if not prefix.strip() or prefix != prefix.strip():
+            raise ConfigError(f"{where}.prefix: must be non-empty, without spaces around it")
+        values["prefix"] = prefix
+        return ProviderConfig(**values)
     if base is None:  # ollama: the URL is chatd.ollama_url, filled in at registration
         return ProviderConfig(base_url="", **values)
     merged = ProviderConfig(**{**_asdict(base), **values})
@@ -290,6 +373,7 @@ def _asdict(pc: ProviderConfig) -> dict[str, Any]:
     return {
         "base_url": pc.base_url, "key_env": pc.key_env, "key_file": pc.key_file,
         "headers": pc.headers, "timeout_secs": pc.timeout_secs,
+        "forward_user_agent": pc.forward_user_agent, "api": pc.api, "prefix": pc.prefix,
     }
 
 
@@ -332,26 +416,35 @@ def load_config(text: str | None) -> Config:
         auth_token_env=_string(
             "chatd.auth_token_env", chatd.get("auth_token_env", d.auth_token_env)
         ),
+        chain_timeout_secs=(
+            _positive_number("chatd.chain_timeout_secs", chatd["chain_timeout_secs"])
+            if "chain_timeout_secs" in chatd else None
+        ),
+        default_retry_after_secs=_positive_number(
+            "chatd.default_retry_after_secs",
+            chatd.get("default_retry_after_secs", d.default_retry_after_secs),
+        ),
     )
 
     providers = dict(_DEFAULT_PROVIDERS)
     for name, raw in _table("chatd.providers", chatd.get("providers", {})).items():
-        if name not in PROVIDER_APIS:
-            raise ConfigError(
-                f"chatd.providers.{name}: unknown provider (expected one of: "
-                f"{', '.join(PROVIDER_APIS)})"
-            )
         providers[name] = _provider(name, raw, _DEFAULT_PROVIDERS.get(name))
+    config = Config(chatd=settings, providers=_frozen(providers))
+    profiles = config.profiles
+    try:
+        check_prefixes(profiles)
+    except ValueError as exc:
+        raise ConfigError(f"chatd.providers: {exc}") from None
 
     if "models" in doc:
         models = _table("models", doc["models"])
         try:
-            tiers = parse_tiers(models)
+            tiers = parse_tiers(models, profiles)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     else:
         tiers = dict(_DEFAULT_TIERS)
-    return Config(chatd=settings, providers=_frozen(providers), tiers=_frozen(tiers))
+    return replace(config, tiers=_frozen(tiers))
 
 
 def find_config(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
@@ -447,37 +540,23 @@ def register_providers(
 ) -> tuple[Registration, ...]:
     """Resolve every provider's key; one log line for each provider left unregistered.
 
-    ``ollama`` is always registered (no key; ``chatd.ollama_url``). The others in
-    :data:`~chatproto._routing.PROVIDER_APIS` order.
+    ``ollama`` is always registered (no key; ``chatd.ollama_url``), and so is a provider
+    defined in configuration with ``key_env = ""`` (a keyless local server). The others
+    when their key resolves (SPEC §2). In routing order.
     """
     out: list[Registration] = []
-    for name, api in PROVIDER_APIS.items():
-        if name == DEFAULT_PROVIDER:
-            local = config.providers.get(name)
-            provider = Provider(
-                name=name,
-                api=api,
-                base_url=config.chatd.ollama_url,
-                headers=local.headers if local else (),
-                timeout_secs=local.timeout_secs if local else None,
-            )
-            out.append(Registration(name=name, provider=provider, source="no key needed"))
+    for row in config.profiles:
+        if row.name == DEFAULT_PROVIDER or (row.name not in _ROWS and not row.key_env):
+            out.append(Registration(name=row.name, provider=row, source="no key needed"))
             continue
-        pc = config.providers[name]
+        pc = config.providers[row.name]
         key, source = _resolve_key(pc, environ)
         if key is None:
-            logger.info("provider %s not registered: %s", name, source)
-            out.append(Registration(name=name, provider=None, source=source))
+            logger.info("provider %s not registered: %s", row.name, source)
+            out.append(Registration(name=row.name, provider=None, source=source))
             continue
-        provider = Provider(
-            name=name,
-            api=api,
-            base_url=pc.base_url,
-            key=Secret(key),
-            headers=pc.headers,
-            timeout_secs=pc.timeout_secs,
-        )
-        out.append(Registration(name=name, provider=provider, source=source))
+        provider = replace(row, key=Secret(key))
+        out.append(Registration(name=row.name, provider=provider, source=source))
     return tuple(out)
 
 

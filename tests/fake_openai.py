@@ -51,7 +51,7 @@ class FakeOpenAI(FakeServer):
     """OpenAI-compatible Chat Completions, one path prefix per flavor.
 
     Args:
-        keys: flavor -> the bearer key it accepts.
+        keys: flavor -> the bearer key it accepts (a flavor without one takes none).
         reply: the answer; each word is one streamed delta.
         tool_arguments: the arguments of the call made when the request offers tools.
         failures: upstream model -> (status, message, extra headers) answered instead.
@@ -68,9 +68,13 @@ class FakeOpenAI(FakeServer):
         failures: Mapping[str, tuple[int, str, Headers]] | None = None,
         fail_midstream: Iterable[str] = (),
         stall: Iterable[str] = (),
+        flavors: Iterable[str] = FLAVORS,
     ) -> None:
         super().__init__()
         self.keys = dict(keys)
+        self.flavors = tuple(flavors)
+        """Path prefixes served; a flavor without an entry in ``keys`` takes no key (a
+        keyless local server such as vLLM)."""
         self.reply = reply
         self.tool_arguments = dict(tool_arguments or {"path": "README.md", "lines": [1, 2]})
         self.failures = dict(failures or {})
@@ -98,14 +102,14 @@ class FakeOpenAI(FakeServer):
     async def _respond(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
                        request: h11.Request, body: bytes) -> None:
         flavor, _, rest = request.target.decode().lstrip("/").partition("/")
-        if flavor not in FLAVORS or rest != "chat/completions":
+        if flavor not in self.flavors or rest != "chat/completions":
             await self._error(conn, stream, 404, "no such route")
             return
         if request.method != b"POST":
             await self._error(conn, stream, 405, "method not allowed")
             return
         auth = dict(request.headers).get(b"authorization", b"").decode()
-        if auth != f"Bearer {self.keys.get(flavor)}":
+        if flavor in self.keys and auth != f"Bearer {self.keys[flavor]}":
             await self._error(conn, stream, 401, "invalid api key")
             return
         try:

@@ -1,0 +1,226 @@
+"""The call plan (chatproto.CallPlan): attempts, skipping, budget, masking; no I/O.
+
+Table-driven over requests and chains; the clock is a number passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from chatproto import (
+    PROFILES,
+    CallPlan,
+    ChatError,
+    ChatRequest,
+    ImagePart,
+    Message,
+    Provider,
+    Secret,
+    TextPart,
+    ToolCall,
+    mask_secret,
+    profile,
+)
+
+ROWS = {row.name: row for row in PROFILES}
+KEYED = {name: replace(row, key=Secret(f"sk-{name}-0123456789")) for name, row in ROWS.items()}
+#: A configured provider that speaks only /api/generate (no tools, no image URLs).
+GEN = Provider(name="gen", api="ollama_generate", base_url="http://gen.test", prefix="gen/")
+PROFILE_ROWS = (*PROFILES, GEN)
+PROVIDERS = {**KEYED, "gen": GEN}
+
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+HI = (Message(role="user", content="hi"),)
+TOOL_RESULT = (
+    Message(role="user", content="run f"),
+    Message(role="assistant", tool_calls=(ToolCall(id="c1", name="f", arguments="{}"),)),
+    Message(role="tool", content="42", tool_call_id="c1"),
+)
+IMAGE_URL = (Message(role="user", parts=(
+    TextPart(text="what is this"), ImagePart(url="https://example.org/cat.png"))),)
+
+
+def plan(model: str, messages: tuple[Message, ...] = HI, *, tiers: dict[str, tuple[str, ...]]
+         | None = None, now: float = 0.0, **kw: object) -> CallPlan:
+    request = ChatRequest(model=model, messages=messages,
+                          tools=(TOOL,) if kw.pop("tools", False) else ())
+    return CallPlan(request, providers=PROVIDERS, tiers=tiers or {}, profiles=PROFILE_ROWS,
+                    now=now, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("model", "messages", "tools", "path"),
+    [
+        ("kimi-k2.6:cloud", HI, False, "/api/generate"),
+        # SPEC §2: a request with tools or tool results goes to Ollama Cloud's /api/chat.
+        ("kimi-k2.6:cloud", HI, True, "/api/chat"),
+        ("kimi-k2.6:cloud", TOOL_RESULT, False, "/api/chat"),
+        ("ollama_cloud/gpt-oss:120b", TOOL_RESULT, True, "/api/chat"),
+        ("qwen3:4b", HI, False, "/api/chat"),
+        ("opencode/glm-5.1", HI, False, "/chat/completions"),
+    ],
+    ids=["cloud-plain", "cloud-tools", "cloud-tool-result", "cloud-prefix-tools", "local",
+         "zen-chat"],
+)
+def test_the_wire_format_follows_what_the_request_carries(
+    model: str, messages: tuple[Message, ...], tools: bool, path: str
+) -> None:
+    attempt = plan(model, messages, tools=tools).next(now=0)
+    assert attempt.http.url.endswith(path)
+
+
+@pytest.mark.parametrize(
+    ("upstream", "api"),
+    [("claude-sonnet-4-6", "anthropic_messages"), ("gpt-5.1-codex", "openai_responses"),
+     ("glm-5.1", "openai_chat"), ("kimi-k2", "openai_chat")],
+)
+def test_opencode_zen_serves_each_model_on_its_own_wire_format(upstream: str, api: str) -> None:
+    """SPEC §2: claude-* on /messages, gpt-* on /responses, every other on /chat/completions."""
+    assert ROWS["opencode"].api_for(upstream) == api
+
+
+def test_a_chain_skips_a_target_that_cannot_carry_tools() -> None:
+    """SPEC §1: a capability-aware chain answers with the first target that can."""
+    p = plan("smart", tools=True, tiers={"smart": ("gen/llama3", "kimi/k2")})
+    attempt = p.next(now=0)
+    assert attempt.route.provider == "kimi"
+    assert p.fallbacks == ["gen"]
+
+
+def test_a_chain_skips_a_target_that_takes_no_image_urls() -> None:
+    p = plan("vision", IMAGE_URL, tiers={"vision": ("ollama/llava", "openrouter/x/y")})
+    assert p.next(now=0).route.provider == "openrouter"
+
+
+def test_when_no_target_can_carry_the_first_targets_reason_is_the_answer() -> None:
+    p = plan("local", IMAGE_URL, tiers={"local": ("ollama/llava", "gen/llava")})
+    with pytest.raises(ChatError) as info:
+        p.next(now=0)
+    assert (info.value.status, info.value.type, info.value.provider) == (
+        400, "invalid_request", "ollama")
+    assert "URL" in info.value.message
+
+
+def test_a_single_target_that_cannot_carry_the_request_is_a_clear_400() -> None:
+    with pytest.raises(ChatError) as info:
+        plan("gen/llama3", tools=True).next(now=0)
+    assert info.value.status == 400 and "tools" in info.value.message
+
+
+def test_a_retryable_failure_moves_along_the_chain_and_the_last_one_is_raised() -> None:
+    p = plan("smart", tiers={"smart": ("kimi/a", "openrouter/b/c")})
+    first = p.next(now=0)
+    p.failed(first, ChatError("rate_limited", "slow down", upstream_status=429))
+    second = p.next(now=1)
+    assert second.route.provider == "openrouter"
+    with pytest.raises(ChatError) as info:
+        p.failed(second, ChatError("upstream_error", "boom", upstream_status=500))
+    assert info.value.type == "upstream_error" and info.value.provider == "openrouter"
+    assert p.fallbacks == ["kimi"]
+
+
+def test_the_requests_own_error_stops_the_chain() -> None:
+    p = plan("smart", tiers={"smart": ("kimi/a", "openrouter/b/c")})
+    attempt = p.next(now=0)
+    with pytest.raises(ChatError) as info:
+        p.failed(attempt, ChatError("upstream_rejected", "bad field", upstream_status=400))
+    assert info.value.type == "upstream_rejected"
+
+
+def test_each_attempt_gets_what_is_left_of_the_chains_budget() -> None:
+    p = plan("smart", tiers={"smart": ("kimi/a", "openrouter/b/c", "opencode/d")},
+             timeout_secs=30.0, chain_timeout_secs=10.0, now=100.0)
+    first = p.next(now=100.0)
+    assert first.timeout_secs == 10.0
+    p.failed(first, ChatError("upstream_timeout", "slow"))
+    second = p.next(now=107.5)
+    assert second.timeout_secs == pytest.approx(2.5)
+    p.failed(second, ChatError("upstream_timeout", "slow"))
+    with pytest.raises(ChatError) as info:
+        p.next(now=110.0)
+    assert (info.value.status, info.value.type) == (504, "upstream_timeout")
+    assert "budget" in info.value.message
+
+
+def test_a_429_without_a_wait_gets_the_default_retry_after() -> None:
+    p = plan("kimi/a", default_retry_after_secs=2.0)
+    attempt = p.next(now=0)
+    with pytest.raises(ChatError) as info:
+        p.failed(attempt, ChatError("rate_limited", "slow down", upstream_status=429))
+    assert info.value.retry_after == 2.0
+    p = plan("kimi/a")
+    attempt = p.next(now=0)
+    exc = ChatError("rate_limited", "slow", upstream_status=429, retry_after=9.0)
+    with pytest.raises(ChatError) as info:
+        p.failed(attempt, exc)
+    assert info.value.retry_after == 9.0
+
+
+def test_the_clients_user_agent_is_forwarded_where_the_provider_asks() -> None:
+    """SPEC §2: Kimi For Coding admits only coding agents; its row forwards the client's."""
+    request = ChatRequest(model="kimi/k2", messages=HI,
+                          headers=(("user-agent", "claude-cli/2.1.332 (external, sdk-cli)"),))
+    attempt = CallPlan(request, providers=PROVIDERS).next(now=0)
+    agents = [v for k, v in attempt.http.headers if k.lower() == "user-agent"]
+    assert agents == ["claude-cli/2.1.332 (external, sdk-cli)"]
+    other = CallPlan(replace(request, model="openrouter/a/b"), providers=PROVIDERS).next(now=0)
+    assert "claude-cli" not in str([v for k, v in other.http.headers if k.lower() == "user-agent"])
+    configured = {**PROVIDERS, "kimi": replace(PROVIDERS["kimi"],
+                                               headers=(("User-Agent", "KimiCLI/1.51.0"),))}
+    pinned = CallPlan(request, providers=configured).next(now=0)
+    assert [v for k, v in pinned.http.headers if k.lower() == "user-agent"] == ["KimiCLI/1.51.0"]
+
+
+def test_a_tier_answers_to_its_latest_tag() -> None:
+    """SPEC §1: Open WebUI appends ``:latest`` to every name without a tag."""
+    assert plan("fast:latest", tiers={"fast": ("ollama/qwen3:4b",)}).routes[0].upstream_model == (
+        "qwen3:4b")
+
+
+KEY = "sk-kimi-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (f"invalid key {KEY} given", "invalid key *** given"),
+        (f"{KEY} and {KEY}", "*** and ***"),
+        ("key sk-kimi-0123 456789abcdef is wrong", "key *** is wrong"),
+        ("key sk-kimi-01234\n56789abcdef", "key ***"),
+        # ``\/`` decodes to "/", which is not in the key: nothing to mask.
+        ('"sk-kimi-\\u00301234\\/56789abcdef"', '"sk-kimi-\\u00301234\\/56789abcdef"'),
+        ('{"key": "sk-kimi-\\u0030123456789abcdef"}', '{"key": "***"}'),
+        ("x" * 20 + "Bearer sk-kimi-012…", "x" * 20 + "Bearer ***…"),
+        ("ends with sk-k", "ends with ***"),
+        ("ends with sk-", "ends with sk-"),
+        ("no key here", "no key here"),
+    ],
+    ids=["whole", "twice", "split-by-space", "split-by-newline", "not-the-key",
+         "json-escaped", "clipped", "clipped-four", "three-left", "none"],
+)
+def test_a_key_is_masked_however_the_upstream_quoted_it(message: str, expected: str) -> None:
+    assert mask_secret(message, KEY) == expected
+
+
+def test_blame_masks_the_key_of_the_failing_provider() -> None:
+    p = plan("kimi/a")
+    attempt = p.next(now=0)
+    key = PROVIDERS["kimi"].key
+    assert key is not None
+    secret = key.reveal()
+    with pytest.raises(ChatError) as info:
+        p.failed(attempt, ChatError("upstream_error", f"bad key {secret[:9]} {secret[9:]}"))
+    assert secret[:9] not in info.value.message and info.value.provider == "kimi"
+
+
+def test_profile_rows_name_no_unknown_api() -> None:
+    from chatproto import codec_for
+
+    for row in PROFILES:
+        for api in {row.api, *(a for _, a in row.model_apis), row.tools_api} - {None}:
+            if api in ("anthropic_messages", "openai_responses"):
+                continue  # served by the dialects being added; checked once they exist
+            assert codec_for(str(api)).api == api
+    assert profile("nope") is None
