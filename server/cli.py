@@ -57,11 +57,9 @@ EXIT_CONFIG = 2
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from .logs import setup
+
+    setup(logging.INFO, sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,0 +1,146 @@
+"""No client or upstream text can write a raw line into chatd's log (SPEC §5, log lines).
+
+Unit tests hold the formatter and the accept-error throttle to their rules; one test runs a
+real ``chatd serve`` and attacks it from both sides: a path with ``%0a`` (unauthenticated),
+and an upstream whose error message carries newlines and an escape sequence.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio.from_thread
+import httpx
+import pytest
+from chatd_process import launch
+from fake_ollama import FakeOllama
+
+from server.logs import CONTINUATION, AcceptErrorThrottle, EscapingFormatter, escape, setup
+
+FORGED = "2031-01-01 00:00:00,000 INFO chatd: forged"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("plain text, é, 日本", "plain text, é, 日本"),
+     ("a\nb", "a\\nb"), ("a\r\nb", "a\\r\\nb"), ("tab\there", "tab\\there"),
+     ("\x1b[31mred", "\\x1b[31mred"), ("nul\x00", "nul\\x00"), ("del\x7f", "del\\x7f"),
+     ("nel\x85", "nel\\x85"), ("ls\u2028ps\u2029", "ls\\u2028ps\\u2029"),
+     ("fs\x1c", "fs\\x1c")],
+    ids=["plain", "lf", "crlf", "tab", "esc", "nul", "del", "nel", "unicode-separators", "fs"],
+)
+def test_escape(text: str, expected: str) -> None:
+    assert escape(text) == expected
+
+
+def format_record(formatter: logging.Formatter, msg: str, *args: object,
+                  exc: BaseException | None = None) -> str:
+    record = logging.LogRecord("chatd.app", logging.INFO, __file__, 1, msg, args,
+                               (type(exc), exc, exc.__traceback__) if exc else None)
+    return formatter.format(record)
+
+
+def test_a_record_is_one_line_whatever_its_arguments() -> None:
+    formatter = EscapingFormatter("%(levelname)s %(name)s: %(message)s")
+    out = format_record(formatter, "GET %s -> 404: %s", f"/x\n{FORGED}", f"m\r\n{FORGED}")
+    assert out.splitlines() == [out]
+    assert f"\\n{FORGED}" in out
+
+
+def test_traceback_lines_are_indented_and_escaped() -> None:
+    formatter = EscapingFormatter("%(levelname)s %(name)s: %(message)s")
+    try:
+        raise ValueError(f"upstream said\n{FORGED}\u2028{FORGED}\x1b[2J")
+    except ValueError as caught:
+        out = format_record(formatter, "unexpected error", exc=caught)
+    first, *rest = out.splitlines()
+    assert first == "INFO chatd.app: unexpected error"
+    assert rest and all(line.startswith(CONTINUATION) for line in rest)
+    assert not any(line.lstrip().startswith("\x1b") for line in rest)
+    assert "\\x1b[2J" in out
+
+
+def test_setup_escapes_every_logger_including_third_party() -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup(logging.INFO, stream)
+        logging.getLogger("hypercorn.error").warning("bad request %r", f"\n{FORGED}")
+        logging.getLogger("chatd").info("model %s", f"m\n{FORGED}")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    assert not any(line.startswith(FORGED) for line in lines)
+
+
+def test_accept_errors_are_throttled() -> None:
+    now = [100.0]
+    throttle = AcceptErrorThrottle(interval=10.0, clock=lambda: now[0])
+    emfile = OSError(24, "Too many open files")
+
+    def report(name: str, msg: str, *args: object) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, args,
+                                 (OSError, emfile, None))
+
+    asyncio_msg = "socket.accept() out of system resource\nsocket: <socket fd=7>"
+    passed = [r for r in (report("asyncio", asyncio_msg) for _ in range(1024))
+              if throttle.filter(r)]
+    assert len(passed) == 1 and passed[0].exc_info is None
+    assert passed[0].getMessage().startswith("socket.accept() out of system resource")
+    now[0] += 10.0
+    [again] = [r for r in [report("trio.serve_listeners",
+                                  "accept returned %s (%s); retrying in %s seconds",
+                                  "EMFILE", "Too many open files", 0.1)]
+               if throttle.filter(r)]
+    assert "1023 more such reports held back" in again.getMessage()
+    other = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "Task was destroyed",
+                              None, None)
+    assert throttle.filter(other)  # only accept failures are throttled
+
+
+@pytest.fixture
+def hostile_ollama() -> Iterator[FakeOllama]:
+    """Answers every chat with a 500 whose message tries to forge lines."""
+    message = f"boom\n{FORGED}\r\n\x1b[2J{FORGED}\u2028{FORGED}"
+    fake = FakeOllama(models=["m"], failures={"m": (500, message, {})})
+    with anyio.from_thread.start_blocking_portal() as portal:
+        future, _ = portal.start_task(fake.serve)
+        try:
+            yield fake
+        finally:
+            future.cancel()
+
+
+@pytest.mark.parametrize("worker_class", ["asyncio", "trio"])
+def test_served_log_cannot_be_forged(
+    tmp_path: Path, hostile_ollama: FakeOllama, worker_class: str
+) -> None:
+    config = f'[chatd]\nollama_url = "{hostile_ollama.url}"\nauth_token_env = "TOKEN"\n'
+    with launch(tmp_path, config, "--worker-class", worker_class,
+                env={"TOKEN": "t0ken"}) as chatd:
+        # Unauthenticated: a 401, whose log line quotes the path.
+        r = httpx.get(f"{chatd.url}/v1/%0a{FORGED.replace(' ', '%20')}", timeout=10)
+        assert r.status_code == 401
+        r = httpx.get(f"{chatd.url}/nope%0d%0a{FORGED.replace(' ', '%20')}",
+                      headers={"Authorization": "Bearer t0ken"}, timeout=10)
+        assert r.status_code == 404
+        r = httpx.post(f"{chatd.url}/v1/chat", headers={"Authorization": "Bearer t0ken"},
+                       json={"model": "m", "messages": [{"role": "user", "content": "x"}]},
+                       timeout=10)
+        assert r.status_code == 502
+        chatd.stop()
+    log = chatd.text()
+    assert chatd.code == 0, log
+    record = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
+    for line in log.splitlines():
+        assert record.match(line) or line.startswith(CONTINUATION), line
+    assert not any(line.startswith(FORGED) for line in log.splitlines())
+    assert "\x1b" not in log and "\u2028" not in log
+    assert f"\\n{FORGED}" in log  # the upstream's message, escaped, is still there
