@@ -224,3 +224,13 @@ def test_profile_rows_name_no_unknown_api() -> None:
                 continue  # served by the dialects being added; checked once they exist
             assert codec_for(str(api)).api == api
     assert profile("nope") is None
+
+
+def test_the_readme_routing_table_names_every_built_in_prefix() -> None:
+    """The docs derive from the rows: a row added without its README line fails here."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme.split("## Routing", 1)[1].split("\n\n", 2)[1]
+    for row in PROFILES:
+        assert f"| `{row.prefix}<" in table, row.name
