@@ -19,6 +19,7 @@ from ._door import Served as Served
 from ._errors import ChatError as ChatError
 from ._errors import error_from_upstream as error_from_upstream
 from ._errors import parse_retry_after as parse_retry_after
+from ._errors import retry_after_header as retry_after_header
 from ._events import Event as Event
 from ._events import RawEvent as RawEvent
 from ._events import StreamEnded as StreamEnded

@@ -14,7 +14,7 @@ wire format, both ends together); this protocol is the door's half.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +34,9 @@ class CallContext:
     (``chatcmpl-``, ``msg_``, ``resp_``)."""
     created: int
     """Epoch seconds when the call was received."""
+    received: float | None = None
+    """The same moment with sub-second precision, for a dialect that shows it (Ollama's
+    ``created_at``); None means :attr:`created`."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +47,10 @@ class DoorCall:
     view: object = None
     """Door-private facts needed to render the answer (``include_usage``, a tool-name map,
     the client's model name spelling...). The server never reads it."""
+    reply: Callable[[CallContext], bytes] | None = None
+    """An answer the door gives without any upstream call (Ollama's "load the model"
+    call). The server still routes the model name first, so a name it cannot route is
+    refused as it would be with a real call; then it sends these bytes with status 200."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,7 +59,10 @@ class Served:
 
     route: Route
     latency_ms: float | None = None
-    """Set on the batch that holds StreamEnded: from the request to the end."""
+    """Set on the batch that holds StreamEnded: the upstream round trip (SPEC §3)."""
+    elapsed_ns: int | None = None
+    """Set on the batch that holds StreamEnded: from the call's start in the server to
+    the end (Ollama's ``total_duration``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +72,9 @@ class Answer:
     response: ChatResponse
     route: Route
     latency_ms: float
+    """The upstream round trip, as the server measured it (SPEC §3)."""
+    elapsed_ns: int = 0
+    """From the call's start in the server to the answer (Ollama's ``total_duration``)."""
     fallbacks: tuple[str, ...] = field(default=())
     """Providers tried and left before this one, in order."""
 
@@ -89,22 +102,50 @@ class DoorStream(Protocol):
 class Door(Protocol):
     """A client-facing wire format."""
 
-    name: str
-    """The door's label in metrics and logs: ``native``, ``openai``, ``ollama``,
-    ``anthropic``, ``responses``."""
-    api: str | None
-    """The upstream API of the same wire format (``Provider.api``), for lossless
-    same-dialect relaying; None when no upstream speaks it (the native door)."""
-    content_type: bytes
-    """Of a whole answer and of errors."""
-    stream_content_type: bytes
+    # Read-only members (properties in the protocol), so a door may declare them as plain
+    # class attributes of narrower types (``api = "openai_chat"``, ``stream_headers = ()``).
 
-    def parse(self, body: bytes, headers: Headers) -> DoorCall:
-        """Validate a request; ChatError ``invalid_request`` naming the field."""
+    @property
+    def name(self) -> str:
+        """The door's label in metrics and logs: ``native``, ``openai``, ``ollama``,
+        ``anthropic``, ``responses``."""
         ...
 
-    def render(self, call: DoorCall, answer: Answer, ctx: CallContext) -> bytes: ...
+    @property
+    def api(self) -> str | None:
+        """The upstream API of the same wire format (``Provider.api``), for lossless
+        same-dialect relaying; None when no upstream speaks it (the native door). The
+        server sets ``ChatRequest.dialect`` to it."""
+        ...
+
+    @property
+    def content_type(self) -> bytes:
+        """Of a whole answer. Errors are ``application/json`` in every dialect."""
+        ...
+
+    @property
+    def stream_content_type(self) -> bytes: ...
+
+    @property
+    def stream_headers(self) -> Sequence[tuple[bytes, bytes]]:
+        """Further headers of a stream's response (``cache-control: no-cache`` for SSE)."""
+        ...
+
+    def parse(self, body: bytes, headers: Headers) -> DoorCall:
+        """Validate a request; ChatError ``invalid_request`` naming the field.
+
+        ``headers`` are the client's, names lower-case; the door copies the ones a
+        same-dialect upstream should see into ``ChatRequest.headers``."""
+        ...
+
+    def render(self, call: DoorCall, answer: Answer, ctx: CallContext) -> bytes:
+        """A whole answer; may raise ChatError (``bad_upstream_response``) when the
+        dialect cannot carry what the upstream gave."""
+        ...
 
     def stream(self, call: DoorCall, ctx: CallContext) -> DoorStream: ...
 
-    def render_error(self, exc: ChatError) -> bytes: ...
+    def render_error(self, exc: ChatError) -> bytes:
+        """The error body, sent with ``exc.status``. Also shapes errors raised before the
+        door ran (401, 404, 405, 413) on the door's paths."""
+        ...

@@ -20,6 +20,7 @@ __all__ = [
     "error_from_upstream",
     "header_value",
     "parse_retry_after",
+    "retry_after_header",
 ]
 
 Headers = Iterable[tuple[str, str]]
@@ -141,6 +142,17 @@ def parse_retry_after(headers: Headers, now: float) -> float | None:
         return min(float(raw), MAX_RETRY_AFTER)
     when = _parse_http_date(raw)
     return None if when is None else min(max(0.0, when - now), MAX_RETRY_AFTER)
+
+
+def retry_after_header(exc: ChatError) -> str | None:
+    """The ``Retry-After`` value to answer ``exc`` with: :func:`parse_retry_after`'s inverse.
+
+    SPEC §4 passes a wait on for 429 and 503 only, as whole seconds rounded up (RFC 9110
+    delay-seconds is an integer, and rounding down would invite a retry that is too early).
+    """
+    if exc.retry_after is None or exc.status not in (429, 503):
+        return None
+    return str(max(0, math.ceil(exc.retry_after)))
 
 
 _MONTHS = {m: i for i, m in enumerate(

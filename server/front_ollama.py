@@ -78,11 +78,15 @@ from typing import Any
 import orjson
 
 from chatproto import (
+    Answer,
+    CallContext,
     ChatError,
     ChatRequest,
     ChatResponse,
+    DoorCall,
     Event,
     Message,
+    Served,
     StreamEnded,
     TextDelta,
     ThinkingDelta,
@@ -90,6 +94,7 @@ from chatproto import (
     Usage,
 )
 from chatproto._decoders import dumps as _dumps
+from chatproto._errors import Headers
 from chatproto._request import (
     boolean,
     decode_body,
@@ -119,8 +124,11 @@ __all__ = [
     "ChatStreamRenderer",
     "Endpoint",
     "GenerateStreamRenderer",
+    "OllamaDoor",
     "StreamRenderer",
+    "chat_door",
     "format_time",
+    "generate_door",
     "is_load",
     "parse_chat",
     "parse_generate",
@@ -247,7 +255,9 @@ def parse_chat(body: bytes) -> ChatRequest:
     obj = decode_body(body)
     model = parse_model(obj)
     messages = _messages(obj.get("messages"))
-    return _request(obj, model, messages, tools=parse_tools(obj.get("tools")))
+    return _request(
+        obj, model, messages, tools=parse_tools(obj.get("tools")), dialect="ollama_chat"
+    )
 
 
 def _refuse_generate_fields(obj: Mapping[str, object]) -> None:
@@ -296,7 +306,7 @@ def parse_generate(body: bytes) -> ChatRequest:
     if prompt:  # OL routes.go: `if req.Prompt == ""` → load, whatever else is set
         user = Message(role="user", content=prompt, images=images)
         messages = (Message(role="system", content=system), user) if system else (user,)
-    return _request(obj, model, messages)
+    return _request(obj, model, messages, dialect="ollama_generate")
 
 
 def is_load(request: ChatRequest) -> bool:
@@ -456,6 +466,19 @@ class StreamRenderer:
     def _prefixes(head: bytes) -> tuple[bytes, bytes, bytes, bytes]:
         raise NotImplementedError
 
+    def start(self) -> bytes:
+        """Nothing opens an Ollama stream (:class:`~chatproto.DoorStream`)."""
+        return b""
+
+    def events(self, batch: Sequence[Event], served: Served) -> bytes:
+        """The lines for one batch (:class:`~chatproto.DoorStream`); a batch that ends the
+        stream ends with :meth:`end`, timed by ``served.elapsed_ns``."""
+        last = batch[-1]
+        if type(last) is StreamEnded:
+            data = b"".join([self.event(ev) for ev in batch[:-1]])
+            return data + self.end(last, total_duration_ns=served.elapsed_ns or 0)
+        return b"".join([self.event(ev) for ev in batch])
+
     def event(self, ev: Event) -> bytes:
         """The NDJSON line(s) for one delta event; b"" when nothing is due yet.
 
@@ -600,6 +623,57 @@ GENERATE = Endpoint(
     parse=parse_generate, render=render_generate, stream=GenerateStreamRenderer, generate=True
 )
 ENDPOINTS: Mapping[str, Endpoint] = {"/api/chat": CHAT, "/api/generate": GENERATE}
+
+
+def _created_at(ctx: CallContext) -> str:
+    return format_time(ctx.received if ctx.received is not None else ctx.created)
+
+
+class OllamaDoor:
+    """``POST /api/chat`` or ``/api/generate`` as a :class:`~chatproto.Door`.
+
+    The load call (:func:`is_load`) is answered by the door itself
+    (:attr:`~chatproto.DoorCall.reply`); ``created_at`` is the call's arrival time, and
+    ``total_duration`` the server's measure of the whole call.
+    """
+
+    name = "ollama"
+    content_type = JSON_CONTENT_TYPE
+    stream_content_type = NDJSON_CONTENT_TYPE
+    stream_headers = ()
+
+    __slots__ = ("_endpoint", "api")
+
+    def __init__(self, endpoint: Endpoint, api: str) -> None:
+        self._endpoint = endpoint
+        self.api = api
+
+    def parse(self, body: bytes, headers: Headers) -> DoorCall:
+        chat = self._endpoint.parse(body)
+        if not is_load(chat):
+            return DoorCall(chat=chat)
+        endpoint, model = self._endpoint, chat.model
+
+        def reply(ctx: CallContext) -> bytes:
+            return endpoint.render_load(model=model, created_at=_created_at(ctx))
+
+        return DoorCall(chat=chat, reply=reply)
+
+    def render(self, call: DoorCall, answer: Answer, ctx: CallContext) -> bytes:
+        return self._endpoint.render(
+            answer.response, model=call.chat.model, created_at=_created_at(ctx),
+            total_duration_ns=answer.elapsed_ns,
+        )
+
+    def stream(self, call: DoorCall, ctx: CallContext) -> StreamRenderer:
+        return self._endpoint.stream(model=call.chat.model, created_at=_created_at(ctx))
+
+    def render_error(self, exc: ChatError) -> bytes:
+        return render_error(exc)
+
+
+chat_door = OllamaDoor(CHAT, "ollama_chat")
+generate_door = OllamaDoor(GENERATE, "ollama_generate")
 
 
 # --- model list and version --------------------------------------------------------------

@@ -54,11 +54,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from chatproto import (
+    Answer,
+    CallContext,
     ChatError,
     ChatRequest,
     ChatResponse,
+    DoorCall,
     Event,
     Message,
+    Served,
     StreamEnded,
     TextDelta,
     ThinkingDelta,
@@ -66,6 +70,7 @@ from chatproto import (
     ToolCallDelta,
 )
 from chatproto._decoders import dumps
+from chatproto._errors import Headers
 from chatproto._request import (
     boolean,
     decode_body,
@@ -86,12 +91,16 @@ from chatproto._routing import PROVIDER_APIS, resolve
 __all__ = [
     "SSE_CONTENT_TYPE",
     "CompletionStream",
+    "OpenAIChatDoor",
     "OpenAIRequest",
     "parse_request",
     "render_completion",
     "render_error",
     "render_models",
 ]
+
+API = "openai_chat"
+JSON_CONTENT_TYPE = b"application/json"
 
 SSE_CONTENT_TYPE = b"text/event-stream"
 
@@ -170,6 +179,7 @@ def parse_request(body: bytes) -> OpenAIRequest:
         stream=stream,
         tools=parse_tools(obj.get("tools")),
         tool_choice=parse_tool_choice(obj.get("tool_choice")),
+        dialect=API,
     )
     return OpenAIRequest(chat=chat, include_usage=include_usage)
 
@@ -434,6 +444,10 @@ class CompletionStream:
             return self._end(ev)
         raise TypeError(f"not a stream event: {ev!r}")
 
+    def events(self, batch: Sequence[Event], served: Served) -> bytes:
+        """The SSE bytes for one batch of events (:class:`~chatproto.DoorStream`)."""
+        return b"".join([self.event(ev) for ev in batch])
+
     def _tool(self, ev: ToolCallDelta) -> bytes:
         """``delta.tool_calls`` (providers.md §3.3): the first fragment of an index carries
         ``id`` and ``type``; every fragment carries ``function.arguments``."""
@@ -468,6 +482,46 @@ class CompletionStream:
             raise RuntimeError("error() after the stream ended")
         self._closed = True
         return b"data: " + render_error(exc) + b"\n\n"
+
+
+# --------------------------------------------------------------------------------------
+# The door
+
+
+class OpenAIChatDoor:
+    """``POST /v1/chat/completions`` as a :class:`~chatproto.Door`.
+
+    Ids are ``chatcmpl-<token>``; ``created`` and the model name echo the call (the name
+    the client sent, as Ollama's /v1 and OpenRouter echo the requested model).
+    """
+
+    name = "openai"
+    api = API
+    content_type = JSON_CONTENT_TYPE
+    stream_content_type = SSE_CONTENT_TYPE
+    stream_headers = ((b"cache-control", b"no-cache"),)
+
+    def parse(self, body: bytes, headers: Headers) -> DoorCall:
+        parsed = parse_request(body)
+        return DoorCall(chat=parsed.chat, view=parsed.include_usage)
+
+    def render(self, call: DoorCall, answer: Answer, ctx: CallContext) -> bytes:
+        return render_completion(
+            answer.response, id=f"chatcmpl-{ctx.id}", model=call.chat.model,
+            created=ctx.created,
+        )
+
+    def stream(self, call: DoorCall, ctx: CallContext) -> CompletionStream:
+        return CompletionStream(
+            id=f"chatcmpl-{ctx.id}", model=call.chat.model, created=ctx.created,
+            include_usage=call.view is True,
+        )
+
+    def render_error(self, exc: ChatError) -> bytes:
+        return render_error(exc)
+
+
+door = OpenAIChatDoor()
 
 
 # --------------------------------------------------------------------------------------

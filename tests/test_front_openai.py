@@ -51,7 +51,9 @@ from server.front_openai import (
 
 USER = {"role": "user", "content": "hi"}
 SDK_MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
-BASE = ChatRequest(model="gpt-x", messages=(Message(role="user", content="hi"),))
+BASE = ChatRequest(
+    model="gpt-x", messages=(Message(role="user", content="hi"),), dialect="openai_chat"
+)
 PNG = "iVBORw0KGgoAAAANSUhEUg=="
 JPEG = "/9j/4AAQSkZJRg=="
 

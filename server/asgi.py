@@ -1,0 +1,298 @@
+"""ASGI 3 plumbing: the typed messages, one request, one response, and the two waits.
+
+Strategy: everything here is about HTTP over ASGI and nothing about chat, so every other
+module of the server builds on it and it imports none of them. The response side is a
+small state machine (:class:`Responder`: REQUEST -> STREAMING -> CLOSED), so a handler can
+never send a second status line and the last-resort handler knows whether a status line is
+still possible. :func:`read_body` enforces the body limit as the body arrives;
+:func:`until_disconnect` runs a handler's upstream work while a sibling task watches
+``receive()`` for ``http.disconnect`` and cancels the work when the client goes away.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Required, TypedDict
+
+import anyio
+import orjson
+
+from chatproto import ChatError, retry_after_header
+
+__all__ = [
+    "JSON_TYPE",
+    "Disconnected",
+    "ErrorRenderer",
+    "Handler",
+    "LifespanReply",
+    "Receive",
+    "Received",
+    "Request",
+    "Responder",
+    "ResponseBody",
+    "ResponseStart",
+    "Scope",
+    "ScopeHeaders",
+    "Send",
+    "Sent",
+    "WebSocketClose",
+    "error_headers",
+    "header",
+    "read_body",
+    "request_id",
+    "until_disconnect",
+]
+
+# ASGI 3 types (https://asgi.readthedocs.io/en/latest/specs/www.html). What chatd reads
+# is typed loosely (servers add keys freely); what it sends is typed exactly.
+Scope = Mapping[str, Any]
+Received = Mapping[str, Any]
+
+
+class ResponseStart(TypedDict):
+    type: Literal["http.response.start"]
+    status: int
+    headers: list[tuple[bytes, bytes]]
+
+
+class ResponseBody(TypedDict):
+    type: Literal["http.response.body"]
+    body: bytes
+    more_body: bool
+
+
+class LifespanReply(TypedDict, total=False):
+    type: Required[Literal[
+        "lifespan.startup.complete", "lifespan.startup.failed",
+        "lifespan.shutdown.complete", "lifespan.shutdown.failed",
+    ]]
+    message: str
+
+
+class WebSocketClose(TypedDict):
+    type: Literal["websocket.close"]
+    code: int
+
+
+Sent = ResponseStart | ResponseBody | LifespanReply | WebSocketClose
+Receive = Callable[[], Awaitable[Received]]
+Send = Callable[[Sent], Awaitable[None]]
+
+JSON_TYPE = b"application/json"
+
+# A client-supplied request id is echoed only when it is short and plain, so it cannot
+# smuggle anything into a header or a log line.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of request header ``name`` (lower-case bytes), or None."""
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+def request_id(scope: Scope) -> str:
+    """The client's ``x-request-id`` when it is short and plain, else a fresh one."""
+    raw = header(scope, b"x-request-id")
+    if raw is not None:
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError:
+            text = ""
+        if _REQUEST_ID.fullmatch(text):
+            return text
+    return os.urandom(16).hex()
+
+
+class ScopeHeaders:
+    """The request headers as ``(name, value)`` text pairs, names lower-case, decoded
+    only when iterated (a door that reads no header costs nothing).
+
+    Latin-1 is HTTP's historical header charset (RFC 9110 §5.5): every byte maps to one
+    character, so nothing a client sends fails to decode.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, scope: Scope) -> None:
+        self._raw: Iterable[tuple[bytes, bytes]] = scope.get("headers", ())
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for key, value in self._raw:
+            yield bytes(key).decode("latin-1").lower(), bytes(value).decode("latin-1")
+
+
+ErrorRenderer = Callable[[ChatError], bytes]
+"""Renders a ChatError as a JSON body (a door speaking another API's error shape)."""
+
+
+def error_headers(exc: ChatError) -> list[tuple[bytes, bytes]]:
+    """Retry-After (SPEC §4: 429 and 503) and, for a 401, the scheme to answer with."""
+    extra: list[tuple[bytes, bytes]] = []
+    retry = retry_after_header(exc)
+    if retry is not None:
+        extra.append((b"retry-after", retry.encode()))
+    if exc.type == "unauthorized":
+        extra.append((b"www-authenticate", b"Bearer"))
+    return extra
+
+
+class Responder:
+    """Sends one response, tracking ASGI response state so it cannot be sent twice."""
+
+    __slots__ = ("head", "request_id", "send", "state", "status")
+
+    def __init__(self, send: Send, request_id: str) -> None:
+        self.send = send
+        self.request_id = request_id
+        self.state: Literal["REQUEST", "STREAMING", "CLOSED"] = "REQUEST"
+        self.status = 0
+        self.head = False
+        """Answering HEAD: the headers of the GET response, its content never sent."""
+
+    async def start(
+        self, status: int, content_type: bytes, extra: Iterable[tuple[bytes, bytes]] = ()
+    ) -> None:
+        if self.state != "REQUEST":
+            raise RuntimeError("response already started")
+        self.state = "STREAMING"
+        self.status = status
+        headers = [
+            (b"content-type", content_type),
+            (b"x-request-id", self.request_id.encode()),
+            *extra,
+        ]
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def body(self, data: bytes, *, more: bool) -> None:
+        if self.state != "STREAMING":
+            raise RuntimeError("response not started or already closed")
+        if not more:
+            self.state = "CLOSED"
+        if self.head:
+            if more:
+                return
+            data = b""
+        await self.send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def whole(
+        self,
+        status: int,
+        data: bytes,
+        content_type: bytes = JSON_TYPE,
+        extra: Iterable[tuple[bytes, bytes]] = (),
+    ) -> None:
+        await self.start(
+            status, content_type, [(b"content-length", str(len(data)).encode()), *extra]
+        )
+        await self.body(data, more=False)
+
+    async def json(
+        self, status: int, obj: object, extra: Iterable[tuple[bytes, bytes]] = ()
+    ) -> None:
+        await self.whole(status, orjson.dumps(obj), JSON_TYPE, extra)
+
+    async def error(
+        self, exc: ChatError, render: ErrorRenderer, extra: Iterable[tuple[bytes, bytes]] = ()
+    ) -> None:
+        """Answer ``exc`` with its status, :func:`error_headers`, ``extra`` and the body
+        ``render`` gives it (errors are JSON in every dialect chatd speaks)."""
+        headers = error_headers(exc)
+        headers.extend(extra)
+        await self.whole(exc.status, render(exc), JSON_TYPE, headers)
+
+
+@dataclass(slots=True)
+class Request:
+    """One incoming request, as a handler sees it (the body is read with
+    :func:`read_body`)."""
+
+    scope: Scope
+    receive: Receive
+    method: str
+    path: str
+
+
+Handler = Callable[[Request, Responder], Awaitable[None]]
+
+
+class Disconnected(Exception):
+    """The client went away; nothing more can be sent."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole request body, refusing more than ``limit`` bytes as it arrives.
+
+    A declared Content-Length over the limit is refused before reading anything; a
+    chunked body is counted chunk by chunk, so the limit bounds memory either way.
+
+    Raises:
+        ChatError: ``request_too_large`` (413).
+        Disconnected: the client went away before the body was complete.
+    """
+    too_large = ChatError("request_too_large", f"request body is larger than {limit} bytes")
+    declared = header(request.scope, b"content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise too_large
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected()
+        chunk = bytes(message.get("body", b""))
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def until_disconnect(
+    receive: Receive, responder: Responder, work: Callable[[], Awaitable[None]]
+) -> None:
+    """Run ``work``; cancel it if the client disconnects before the response is complete.
+
+    The work runs in this task (so its exceptions propagate unwrapped); the watcher is the
+    task group's only child and never raises. The server reports a disconnect also after a
+    complete response (the stream closing); that one cancels nothing.
+
+    Raises:
+        Disconnected: the client went away and the work was cancelled.
+    """
+    disconnected = False
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        nonlocal disconnected
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if responder.state != "CLOSED":
+                    disconnected = True
+                    scope.cancel()
+                return
+
+    failure: BaseException | None = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch, tg.cancel_scope)
+        try:
+            await work()
+        except Exception as exc:  # re-raised below, outside the task group
+            failure = exc
+        finally:
+            # ASGI: "http.disconnect: sent to the application if receive is called after a
+            # response has been sent". So after a complete response the watcher ends by
+            # itself; cancelling it (a costly step of anyio's on asyncio) is needed only
+            # when no complete response went out.
+            if responder.state != "CLOSED":
+                tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    if disconnected:
+        raise Disconnected()

@@ -1,0 +1,155 @@
+"""The one relay: a client's call through any door to the upstream and back.
+
+Strategy: a door (:class:`~chatproto.Door`) owns every byte of its wire format; the
+service owns every upstream call; this module owns what happens between them, once for
+every door:
+
+- the body is read under the size limit and parsed by the door; the request carries the
+  door's dialect (``ChatRequest.dialect = door.api``);
+- a call the door answers itself (:attr:`~chatproto.DoorCall.reply`, Ollama's load call)
+  is routed, so a name chatd cannot route is still refused, and answered with no upstream;
+- a whole answer is rendered by the door with the id, the clock and the measured times
+  passed in (:class:`~chatproto.CallContext`, :class:`~chatproto.Answer`);
+- a stream commits to its status only once the service has the upstream's first event
+  (``open_stream`` reads to it before it returns), so a failure before that is a proper
+  status code, shaped by the door; after it, each batch the service hands over (what one
+  upstream read produced) becomes one write, the door's opening bytes riding with the
+  first, and a failure is the door's own last bytes (:meth:`~chatproto.DoorStream.error`);
+- every upstream call runs under :func:`~server.asgi.until_disconnect`: a client that goes
+  away cancels it, also while the upstream has sent nothing yet.
+
+Routes are data (:func:`chat_route`): adding a door to the server is one entry in the app's
+route table.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Protocol
+
+from chatproto import (
+    Answer,
+    CallContext,
+    ChatError,
+    Door,
+    DoorCall,
+    Provider,
+    Served,
+    StreamEnded,
+)
+
+from .asgi import Request, Responder, ScopeHeaders, until_disconnect
+from .config import Config
+from .service import ChatService
+
+__all__ = ["DoorEndpoint", "Endpoint", "Host", "chat_route", "relay_stream", "relay_whole"]
+
+logger = logging.getLogger("chatd.relay")
+
+
+class Host(Protocol):
+    """What a route needs from the application that serves it."""
+
+    config: Config
+    providers: dict[str, Provider]
+
+    def service(self) -> ChatService:
+        """The chat service (raises ChatError before lifespan startup)."""
+        ...
+
+    async def read_body(self, request: Request) -> bytes:
+        """The request body under the configured limit."""
+        ...
+
+
+Endpoint = Callable[[Host, Request, Responder], Awaitable[None]]
+"""A route handler; the application passes itself as the host."""
+
+
+class DoorEndpoint:
+    """The POST handler of one door's path: parse, call, render, through one relay."""
+
+    __slots__ = ("door",)
+
+    def __init__(self, door: Door) -> None:
+        self.door = door
+
+    async def __call__(self, host: Host, request: Request, responder: Responder) -> None:
+        door = self.door
+        call = door.parse(await host.read_body(request), ScopeHeaders(request.scope))
+        chat = call.chat
+        if chat.dialect != door.api:  # doors set it themselves; this is the guarantee
+            chat = replace(chat, dialect=door.api)
+            call = replace(call, chat=chat)
+        service = host.service()
+        now = time.time()
+        ctx = CallContext(id=os.urandom(16).hex(), created=int(now), received=now)
+        if call.reply is not None:
+            service.routes(chat.model)
+            await responder.whole(200, call.reply(ctx), door.content_type)
+            return
+        started = time.perf_counter_ns()
+        relay = relay_stream if chat.stream else relay_whole
+        await until_disconnect(
+            request.receive, responder,
+            lambda: relay(service, door, call, ctx, responder, started),
+        )
+
+
+def chat_route(door: Door) -> Mapping[str, Endpoint]:
+    """The route-table entry of a door's path: ``{"POST": ...}``; errors on the path are
+    shaped by the door (the app derives that from the entry)."""
+    return {"POST": DoorEndpoint(door)}
+
+
+async def relay_whole(
+    service: ChatService, door: Door, call: DoorCall, ctx: CallContext,
+    responder: Responder, started: int,
+) -> None:
+    """One whole answer, rendered by the door (its ChatError goes to the app's handler)."""
+    result = await service.chat(call.chat)
+    answer = Answer(
+        response=result.response, route=result.route, latency_ms=result.latency_ms,
+        elapsed_ns=time.perf_counter_ns() - started,
+    )
+    await responder.whole(200, door.render(call, answer, ctx), door.content_type)
+
+
+async def relay_stream(
+    service: ChatService, door: Door, call: DoorCall, ctx: CallContext,
+    responder: Responder, started: int,
+) -> None:
+    """What one upstream read produced becomes one write as soon as the service hands it
+    over; the door's opening bytes ride with the first (one write, not two)."""
+    renderer = door.stream(call, ctx)
+    async with service.open_stream(call.chat) as stream:
+        await responder.start(200, door.stream_content_type, door.stream_headers)
+        pending = renderer.start()
+        served = Served(route=stream.route)
+        try:
+            async for batch in stream.batches():
+                if type(batch[-1]) is StreamEnded:
+                    final = Served(
+                        route=stream.route, latency_ms=stream.latency_ms,
+                        elapsed_ns=time.perf_counter_ns() - started,
+                    )
+                    await responder.body(pending + renderer.events(batch, final), more=False)
+                    return
+                data = renderer.events(batch, served)
+                if data:
+                    await responder.body(pending + data, more=True)
+                    pending = b""
+        except ChatError as exc:
+            logger.info(
+                "%s stream from %s failed mid-way (request %s): %s %s",
+                door.name, exc.provider, responder.request_id, exc.type, exc.message,
+            )
+            await responder.body(pending + renderer.error(exc), more=False)
+            return
+        # Unreachable by ChatStream's contract (StreamEnded is always last); never leave
+        # the response open if it ever is.
+        await responder.body(pending, more=False)  # pragma: no cover

@@ -1,0 +1,205 @@
+"""The one relay, driven by a door it has never seen: a probe door registered as data.
+
+Every rule the relay owns is checked through it, so each holds for any door: the dialect
+is set on the request, the client's headers reach the door's parser, a call the door
+answers itself is still routed, a whole answer gets the measured facts, a stream commits
+its status only after the first event (a failure before that is a status in the door's
+shape, with Retry-After), the door's opening bytes ride with the first write, and a failure
+after it is the door's own last bytes. The upstream is a MockTransport speaking Ollama.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+from test_server import (
+    CONFIG,
+    ENV,
+    call,
+    never_called,
+    ollama_answer,
+    ollama_error,
+    ollama_lines,
+    ollama_stream,
+    running,
+)
+
+from chatproto import (
+    Answer,
+    CallContext,
+    ChatError,
+    ChatRequest,
+    DoorCall,
+    Event,
+    HTTPRequest,
+    Message,
+    Served,
+    StreamEnded,
+    TextDelta,
+)
+from server.app import ChatdApp
+from server.config import load_config, register_providers, registered
+from server.relay import chat_route
+from transports import MockResponse, MockTransport
+
+
+class ProbeStream:
+    def start(self) -> bytes:
+        return b"<start>"
+
+    def events(self, batch: Sequence[Event], served: Served) -> bytes:
+        out = b"".join(b"[" + ev.text.encode() + b"]" for ev in batch if type(ev) is TextDelta)
+        last = batch[-1]
+        if type(last) is StreamEnded:
+            timed = served.elapsed_ns is not None and served.elapsed_ns > 0
+            out += f"<end {served.route.provider} {last.finish_reason} {timed}>".encode()
+        return out
+
+    def error(self, exc: ChatError) -> bytes:
+        return f"<error {exc.type}>".encode()
+
+
+class ProbeDoor:
+    name = "probe"
+    api = "probe_api"
+    content_type = b"text/probe"
+    stream_content_type = b"text/probe-stream"
+    stream_headers = ((b"x-probe", b"1"),)
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[str, str]] = []
+        self.rendered: list[tuple[DoorCall, Answer, CallContext]] = []
+
+    def parse(self, body: bytes, headers: Any) -> DoorCall:
+        obj = orjson.loads(body)
+        self.headers = list(headers)
+        chat = ChatRequest(model=obj["model"], messages=(Message(role="user", content="hi"),),
+                           stream=bool(obj.get("stream")))
+        if obj.get("load"):
+            return DoorCall(chat=chat, reply=lambda ctx: b"loaded " + ctx.id.encode())
+        return DoorCall(chat=chat, view=obj)
+
+    def render(self, call: DoorCall, answer: Answer, ctx: CallContext) -> bytes:
+        assert isinstance(call.view, dict)
+        if call.view.get("refuse"):
+            raise ChatError("bad_upstream_response", "the probe cannot carry this")
+        self.rendered.append((call, answer, ctx))
+        return orjson.dumps({"content": answer.response.content})
+
+    def stream(self, call: DoorCall, ctx: CallContext) -> ProbeStream:
+        return ProbeStream()
+
+    def render_error(self, exc: ChatError) -> bytes:
+        return orjson.dumps({"probe_error": exc.type})
+
+
+def probe_app(handler: Any) -> tuple[ChatdApp, ProbeDoor, MockTransport]:
+    door = ProbeDoor()
+    transport = MockTransport(handler)
+    config = load_config(CONFIG)
+    app = ChatdApp(
+        config=config,
+        providers=registered(register_providers(config, ENV)),
+        transport_factory=lambda: transport,
+        doors={"/probe": chat_route(door)},
+        error_shapes={"/probe/": door},
+    )
+    return app, door, transport
+
+
+def body(**fields: Any) -> bytes:
+    return orjson.dumps({"model": "qwen3:4b", **fields})
+
+
+@pytest.mark.anyio
+async def test_a_whole_answer_gets_the_dialect_headers_and_measured_facts() -> None:
+    app, door, _ = probe_app(lambda request: ollama_answer("hello"))
+    async with running(app):
+        before = time.time()
+        result = await call(app, "POST", "/probe", body(),
+                            [("X-Custom", "caf\xe9"), ("Content-Type", "application/json")])
+    assert (result.status, result.headers["content-type"]) == (200, "text/probe")
+    assert result.json() == {"content": "hello"}
+    # Latin-1: every byte is one character, so a value goes upstream byte for byte.
+    assert dict(door.headers)["x-custom"].encode("latin-1") == "caf\xe9".encode()
+    [(parsed, answer, ctx)] = door.rendered
+    assert parsed.chat.dialect == "probe_api"
+    assert answer.route.provider == "ollama" and answer.route.upstream_model == "qwen3:4b"
+    assert answer.elapsed_ns > 0 and answer.latency_ms >= 0
+    assert re.fullmatch(r"[0-9a-f]{32}", ctx.id)
+    assert ctx.received is not None and abs(ctx.received - before) < 60
+    assert ctx.created == int(ctx.received)
+
+
+@pytest.mark.anyio
+async def test_a_door_reply_calls_no_upstream_but_routes_the_name() -> None:
+    app, _, transport = probe_app(never_called)
+    async with running(app):
+        loaded = await call(app, "POST", "/probe", body(load=True))
+        refused = await call(app, "POST", "/probe", body(model="openrouter/v/m", load=True))
+    assert loaded.status == 200 and re.fullmatch(rb"loaded [0-9a-f]{32}", loaded.body)
+    assert loaded.headers["content-type"] == "text/probe"
+    assert (refused.status, refused.json()) == (404, {"probe_error": "provider_not_registered"})
+    assert transport.requests == []
+
+
+@pytest.mark.anyio
+async def test_a_render_failure_is_a_status_in_the_doors_shape() -> None:
+    app, _, _ = probe_app(lambda request: ollama_answer("hello"))
+    async with running(app):
+        result = await call(app, "POST", "/probe", body(refuse=True))
+    assert (result.status, result.json()) == (502, {"probe_error": "bad_upstream_response"})
+    assert result.headers["content-type"] == "application/json"
+
+
+@pytest.mark.anyio
+async def test_a_stream_opens_with_the_doors_bytes_and_ends_with_its_end() -> None:
+    app, _, _ = probe_app(lambda request: ollama_stream("a", "b", "c"))
+    async with running(app):
+        result = await call(app, "POST", "/probe", body(stream=True))
+    assert result.status == 200
+    assert result.headers["content-type"] == "text/probe-stream"
+    assert result.headers["x-probe"] == "1"
+    assert result.body == b"<start>[a][b][c]<end ollama stop True>"
+
+
+@pytest.mark.anyio
+async def test_a_stream_failing_before_its_first_event_is_a_status() -> None:
+    app, _, _ = probe_app(
+        lambda request: ollama_error(429, "slow down", [("Retry-After", "3")]))
+    async with running(app):
+        result = await call(app, "POST", "/probe", body(stream=True))
+    assert (result.status, result.json()) == (429, {"probe_error": "rate_limited"})
+    assert result.headers["retry-after"] == "3"
+
+
+@pytest.mark.anyio
+async def test_a_stream_failing_after_its_first_event_ends_with_the_doors_error() -> None:
+    def upstream(request: HTTPRequest) -> MockResponse:
+        lines = [*ollama_lines("a", "b", end=False), b'{"error":"the GPU melted"}\n']
+        return MockResponse(200, [("content-type", "application/x-ndjson")], lines)
+
+    app, _, _ = probe_app(upstream)
+    async with running(app):
+        result = await call(app, "POST", "/probe", body(stream=True))
+    assert result.status == 200
+    assert re.fullmatch(rb"<start>\[a\]\[b\]<error [a-z_]+>", result.body), result.body
+
+
+@pytest.mark.anyio
+async def test_errors_under_a_doors_prefix_are_in_its_shape() -> None:
+    app, _, _ = probe_app(never_called)
+    async with running(app):
+        missing = await call(app, "GET", "/probe/models")
+        wrong_method = await call(app, "GET", "/probe")
+        elsewhere = await call(app, "GET", "/elsewhere")
+    assert (missing.status, missing.json()) == (404, {"probe_error": "not_found"})
+    assert (wrong_method.status, wrong_method.json()) == (
+        405, {"probe_error": "method_not_allowed"})
+    assert wrong_method.headers["allow"] == "POST"
+    assert elsewhere.status == 404 and elsewhere.json()["error"]["type"] == "not_found"
