@@ -86,6 +86,7 @@ from chatproto import (
     DoorCall,
     Event,
     Message,
+    RawEvent,
     Served,
     StreamEnded,
     TextDelta,
@@ -495,6 +496,10 @@ class StreamRenderer:
             return self._think + _dumps(text) + self._think_end if text else b""
         if isinstance(ev, ToolCallDelta):
             self._buffer(ev)
+            return b""
+        if isinstance(ev, RawEvent):
+            # The upstream's own line (same-dialect passthrough); rendered from the
+            # canonical events that follow it.
             return b""
         raise TypeError(f"event() takes delta events; got {ev!r} (StreamEnded goes to end())")
 

@@ -62,6 +62,7 @@ from chatproto import (
     DoorCall,
     Event,
     Message,
+    RawEvent,
     Served,
     StreamEnded,
     TextDelta,
@@ -442,6 +443,10 @@ class CompletionStream:
             return self._tool(ev)
         if type(ev) is StreamEnded:
             return self._end(ev)
+        if type(ev) is RawEvent:
+            # The upstream's own event (same-dialect passthrough); rendered from the
+            # canonical events that follow it.
+            return b""
         raise TypeError(f"not a stream event: {ev!r}")
 
     def events(self, batch: Sequence[Event], served: Served) -> bytes:

@@ -5,7 +5,9 @@ service owns every upstream call; this module owns what happens between them, on
 every door:
 
 - the body is read under the size limit and parsed by the door; the request carries the
-  door's dialect (``ChatRequest.dialect = door.api``);
+  door's dialect (``ChatRequest.dialect = door.api``, which turns on same-dialect
+  passthrough in the call plan) and the client's User-Agent in ``ChatRequest.headers``
+  (for a provider with ``forward_user_agent``, SPEC §2);
 - a call the door answers itself (:attr:`~chatproto.DoorCall.reply`, Ollama's load call)
   is routed, so a name chatd cannot route is still refused, and answered with no upstream;
 - a whole answer is rendered by the door with the id, the clock and the measured times
@@ -35,6 +37,7 @@ from chatproto import (
     Answer,
     CallContext,
     ChatError,
+    ChatRequest,
     Door,
     DoorCall,
     Provider,
@@ -42,7 +45,7 @@ from chatproto import (
     StreamEnded,
 )
 
-from .asgi import Request, Responder, ScopeHeaders, until_disconnect
+from .asgi import Request, Responder, ScopeHeaders, header, until_disconnect
 from .config import Config
 from .service import ChatService
 
@@ -82,8 +85,14 @@ class DoorEndpoint:
         door = self.door
         call = door.parse(await host.read_body(request), ScopeHeaders(request.scope))
         chat = call.chat
-        if chat.dialect != door.api:  # doors set it themselves; this is the guarantee
-            chat = replace(chat, dialect=door.api)
+        agent = header(request.scope, b"user-agent")
+        if chat.dialect != door.api or (agent is not None and not _has_agent(chat)):
+            # Doors set the dialect themselves; this is the guarantee. The client's
+            # User-Agent rides along for a provider with ``forward_user_agent`` (SPEC §2).
+            headers = chat.headers
+            if agent is not None and not _has_agent(chat):
+                headers = (*headers, ("user-agent", agent.decode("latin-1")))
+            chat = replace(chat, dialect=door.api, headers=headers)
             call = replace(call, chat=chat)
         service = host.service()
         now = time.time()
@@ -98,6 +107,10 @@ class DoorEndpoint:
             request.receive, responder,
             lambda: relay(service, door, call, ctx, responder, started),
         )
+
+
+def _has_agent(chat: ChatRequest) -> bool:
+    return any(name == "user-agent" for name, _ in chat.headers)
 
 
 def chat_route(door: Door) -> Mapping[str, Endpoint]:

@@ -26,6 +26,7 @@ from test_server import (
     ollama_error,
     ollama_lines,
     ollama_stream,
+    openai_answer,
     running,
 )
 
@@ -203,3 +204,18 @@ async def test_errors_under_a_doors_prefix_are_in_its_shape() -> None:
         405, {"probe_error": "method_not_allowed"})
     assert wrong_method.headers["allow"] == "POST"
     assert elsewhere.status == 404 and elsewhere.json()["error"]["type"] == "not_found"
+
+
+@pytest.mark.anyio
+async def test_the_clients_user_agent_reaches_a_forwarding_provider() -> None:
+    """SPEC §2: kimi forwards the calling client's User-Agent (its default); the relay
+    puts it on the request for every door."""
+    app, door, transport = probe_app(lambda request: openai_answer("ok"))
+    async with running(app):
+        result = await call(app, "POST", "/probe", body(model="kimi/kimi-k2"),
+                            [("User-Agent", "KimiCLI/1.51.0")])
+    assert result.status == 200, result.body
+    [sent] = transport.requests
+    assert [v for k, v in sent.headers if k.lower() == "user-agent"] == ["KimiCLI/1.51.0"]
+    [(parsed, _, _)] = door.rendered
+    assert parsed.chat.headers == (("user-agent", "KimiCLI/1.51.0"),)
