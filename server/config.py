@@ -101,6 +101,19 @@ class ChatdConfig:
     default_retry_after_secs: float = 2.0
     """The Retry-After sent with an upstream 429/503 that names no wait (SPEC §4)."""
     """When non-empty and the variable resolves, clients must send that bearer token."""
+    # SPEC §5's limits for hostile or careless clients; built in, not in lakehouse.toml.
+    client_body_timeout_secs: float = 30.0
+    """A request body not fully received in this time is answered 408."""
+    max_connections: int = 2048
+    """Open client connections per process; past it a connection is answered 503."""
+    max_in_flight: int = 1024
+    """Requests being handled per process; past it a request is answered 503."""
+    stream_idle_secs: float = 120.0
+    """A stream with no upstream event, or a client reading nothing, this long is ended."""
+    stream_max_secs: float = 1800.0
+    """The longest a stream may run, first event to last."""
+    shutdown_grace_secs: float = 30.0
+    """On SIGTERM, how long in-flight calls may still finish before they are ended."""
 
 
 def _frozen(mapping: dict[str, Any]) -> Mapping[str, Any]:
@@ -290,9 +303,14 @@ def _headers(key: str, value: object) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+_LIMIT_KEYS = (
+    "client_body_timeout_secs", "max_connections", "max_in_flight", "stream_idle_secs",
+    "stream_max_secs", "shutdown_grace_secs",
+)
 _CHATD_KEYS = (
     "bind", "ollama_url", "timeout_secs", "connect_timeout_secs", "max_body_bytes",
     "auth_token_env", "chain_timeout_secs", "default_retry_after_secs", "providers",
+    *_LIMIT_KEYS,
 )
 _PROVIDER_KEYS = (
     "base_url", "key_env", "key_file", "headers", "timeout_secs", "forward_user_agent",
@@ -377,6 +395,17 @@ def _asdict(pc: ProviderConfig) -> dict[str, Any]:
     }
 
 
+def _limits(chatd: Mapping[str, object], d: ChatdConfig) -> dict[str, Any]:
+    """SPEC §5's limits: seconds are positive numbers, counts positive integers."""
+    out: dict[str, Any] = {}
+    for name in ("client_body_timeout_secs", "stream_idle_secs", "stream_max_secs",
+                 "shutdown_grace_secs"):
+        out[name] = _positive_number(f"chatd.{name}", chatd.get(name, getattr(d, name)))
+    for name in ("max_connections", "max_in_flight"):
+        out[name] = _positive_int(f"chatd.{name}", chatd.get(name, getattr(d, name)))
+    return out
+
+
 def load_config(text: str | None) -> Config:
     """Parse lakehouse.toml text (None: no file) into a :class:`Config`; pure.
 
@@ -424,6 +453,7 @@ def load_config(text: str | None) -> Config:
             "chatd.default_retry_after_secs",
             chatd.get("default_retry_after_secs", d.default_retry_after_secs),
         ),
+        **_limits(chatd, d),
     )
 
     providers = dict(_DEFAULT_PROVIDERS)
