@@ -389,6 +389,10 @@ class ChatRequest:
     on the same dialect; ``user-agent`` where the provider forwards it)."""
 
 
+#: The largest token count chatd reports: the largest integer orjson writes (2^64 - 1).
+MAX_TOKEN_COUNT = 2**64 - 1
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Usage:
     """Token counts as the upstream reported them; never estimated.
@@ -406,9 +410,19 @@ class Usage:
     cache_creation_tokens: int | None = None
     reasoning_tokens: int | None = None
 
+    def __post_init__(self) -> None:
+        # Counts come from upstream JSON, which orjson reads up to 2^64 - 1 and writes no
+        # further: a codec's sum of two (or an absurd count) must not fail the answer when a
+        # door encodes it, so every count saturates at MAX_TOKEN_COUNT.
+        for name in ("prompt_tokens", "completion_tokens", "cached_tokens",
+                     "cache_creation_tokens", "reasoning_tokens"):
+            value = getattr(self, name)
+            if value is not None and value > MAX_TOKEN_COUNT:
+                object.__setattr__(self, name, MAX_TOKEN_COUNT)
+
     @property
     def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
+        return min(self.prompt_tokens + self.completion_tokens, MAX_TOKEN_COUNT)
 
     def to_dict(self) -> dict[str, int]:
         return {

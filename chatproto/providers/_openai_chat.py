@@ -230,7 +230,10 @@ def _arguments(value: Any, provider: str) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dict):
-        return dumps(value).decode()
+        try:
+            return dumps(value).decode()
+        except TypeError:  # orjson writes 254 levels of nesting; it read up to 1,024
+            raise _bad(provider, "upstream sent tool-call arguments nested too deeply") from None
     raise _bad(provider, "upstream sent tool-call arguments that are not a string")
 
 
