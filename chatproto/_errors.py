@@ -86,6 +86,17 @@ class ChatError(Exception):
         """True when the next target of a fallback chain should be tried."""
         return self.type in RETRYABLE_TYPES
 
+    @property
+    def should_retry(self) -> bool:
+        """Whether a client should send the same request again (SPEC §4 ``x-should-retry``).
+
+        True for a wait that may end: 429, 503 and 504, and an upstream that could not be
+        reached (502 ``upstream_unavailable``). False for everything else, so an upstream's
+        401/402/403/404 (a 502 ``upstream_error``) is not retried three times by the OpenAI
+        and Anthropic SDKs, which obey the header (providers.md §3.4).
+        """
+        return self.status in (429, 503, 504) or self.type == "upstream_unavailable"
+
     def to_dict(self) -> dict[str, object]:
         """The SPEC §4 body's inner object: ``{"type", "message", "provider"?, ...}``."""
         out: dict[str, object] = {"type": self.type, "message": self.message}

@@ -132,8 +132,11 @@ ErrorRenderer = Callable[[ChatError], bytes]
 
 
 def error_headers(exc: ChatError) -> list[tuple[bytes, bytes]]:
-    """Retry-After (SPEC §4: 429 and 503) and, for a 401, the scheme to answer with."""
-    extra: list[tuple[bytes, bytes]] = []
+    """``x-should-retry`` on every error, Retry-After (SPEC §4: 429 and 503) and, for a
+    401, the scheme to answer with."""
+    extra: list[tuple[bytes, bytes]] = [
+        (b"x-should-retry", b"true" if exc.should_retry else b"false")
+    ]
     retry = retry_after_header(exc)
     if retry is not None:
         extra.append((b"retry-after", retry.encode()))
