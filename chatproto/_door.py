@@ -51,6 +51,10 @@ class DoorCall:
     """An answer the door gives without any upstream call (Ollama's "load the model"
     call). The server still routes the model name first, so a name it cannot route is
     refused as it would be with a real call; then it sends these bytes with status 200."""
+    dropped: tuple[str, ...] = ()
+    """What the door left out of :attr:`chat` because no upstream here can carry it
+    (hosted tools such as ``web_search``), one short note each, for the server to log
+    once; the turn goes on without them."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -387,6 +387,12 @@ class ChatRequest:
     headers: tuple[tuple[str, str], ...] = ()
     """Client request headers to carry upstream, lower-case names (``anthropic-beta``
     on the same dialect; ``user-agent`` where the provider forwards it)."""
+    raw: JSON = None
+    """The client's decoded body, kept by a door whose dialect is also an upstream API
+    when the canonical fields cannot say everything it held (OpenAI Responses: item ids,
+    reasoning ids, namespace and hosted tools). A codec whose ``api`` equals
+    :attr:`dialect` sends it with only ``model`` and ``stream`` rewritten; every other
+    codec ignores it. None otherwise."""
 
 
 #: The largest token count chatd reports: the largest integer orjson writes (2^64 - 1).

@@ -17,6 +17,7 @@ APIS: dict[str, str] = {
     "ollama_chat": "._ollama_chat",
     "ollama_generate": "._ollama_generate",
     "openai_chat": "._openai_chat",
+    "openai_responses": "..dialects.openai_responses",
 }
 
 _loaded: dict[str, Codec] = {}
