@@ -34,7 +34,7 @@ from chatproto import ChatError, Door, Provider, Secret
 from chatproto._routing import DEFAULT_PROVIDER
 from chatproto._telemetry import Telemetry
 from chatproto._types import redact_userinfo
-from chatproto.dialects import native
+from chatproto.dialects import native, openai_responses
 
 from . import front_ollama, front_openai, routes_ollama, routes_openai
 from .asgi import (
@@ -75,6 +75,7 @@ TransportFactory = Callable[[], "Transport"]
 DOOR_ROUTES: Mapping[str, Mapping[str, Endpoint]] = {
     "/v1/chat": chat_route(native.door),
     "/v1/chat/completions": chat_route(front_openai.door),
+    "/v1/responses": chat_route(openai_responses.door),
     "/v1/models": {"GET": routes_openai.models},
     "/api/chat": chat_route(front_ollama.chat_door),
     "/api/generate": chat_route(front_ollama.generate_door),
@@ -89,6 +90,7 @@ DOOR_ROUTES: Mapping[str, Mapping[str, Endpoint]] = {
 ERROR_SHAPES: Mapping[str, Door] = {
     **dict.fromkeys(routes_openai.ERROR_PATHS, front_openai.door),
     routes_ollama.ERROR_PREFIX: front_ollama.chat_door,
+    "/v1/responses/": openai_responses.door,
 }
 
 

@@ -84,6 +84,9 @@ class DoorEndpoint:
     async def __call__(self, host: Host, request: Request, responder: Responder) -> None:
         door = self.door
         call = door.parse(await host.read_body(request), ScopeHeaders(request.scope))
+        if call.dropped:
+            logger.info("%s request %s: left out (no upstream here runs them): %s",
+                        door.name, responder.request_id, "; ".join(call.dropped))
         chat = call.chat
         agent = header(request.scope, b"user-agent")
         if chat.dialect != door.api or (agent is not None and not _has_agent(chat)):

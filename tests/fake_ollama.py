@@ -7,7 +7,8 @@ shared with ``fake_openai.py``. :class:`FakeOllama` speaks what providers.md §1
 - ``POST /api/chat``: a JSON answer when ``"stream": false``, otherwise (``stream`` omitted
   means streaming, OL ``api/types.go``) NDJSON lines ending with a ``"done": true`` object
   carrying ``done_reason``, ``prompt_eval_count`` and ``eval_count``. With ``tools`` in the
-  request it calls the first tool: "Tool calls arrive as a complete ``tool_calls`` array
+  request it calls the first tool (unless the last message is that tool's result: then it
+  answers, closing a round trip): "Tool calls arrive as a complete ``tool_calls`` array
   inside a ``done:false`` chunk" (OL §1.5), so the call and the ``done`` line are separate
   chunks, the case a client's ``finish_reason`` must survive.
 - ``POST /api/generate`` (what chatd sends Ollama Cloud, SPEC §2): the same with
@@ -309,8 +310,9 @@ class FakeOllama(FakeServer):
 
     def _tool_call(self, payload: dict[str, Any]) -> dict[str, Any] | None:
         tools = payload.get("tools")
-        if not tools:
-            return None
+        messages = payload.get("messages") or [{}]
+        if not tools or messages[-1].get("role") == "tool":
+            return None  # no tools, or the tool's result is in: the reply
         name = tools[0]["function"]["name"]
         return {"function": {"name": name, "arguments": self.tool_arguments}}
 

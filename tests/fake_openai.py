@@ -17,7 +17,8 @@ of them through a real connection:
 
 Every streamed body is sent in pieces cut every few bytes and inside every multi-byte UTF-8
 character (:func:`fake_ollama.awkward_pieces`), one HTTP chunk each. A request offering
-``tools`` gets a call of the first tool, its arguments streamed in fragments. Each flavor
+``tools`` gets a call of the first tool, its arguments streamed in fragments, unless its
+last message is the tool's result (then the reply, closing a round trip). Each flavor
 checks its own bearer key (401 in OpenAI's error shape otherwise). Models listed in
 ``failures`` answer that status; in ``fail_midstream`` they break after the first delta;
 in ``stall`` they never answer (until the client closes the connection).
@@ -133,8 +134,9 @@ class FakeOpenAI(FakeServer):
 
     def _call(self, payload: dict[str, Any]) -> tuple[str, str] | None:
         tools = payload.get("tools")
-        if not tools:
-            return None
+        messages = payload.get("messages") or [{}]
+        if not tools or messages[-1].get("role") == "tool":
+            return None  # no tools, or the tool's result is in: the reply
         return tools[0]["function"]["name"], json.dumps(self.tool_arguments)
 
     @staticmethod

@@ -154,6 +154,68 @@ OPENAI_CASES = (
          "bad_upstream_response", ("a",)),
 )
 
+def responses_event(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, **fields}
+
+
+RESPONSES_USAGE = {"input_tokens": 3, "input_tokens_details": {"cached_tokens": 0},
+                   "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 0},
+                   "total_tokens": 5}
+
+
+def responses_text(text: str) -> dict[str, Any]:
+    return responses_event("response.output_text.delta", item_id="msg_1", output_index=0,
+                           content_index=0, delta=text)
+
+
+def responses_done(status: str = "completed") -> dict[str, Any]:
+    return responses_event(f"response.{status}", response={
+        "id": "resp_1", "status": status, "output": [], "usage": RESPONSES_USAGE})
+
+
+def responses_sse(*objs: object) -> bytes:
+    """As OpenAI writes it: ``event: <type>`` before each ``data:``."""
+    return b"".join(
+        b"event: " + o["type"].encode() + b"\n" + sse(o) if isinstance(o, dict) else sse(o)
+        for o in objs)
+
+
+RESPONSES_OPEN = (responses_event("response.created", response={"id": "resp_1"}),
+                  responses_event("response.output_item.added", output_index=0, item={
+                      "id": "msg_1", "type": "message", "role": "assistant",
+                      "content": []}))
+RESPONSES_CASES = (
+    Case("text", responses_sse(*RESPONSES_OPEN, responses_text("Hel"), responses_text("lo"),
+                               responses_done())),
+    Case("incomplete", responses_sse(*RESPONSES_OPEN, responses_text("cut"),
+                                     responses_done("incomplete"))),
+    Case("ping-after-completed", responses_sse(
+        responses_text("ok"), responses_done(), {"type": "ping", "cost": "0.0001"})
+        + b"trailing junk"),
+    Case("texts-then-failed", responses_sse(
+        *RESPONSES_OPEN, responses_text(" Yes"), responses_text("."),
+        responses_event("response.failed", response={
+            "id": "resp_1", "status": "failed",
+            "error": {"code": "server_error", "message": "backend went away"}})),
+         "upstream_error", (" Yes", ".")),
+    Case("failed-first", responses_sse(RESPONSES_OPEN[0], responses_event(
+        "response.failed", response={"error": {"code": "rate_limit_exceeded",
+                                                "message": "Slow down."}})),
+         "rate_limited", ()),
+    Case("text-then-error-event", responses_sse(
+        *RESPONSES_OPEN, responses_text("a"),
+        responses_event("error", code="server_error", message="overloaded")),
+         "upstream_error", ("a",)),
+    Case("text-then-malformed", responses_sse(responses_text("a")) + b"data: {bad\n\n",
+         "bad_upstream_response", ("a",)),
+    Case("text-then-wrong-shape", responses_sse(
+        responses_text("a"), responses_event("response.output_item.done", item=[1])),
+         "bad_upstream_response", ("a",)),
+    Case("cut-before-completed", responses_sse(*RESPONSES_OPEN, responses_text("Half"),
+                                               responses_text(" an")),
+         "bad_upstream_response", ("Half", " an")),
+)
+
 DIALECTS = (
     Dialect("ollama_chat", "ollama",
             ollama_cases(lambda t: {"message": {"role": "assistant", "content": t},
@@ -167,6 +229,8 @@ DIALECTS = (
     Dialect("openai_chat", "openrouter", OPENAI_CASES,
             sse(openai_chunk("ok"), openai_chunk(finish="stop"), b"[DONE]"),
             "text/event-stream"),
+    Dialect("openai_responses", "responses", RESPONSES_CASES,
+            sse(responses_text("ok"), responses_done()), "text/event-stream"),
 )
 
 CASES = [pytest.param(d, c, id=f"{d.api}-{c.id}") for d in DIALECTS for c in d.cases]
@@ -360,6 +424,9 @@ def test_passthrough_adds_raw_events_and_changes_nothing_else(
     ("ollama_chat", {"message": {"role": "assistant", "content": "hi"}, "done": True,
                      "extra": [1]}),
     ("ollama_generate", {"response": "hi", "done": True, "extra": [1]}),
+    ("openai_responses", {"id": "r", "status": "completed", "output": [
+        {"type": "message", "content": [{"type": "output_text", "text": "hi"}]}],
+        "extra": [1]}),
 ])
 def test_parse_response_keeps_the_decoded_body_only_under_passthrough(
     api: str, body: dict[str, Any]
@@ -414,7 +481,8 @@ def writes(data: bytes, sep: bytes) -> Iterator[tuple[str, list[bytes]]]:
 
 
 #: dialect -> model to ask chatd for; the replayed failing cases come from the table.
-MODELS = {"ollama_chat": "ollama/qwen3:4b", "openai_chat": "openrouter/moonshotai/kimi-k2"}
+MODELS = {"ollama_chat": "ollama/qwen3:4b", "openai_chat": "openrouter/moonshotai/kimi-k2",
+          "openai_responses": "responses/gpt-x"}
 SERVED = [pytest.param(d, c, id=f"{d.api}-{c.id}") for d in DIALECTS if d.api in MODELS
           for c in d.cases if c.error is not None and c.before]
 
@@ -434,6 +502,9 @@ timeout_secs = 5
 [chatd.providers.openrouter]
 base_url = "{replay.url}/v1"
 key_file = "{tmp_path / 'missing.env'}"
+[chatd.providers.responses]
+api = "openai_responses"
+base_url = "{replay.url}/v1"
 """)
         app = create_app(config, environ={"OPENROUTER_API_KEY": "sk-or-test"})
         async with served(app) as port, httpx.AsyncClient(

@@ -50,8 +50,9 @@ async def test_a_tool_conversation_reaches_ollama_cloud_on_api_chat(
         ]
         final = await client.chat.completions.create(model=model, messages=messages,
                                                      tools=[TOOL])
-        # The fake calls its first tool whenever tools are offered: the turn went through.
-        assert final.choices[0].finish_reason == "tool_calls"
+        # The fake answers once the tool's result is in: the round trip is closed.
+        assert final.choices[0].finish_reason == "stop"
+        assert final.choices[0].message.content
     assert [c.path for c in s.cloud.calls] == ["/api/chat", "/api/chat"]
     assert all(c.headers["authorization"] == f"Bearer {CLOUD_KEY}" for c in s.cloud.calls)
     second = s.cloud.requests[-1]

@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import orjson
 
@@ -56,6 +56,7 @@ from .._decoders import SSEDecoder, dumps, loads
 from .._door import Answer, CallContext, DoorCall, Served
 from .._errors import ChatError, Headers, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
+from .._lifecycle import StreamLifecycle
 from .._request import (
     boolean,
     decode_body,
@@ -1029,6 +1030,7 @@ class ResponsesDoor:
     api: str | None = API
     content_type = b"application/json"
     stream_content_type = b"text/event-stream"
+    stream_headers = ((b"cache-control", b"no-cache"),)
 
     def parse(self, body: bytes, headers: Headers) -> DoorCall:
         return parse_request(body, headers)
@@ -1316,38 +1318,39 @@ def _opaque_of(item: dict[str, Any]) -> str | None:
     return _pack(item_id, encrypted) if isinstance(item_id, str) and item_id else encrypted
 
 
-#: Stream parser states: reading; the final event seen, dropping the rest; ended; failed.
-_OPEN, _DONE, _ENDED, _FAILED_STATE = 0, 1, 2, 3
-
-
-class ResponsesStreamParser:
+class ResponsesStreamParser(StreamLifecycle):
     """A Responses SSE body -> chatd events (``response_stream_event.py``).
 
-    The event type is read from the JSON ``type`` (Codex reads it there too and tolerates
-    a missing ``event:`` line). Text and refusal deltas are :class:`TextDelta`, reasoning
-    summary and reasoning text deltas :class:`ThinkingDelta` (consecutive parts joined by a
-    blank line), and a reasoning item's ``encrypted_content`` closes its thinking block.
-    A ``function_call`` item is a :class:`ToolCallDelta` per fragment, indexed in order of
-    appearance; a server that sends no argument deltas has its arguments taken from
-    ``.done``. ``response.completed`` / ``response.incomplete`` end the stream and what
-    follows is dropped (OpenCode Zen appends a ``ping`` with the cost, providers.md
-    §5.3); ``response.failed`` and ``error`` raise. A body that ends first is
+    The lifecycle (draining after the end, failing, the events before an error) is
+    :class:`~chatproto._lifecycle.StreamLifecycle`'s. The event type is read from the JSON
+    ``type`` (Codex reads it there too and tolerates a missing ``event:`` line). Text and
+    refusal deltas are :class:`TextDelta`, reasoning summary and reasoning text deltas
+    :class:`ThinkingDelta` (consecutive parts joined by a blank line), and a reasoning
+    item's ``encrypted_content`` closes its thinking block. A ``function_call`` item is a
+    :class:`ToolCallDelta` per fragment, indexed in order of appearance; a server that
+    sends no deltas has its items' content taken from ``output_item.done``.
+    ``response.completed`` / ``response.incomplete`` are the terminator (OpenCode Zen
+    appends a ``ping`` with the cost after it, providers.md §5.3, which is dropped);
+    ``response.failed`` and ``error`` raise; a body that ends first is
     ``bad_upstream_response``.
 
-    The events parsed before a failure are returned first and the failure is raised by
-    the next ``feed`` (every split of the bytes gives the same events, then the same
-    error); a failure is sticky. With ``passthrough`` each upstream event is also
-    emitted as a :class:`RawEvent` before the events derived from it.
+    With ``passthrough`` each upstream event is also a :class:`RawEvent`, before the
+    events derived from it. The envelope events that open a stream
+    (``response.created``, ``response.in_progress``) are held until the next event, so
+    an upstream that fails at once still fails before the stream commits (the server
+    can then answer with a status, or try the next target of a chain).
     """
 
-    __slots__ = ("_deferred", "_error", "_indexes", "_key", "_next", "_pass", "_provider",
-                 "_said", "_sse", "_state", "_thought", "_tools")
+    __slots__ = ("_held", "_indexes", "_key", "_next", "_pass", "_said", "_sse", "_thought",
+                 "_tools")
+
+    _SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError)
 
     def __init__(self, provider: str, passthrough: bool = False) -> None:
-        self._provider = provider
+        super().__init__(provider)
         self._pass = passthrough
         self._sse = SSEDecoder(provider=provider)
-        self._state = _OPEN
+        self._held: list[Event] = []
         self._indexes: dict[str, int] = {}
         """item id -> tool-call index."""
         self._said: set[str] = set()
@@ -1356,98 +1359,63 @@ class ResponsesStreamParser:
         self._tools = False
         self._thought = False
         self._key: tuple[Any, ...] | None = None
-        self._error: ChatError | None = None
-        self._deferred: ChatError | None = None
 
-    def feed(self, data: bytes) -> list[Event]:
-        if self._state:
-            return self._closed(data)
-        if self._deferred is not None:
-            self._fail(self._deferred)
+    def _parse(self, data: bytes, out: list[Event]) -> None:
         provider = self._provider
-        out: list[Event] = []
-        try:
-            for name, payload, _ in self._sse.feed(data):
-                if self._state:
-                    break  # after the final event: the rest is dropped unread
-                try:
-                    obj = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    raise _bad(provider, "upstream sent a stream event that is not JSON") \
-                        from None
-                if type(obj) is not dict:
-                    raise _bad(provider, "upstream sent a stream event that is not an object")
-                if self._pass:
-                    out.append(RawEvent(dialect=API, data=obj,
-                                        name=None if name == "message" else name))
-                kind = obj.get("type")
-                if kind == "response.output_text.delta" or kind == "response.refusal.delta":
-                    delta = obj.get("delta")
-                    if type(delta) is not str:
-                        raise _bad(provider, "upstream sent a text delta that is not a string")
-                    if delta:
-                        self._said.add(obj.get("item_id") or "")
-                        out.append(TextDelta(text=delta))
-                elif kind == "response.function_call_arguments.delta":
-                    self._arguments(obj, out)
-                elif kind == "response.reasoning_summary_text.delta" \
-                        or kind == "response.reasoning_text.delta":
-                    delta = obj.get("delta")
-                    if type(delta) is not str:
-                        raise _bad(provider, "upstream sent a reasoning delta that is not "
-                                   "a string")
-                    self._think(delta, (obj.get("item_id"), kind, obj.get("summary_index"),
-                                        obj.get("content_index")), out)
-                elif kind == "response.output_item.added":
-                    item = obj.get("item")
-                    if type(item) is dict and item.get("type") == "function_call":
-                        self._call(item, out)
-                elif kind == "response.output_item.done":
-                    item = obj.get("item")
-                    if type(item) is not dict:
-                        raise _bad(provider, "upstream sent an output item that is not an "
-                                   "object")
-                    self._item_done(item, out)
-                elif kind in ("response.completed", "response.incomplete"):
-                    self._completed(obj, out)
-                elif kind == "response.failed":
-                    response = obj.get("response")
-                    raise _failed(provider, response.get("error")
-                                  if isinstance(response, dict) else None)
-                elif kind == "error":
-                    raise _failed(provider, obj)
-            if not data and self._state == _OPEN:
-                raise _bad(provider, "upstream stream ended before response.completed")
-            if not data:
-                self._state = _ENDED
-        except ChatError as exc:
-            if out and data:
-                self._deferred = exc
-                return out
-            self._fail(exc)
-        except (AttributeError, TypeError, KeyError, IndexError) as exc:
-            failure = _bad(provider, f"upstream sent a stream event of the wrong shape "
-                           f"({type(exc).__name__})")
-            if out and data:
-                self._deferred = failure
-                return out
-            self._fail(failure)
-        return out
-
-    def _fail(self, exc: ChatError) -> NoReturn:
-        self._state = _FAILED_STATE
-        self._error = exc
-        self._deferred = None
-        raise exc
-
-    def _closed(self, data: bytes) -> list[Event]:
-        if self._state == _DONE:
-            if not data:
-                self._state = _ENDED
-            return []
-        if self._error is not None:
-            raise self._error
-        raise RuntimeError("feed() called after end of input")
+        for name, payload, _ in self._sse.feed(data):
+            try:
+                obj = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise _bad(provider, "upstream sent a stream event that is not JSON") \
+                    from None
+            if type(obj) is not dict:
+                raise _bad(provider, "upstream sent a stream event that is not an object")
+            kind = obj.get("type")
+            if self._pass:
+                raw = RawEvent(dialect=API, data=obj, name=None if name == "message" else name)
+                if kind in ("response.created", "response.in_progress") and not out:
+                    self._held.append(raw)
+                    continue
+                if self._held:
+                    out.extend(self._held)
+                    self._held.clear()
+                out.append(raw)
+            if kind == "response.output_text.delta" or kind == "response.refusal.delta":
+                delta = obj.get("delta")
+                if type(delta) is not str:
+                    raise _bad(provider, "upstream sent a text delta that is not a string")
+                if delta:
+                    self._said.add(obj.get("item_id") or "")
+                    out.append(TextDelta(text=delta))
+            elif kind == "response.function_call_arguments.delta":
+                self._arguments(obj, out)
+            elif kind == "response.reasoning_summary_text.delta" \
+                    or kind == "response.reasoning_text.delta":
+                delta = obj.get("delta")
+                if type(delta) is not str:
+                    raise _bad(provider, "upstream sent a reasoning delta that is not a string")
+                self._think(delta, (obj.get("item_id"), kind, obj.get("summary_index"),
+                                    obj.get("content_index")), out)
+            elif kind == "response.output_item.added":
+                item = obj.get("item")
+                if type(item) is dict and item.get("type") == "function_call":
+                    self._call(item, out)
+            elif kind == "response.output_item.done":
+                item = obj.get("item")
+                if type(item) is not dict:
+                    raise _bad(provider, "upstream sent an output item that is not an object")
+                self._item_done(item, out)
+            elif kind == "response.completed" or kind == "response.incomplete":
+                self._terminate(out, self._ended(obj))
+                return
+            elif kind == "response.failed":
+                response = obj.get("response")
+                raise _failed(provider, response.get("error")
+                              if isinstance(response, dict) else None)
+            elif kind == "error":
+                raise _failed(provider, obj)
+        if not data:
+            raise _bad(provider, "upstream stream ended before response.completed")
 
     def _think(self, text: str, key: tuple[Any, ...], out: list[Event]) -> None:
         if not text:
@@ -1519,17 +1487,16 @@ class ResponsesStreamParser:
                 if isinstance(piece, str) and piece:
                     out.append(TextDelta(text=piece))
 
-    def _completed(self, obj: dict[str, Any], out: list[Event]) -> None:
+    def _ended(self, obj: dict[str, Any]) -> StreamEnded:
         response = obj.get("response")
         if not isinstance(response, dict):
             raise _bad(self._provider, "upstream sent a final event without its response")
         usage = response.get("usage")
         status = "incomplete" if obj["type"] == "response.incomplete" \
             else response.get("status")
-        out.append(StreamEnded(
+        return StreamEnded(
             finish_reason=_finish(status, response.get("incomplete_details"), self._tools),
-            usage=_usage_in(usage, self._provider) if usage else None))
-        self._state = _DONE
+            usage=_usage_in(usage, self._provider) if usage else None)
 
 
 class OpenAIResponsesCodec:
@@ -1568,7 +1535,8 @@ class OpenAIResponsesCodec:
         except TypeError as exc:
             raise ChatError("invalid_request", f"request cannot be encoded as JSON: {exc}",
                             provider=provider.name) from None
-        return HTTPRequest(method="POST", url=provider.base_url.rstrip("/") + "/responses",
+        url = provider.base_url.rstrip("/") + provider.path(API, "/responses")
+        return HTTPRequest(method="POST", url=url,
                            headers=tuple(headers), body=encoded, stream=request.stream)
 
     def parse_response(
