@@ -390,9 +390,11 @@ class ChatRequest:
     raw: JSON = None
     """The client's decoded body, kept by a door whose dialect is also an upstream API
     when the canonical fields cannot say everything it held (OpenAI Responses: item ids,
-    reasoning ids, namespace and hosted tools). A codec whose ``api`` equals
-    :attr:`dialect` sends it with only ``model`` and ``stream`` rewritten; every other
-    codec ignores it. None otherwise."""
+    reasoning ids, namespace and hosted tools; Anthropic Messages: ``cache_control`` on any
+    block, citations, server-tool blocks in the history). A codec whose ``api`` equals
+    :attr:`dialect` sends it with only ``model`` and ``stream`` rewritten, so the same
+    dialect loses nothing (SPEC §2 "Dialects"); every other codec ignores it. The
+    counterpart of :attr:`ChatResponse.raw`; None otherwise."""
 
 
 #: The largest token count chatd reports: the largest integer orjson writes (2^64 - 1).

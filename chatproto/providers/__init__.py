@@ -18,6 +18,7 @@ APIS: dict[str, str] = {
     "ollama_generate": "._ollama_generate",
     "openai_chat": "._openai_chat",
     "openai_responses": "..dialects.openai_responses",
+    "anthropic_messages": "..dialects.anthropic_messages",
 }
 
 _loaded: dict[str, Codec] = {}
