@@ -135,6 +135,10 @@ class Provider:
     Coding admits only coding agents)."""
     list_models: bool = False
     """The upstream has a model list chatd may show clients (``GET /models``)."""
+    key_header: str = "authorization"
+    """Where the key goes: ``"authorization"`` (``Bearer <key>``, SPEC §2's default) or
+    ``"x-api-key"`` (Anthropic's own header, which its API wants for an API key; the
+    ``anthropic_messages`` codec reads it)."""
 
     def api_for(self, upstream_model: str, *, tools: bool = False) -> str:
         """The wire format this provider speaks for ``upstream_model``."""

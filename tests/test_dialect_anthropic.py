@@ -4,6 +4,7 @@ answers, streams and errors, and the two ends read against each other."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from chatproto import (
     Usage,
     codec_for,
 )
+from chatproto._profiles import PROFILES
 from chatproto.dialects.anthropic_messages import (
     API,
     MessagesStream,
@@ -53,9 +55,10 @@ from chatproto.dialects.anthropic_messages import (
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KEY = "sk-ant-test-0123456789"
-OPENCODE = Provider(name="opencode", api=API, base_url="https://opencode.ai/zen/v1",
-                    key=Secret(KEY))
+OPENCODE = replace(PROFILES[3], key=Secret(KEY))  # the built-in row: claude-* on /messages
 KIMI = Provider(name="kimi", api=API, base_url="https://api.kimi.com/coding", key=Secret(KEY))
+ANTHROPIC = Provider(name="anthropic", api=API, base_url="https://api.anthropic.com/",
+                     key=Secret(KEY), key_header="x-api-key")
 ROUTE = Route(provider="opencode", upstream_model="claude-sonnet-4-6")
 CTX = CallContext(id="0123abcd", created=1_753_000_000)
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAA"
@@ -193,8 +196,9 @@ def test_parse_fields_and_options() -> None:
     assert chat.options == {"top_k": 40, "user": "u-1"}
     assert chat.extras == {"context_management": {"edits": [
         {"type": "clear_thinking_20251015"}]}, "service_tier": "auto"}
-    # Only what the same dialect carries upstream; never the client's key.
-    assert chat.headers == (("anthropic-version", "2023-06-01"), ("anthropic-beta", "a-1,b-2"))
+    # Only what may go upstream; never the client's key.
+    assert chat.headers == (("anthropic-version", "2023-06-01"), ("anthropic-beta", "a-1,b-2"),
+                            ("user-agent", "claude-cli/2.1.332"))
     assert chat.dialect == API
     assert chat.raw == orjson.loads(body(
         stream=True, max_tokens=300, temperature=0.5, top_p=0.9, top_k=40,
@@ -280,7 +284,8 @@ def test_parse_claude_code_captures() -> None:
             assert chat.stream and chat.max_tokens == 32000 and chat.think == "high"
             assert [m.role for m in chat.messages][:3] == ["system", "user", "system"]
             assert len(chat.tools) == 12  # the deferred placeholder with its empty schema too
-            assert {k for k, _ in chat.headers} == {"anthropic-version", "anthropic-beta"}
+            assert {k for k, _ in chat.headers} == {"anthropic-version", "anthropic-beta",
+                                                    "user-agent"}
             assert "context_management" in chat.extras
             if len(exchange["body"]["messages"]) > 2:
                 tool = chat.messages[-1]
@@ -367,20 +372,23 @@ def test_urls_and_auth_per_provider() -> None:
     zen = codec.build_request(chat, ROUTE, OPENCODE)
     assert zen.url == "https://opencode.ai/zen/v1/messages"
     assert ("Authorization", f"Bearer {KEY}") in zen.headers
+    assert OPENCODE.name == "opencode"
     kimi = codec.build_request(chat, ROUTE, KIMI)
     assert kimi.url == "https://api.kimi.com/coding/v1/messages"
-    assert ("x-api-key", KEY) in kimi.headers
-    assert not any(k == "Authorization" for k, _ in kimi.headers)
-    for http in (zen, kimi):
+    assert ("Authorization", f"Bearer {KEY}") in kimi.headers
+    anthropic = codec.build_request(chat, ROUTE, ANTHROPIC)
+    assert anthropic.url == messages_url(ANTHROPIC) == "https://api.anthropic.com/v1/messages"
+    assert ("x-api-key", KEY) in anthropic.headers
+    assert not any(k == "Authorization" for k, _ in anthropic.headers)
+    for http in (zen, kimi, anthropic):
         assert ("anthropic-version", "2023-06-01") in http.headers
         assert ("Accept", "application/json") in http.headers
         assert KEY not in repr(http)
-    assert messages_url(Provider(name="a", api=API, base_url="https://api.anthropic.com/")) == (
-        "https://api.anthropic.com/v1/messages")
     configured = Provider(name="kimi", api=API, base_url="https://k/coding", key=Secret(KEY),
                           headers=(("User-Agent", "KimiCLI/1.51.0"),
                                    ("anthropic-version", "2024-01-01")))
-    headers = codec.build_request(chat, ROUTE, configured).headers
+    headers = codec.build_request(chat_of((("user-agent", "claude-cli/2"),)), ROUTE,
+                                  configured).headers
     assert [v for k, v in headers if k.lower() == "anthropic-version"] == ["2024-01-01"]
     assert ("User-Agent", "KimiCLI/1.51.0") in headers
 

@@ -216,6 +216,49 @@ RESPONSES_CASES = (
          "bad_upstream_response", ("Half", " an")),
 )
 
+
+def anthropic(*events: tuple[str, object]) -> bytes:
+    """Anthropic SSE: every event with its ``event:`` line (a bytes payload as it is)."""
+    return b"".join(b"event: " + name.encode() + b"\ndata: "
+                    + (o if isinstance(o, bytes) else orjson.dumps(o)) + b"\n\n"
+                    for name, o in events)
+
+
+def anthropic_text(text: str) -> tuple[str, object]:
+    return ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                    "delta": {"type": "text_delta", "text": text}})
+
+
+ANTHROPIC_START = ("message_start", {"type": "message_start", "message": {
+    "id": "m", "type": "message", "role": "assistant", "content": [], "model": "c",
+    "usage": {"input_tokens": 3, "output_tokens": 1}}})
+ANTHROPIC_STOP = ("message_stop", {"type": "message_stop"})
+ANTHROPIC_OVERLOADED = ("error", {"type": "error", "error": {"type": "overloaded_error",
+                                                             "message": "Overloaded"}})
+
+#: fixture -> (error type, texts before it) for the recorded failing streams.
+ANTHROPIC_FAILING = {
+    "anthropic_error_midstream.sse": ("upstream_overloaded", ("Hallo ", "Wélt")),
+}
+
+ANTHROPIC_CASES = (
+    *[Case(name, fixture(name), *ANTHROPIC_FAILING.get(name, (None, None)))
+      for name in sorted(p.name for p in FIXTURES.glob("anthropic_*.sse"))],
+    Case("texts-then-error", anthropic(ANTHROPIC_START, anthropic_text(" Yes"),
+                                       anthropic_text("."), ANTHROPIC_OVERLOADED),
+         "upstream_overloaded", (" Yes", ".")),
+    Case("error-first", anthropic(ANTHROPIC_OVERLOADED, anthropic_text("x")),
+         "upstream_overloaded", ()),
+    Case("text-then-malformed", anthropic(anthropic_text("a"), ("content_block_delta", b"{bad")),
+         "bad_upstream_response", ("a",)),
+    Case("text-then-wrong-shape", anthropic(anthropic_text("a"), (
+        "content_block_delta", {"type": "content_block_delta", "delta": [1]})),
+         "bad_upstream_response", ("a",)),
+    Case("cut-before-stop", anthropic(ANTHROPIC_START, anthropic_text("Half")),
+         "bad_upstream_response", ("Half",)),
+    Case("bytes-after-stop", anthropic(anthropic_text("ok"), ANTHROPIC_STOP) + b"junk"),
+)
+
 DIALECTS = (
     Dialect("ollama_chat", "ollama",
             ollama_cases(lambda t: {"message": {"role": "assistant", "content": t},
@@ -231,6 +274,8 @@ DIALECTS = (
             "text/event-stream"),
     Dialect("openai_responses", "responses", RESPONSES_CASES,
             sse(responses_text("ok"), responses_done()), "text/event-stream"),
+    Dialect("anthropic_messages", "opencode", ANTHROPIC_CASES,
+            anthropic(anthropic_text("ok"), ANTHROPIC_STOP), "text/event-stream"),
 )
 
 CASES = [pytest.param(d, c, id=f"{d.api}-{c.id}") for d in DIALECTS for c in d.cases]
@@ -442,7 +487,8 @@ def test_parse_response_keeps_the_decoded_body_only_under_passthrough(
 def test_raw_events_come_before_the_events_of_their_chunk(dialect: Dialect) -> None:
     events = dialect.make(passthrough=True).feed(dialect.terminator)
     # OpenAI: text chunk, finish chunk, then [DONE] (no RawEvent of its own); Ollama:
-    # text line, then the done line (its RawEvent, then StreamEnded).
+    # text line, then the done line (its RawEvent, then StreamEnded); Anthropic: a text
+    # delta, then message_stop (its RawEvent, then StreamEnded).
     kinds = [type(e).__name__ for e in events]
     assert kinds == ["RawEvent", "TextDelta", "RawEvent", "StreamEnded"]
     first = events[0]
@@ -482,7 +528,8 @@ def writes(data: bytes, sep: bytes) -> Iterator[tuple[str, list[bytes]]]:
 
 #: dialect -> model to ask chatd for; the replayed failing cases come from the table.
 MODELS = {"ollama_chat": "ollama/qwen3:4b", "openai_chat": "openrouter/moonshotai/kimi-k2",
-          "openai_responses": "responses/gpt-x"}
+          "openai_responses": "responses/gpt-x",
+          "anthropic_messages": "opencode/claude-sonnet-4-6"}
 SERVED = [pytest.param(d, c, id=f"{d.api}-{c.id}") for d in DIALECTS if d.api in MODELS
           for c in d.cases if c.error is not None and c.before]
 
@@ -505,8 +552,12 @@ key_file = "{tmp_path / 'missing.env'}"
 [chatd.providers.responses]
 api = "openai_responses"
 base_url = "{replay.url}/v1"
+[chatd.providers.opencode]
+base_url = "{replay.url}/zen/v1"
+key_file = "{tmp_path / 'missing.env'}"
 """)
-        app = create_app(config, environ={"OPENROUTER_API_KEY": "sk-or-test"})
+        app = create_app(config, environ={"OPENROUTER_API_KEY": "sk-or-test",
+                                          "OPENCODE_API_KEY": "sk-zen-test"})
         async with served(app) as port, httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", timeout=10
         ) as client:

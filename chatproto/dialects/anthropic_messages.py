@@ -47,6 +47,7 @@ from .._decoders import SSEDecoder, dumps, loads
 from .._door import Answer, CallContext, DoorCall, Served
 from .._errors import ChatError, Headers, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
+from .._lifecycle import StreamLifecycle
 from .._request import (
     boolean,
     decode_body,
@@ -192,8 +193,9 @@ _INTERPRETED = frozenset({
     "stop_sequences", "tools", "tool_choice", "thinking", "output_config", "metadata",
 })
 
-#: Client headers carried upstream on the same dialect (lower case).
-_FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+#: Client headers the request carries (lower case): the version and betas for a
+#: same-dialect upstream, the User-Agent for a provider that forwards it (SPEC §2, Kimi).
+_FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta", "user-agent")
 
 #: ``output_config.effort`` -> ``ChatRequest.think`` level. ``xhigh`` becomes ``high`` as
 #: in Ollama's own ``/v1/messages`` (OL ``anthropic/anthropic.go FromMessagesRequest``).
@@ -231,8 +233,9 @@ def parse_request(body: bytes, headers: Headers = (), *, count: bool = False) ->
       (a JSON schema) -> ``format``.
     - ``stop_sequences`` -> ``stop``; ``top_k`` and ``metadata.user_id`` (as ``user``) ->
       ``options``; ``temperature``, ``top_p``, ``max_tokens`` as they are.
-    - ``anthropic-version`` and ``anthropic-beta`` go to ``headers``, for a same-dialect
-      upstream; every other top-level field to ``extras``; the whole body to ``raw``.
+    - ``anthropic-version`` and ``anthropic-beta`` go to ``headers`` for a same-dialect
+      upstream, with ``user-agent`` (forwarded where the provider does); every other
+      top-level field goes to ``extras``, and the whole body to ``raw``.
       ``cache_control`` is read nowhere: only the same dialect has it.
 
     Raises:
@@ -962,42 +965,33 @@ door = MessagesDoor()
 # The codec: the upstream request
 # ======================================================================================
 
-#: Providers whose Anthropic endpoint takes the key as ``Authorization: Bearer``:
-#: OpenCode Zen reads only that header, on every route (providers.md §5.1). Anthropic's
-#: own header is ``x-api-key``, which Kimi's Anthropic endpoint takes too (providers.md
-#: §6.2), so it is the default.
-_BEARER_PROVIDERS = frozenset({"opencode"})
-
 #: Fields of a Messages body that ``count_tokens`` takes (the rest it refuses).
 _COUNT_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking",
                  "mcp_servers", "context_management", "output_config", "output_format")
 
 
 def messages_url(provider: Provider) -> str:
-    """``{base_url}/v1/messages``, or ``{base_url}/messages`` when the base already ends in
-    ``/v1``: OpenCode Zen's base is ``…/zen/v1`` and serves ``/messages`` under it; Kimi's
-    and Anthropic's are the host (or ``…/coding``), under which the SDKs add
-    ``/v1/messages`` (SPEC §2; providers.md §5.1, §5.2 "the SDK appends /v1/messages",
-    §6.2)."""
-    base = provider.base_url.rstrip("/")
-    return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+    """``{base_url}/v1/messages``, where the SDKs put it under an Anthropic base URL (Kimi's
+    ``https://api.kimi.com/coding``, Anthropic's host), unless the provider's row names
+    another path: OpenCode Zen serves ``{base_url}/messages`` under its ``…/zen/v1`` base
+    (SPEC §2; providers.md §5.1, §5.2 "the SDK appends /v1/messages", §6.2)."""
+    return provider.base_url.rstrip("/") + provider.path(API, "/v1/messages")
 
 
-def _headers(request: ChatRequest, provider: Provider, stream: bool) -> tuple[tuple[str, str],
-                                                                            ...]:
-    """JSON in, SSE or JSON out, the key, ``anthropic-version`` (the client's on the same
-    dialect, else :data:`DEFAULT_VERSION`), the client's ``anthropic-beta`` flags on the
-    same dialect only (they name features of this API; across dialects they mean
-    nothing), a ``user-agent`` the request carries (put there where the provider forwards
-    the client's), then the configured headers, each replacing a default of its name."""
+def _headers(
+    request: ChatRequest, provider: Provider, stream: bool
+) -> tuple[tuple[str, str], ...]:
+    """JSON in, SSE or JSON out, the key (:attr:`Provider.key_header`),
+    ``anthropic-version`` (the client's on the same dialect, else :data:`DEFAULT_VERSION`),
+    the client's ``anthropic-beta`` flags on the same dialect only (they name features of
+    this API; across dialects they mean nothing), then the configured headers, each
+    replacing a default of its name. (The client's ``user-agent`` is the call plan's to
+    forward, where the provider does.)"""
     same = request.dialect == API
     version = DEFAULT_VERSION
     betas: list[str] = []
-    agent: str | None = None
     for name, value in request.headers:
-        if name == "user-agent":
-            agent = value
-        elif same and name == "anthropic-version":
+        if same and name == "anthropic-version":
             version = value
         elif same and name == "anthropic-beta":
             betas.append(value)
@@ -1006,13 +1000,13 @@ def _headers(request: ChatRequest, provider: Provider, stream: bool) -> tuple[tu
            ("anthropic-version", version)]
     if betas:
         out.append(("anthropic-beta", ",".join(betas)))
-    if agent is not None:
-        out.append(("User-Agent", agent))
     if provider.key is not None:
-        if provider.name in _BEARER_PROVIDERS:
-            out.append(("Authorization", f"Bearer {provider.key.reveal()}"))
-        else:
+        # SPEC §2: Bearer (OpenCode Zen reads only that header, providers.md §5.1; Kimi
+        # takes it); ``x-api-key`` where the provider says (Anthropic's own API).
+        if provider.key_header == "x-api-key":
             out.append(("x-api-key", provider.key.reveal()))
+        else:
+            out.append(("Authorization", f"Bearer {provider.key.reveal()}"))
     if provider.headers:
         configured = {k.lower() for k, _ in provider.headers}
         out = [h for h in out if h[0].lower() not in configured]
@@ -1463,87 +1457,52 @@ def _parse_message(provider: str, obj: Mapping[str, Any], passthrough: bool) -> 
     )
 
 
-# Stream parser states: reading; message_stop seen, dropping the rest; ended; failed.
-_OPEN, _DRAIN, _ENDED, _FAILED = 0, 1, 2, 3
-
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
 
-class MessagesStreamParser:
+class MessagesStreamParser(StreamLifecycle):
     """Anthropic SSE (``event:`` + ``data:`` lines) -> canonical events.
 
-    ``feed(data)`` returns the events completed by ``data``; ``feed(b"")`` marks the end.
-    ``message_stop`` ends the stream with one :class:`StreamEnded` and whatever follows is
-    dropped (OpenCode Zen appends a ``ping`` carrying the cost after the upstream's end,
-    providers.md §5.3). A body that ends without ``message_stop`` is whole if its
-    ``message_delta`` (with the stop reason) came, else cut (``bad_upstream_response``).
+    The lifecycle (feed, draining, failing, the events before an error) is
+    :class:`~chatproto._lifecycle.StreamLifecycle`'s. ``message_stop`` is the terminator:
+    it emits the one :class:`StreamEnded`, and whatever follows is dropped (OpenCode Zen
+    appends a ``ping`` carrying the cost after the upstream's end, providers.md §5.3). A
+    body that ends without ``message_stop`` is whole if its ``message_delta`` with a stop
+    reason came (only the last event was lost), else cut (``bad_upstream_response``).
 
     Tool calls are numbered in the order their ``tool_use`` blocks open, whatever the
     block indices (a canonical index names a call); server-tool blocks and their
     ``input_json_delta`` produce nothing canonical. With ``passthrough`` every upstream
     event is also emitted as a :class:`RawEvent` before the events derived from it,
-    except ``error``, which is raised (the door renders its own).
-
-    An ``event: error`` is raised as the error its type stands for. Events completed in
-    the same read before the error are returned first; the error is raised by the next
-    feed and by every feed after it (a failure is permanent).
+    except ``error``, which is raised (the door renders its own). An ``event: error`` is
+    raised as the error its type stands for (:func:`_embedded_error`).
     """
 
-    __slots__ = ("_blocks", "_error", "_passthrough", "_provider", "_sse", "_state",
-                 "_stop_reason", "_stop_sequence", "_tools", "_usage")
+    __slots__ = ("_blocks", "_passthrough", "_sse", "_stop_reason", "_stop_sequence",
+                 "_tools", "_usage")
+
+    # Shape errors deep inside an event (a list where an object belongs, a missing
+    # ``delta``) are caught once around the event instead of checked at every level.
+    _SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError)
 
     def __init__(self, provider: str, *, passthrough: bool = False) -> None:
-        self._provider = provider
+        super().__init__(provider)
         self._passthrough = passthrough
         self._sse = SSEDecoder(provider=provider)
-        self._state = _OPEN
         self._blocks: dict[int, int] = {}
-        """Block index -> canonical tool-call index, for the open ``tool_use`` blocks."""
+        """Block index -> canonical tool-call index, for the ``tool_use`` blocks."""
         self._tools = 0
         self._usage = _UsageCounts()
         self._stop_reason: object = None
         self._stop_sequence: str | None = None
-        self._error: ChatError | None = None
 
-    def feed(self, data: bytes) -> list[Event]:
-        if self._state:
-            return self._feed_closed(data)
-        out: list[Event] = []
-        try:
-            for name, payload, _ in self._sse.feed(data):
-                self._event(name, payload, out)
-                if self._state:
-                    break
-            if not data and self._state == _OPEN:
-                self._state = _ENDED
-                if self._stop_reason is None:
-                    raise _bad(self._provider, "a stream that ended before message_stop")
-                out.append(self._ended())
-            elif not data:
-                self._state = _ENDED
-        except ChatError as exc:
-            return self._fail(exc, out)
-        except (AttributeError, TypeError, KeyError, IndexError) as exc:
-            return self._fail(_bad(self._provider, f"a stream event of the wrong shape "
-                                   f"({type(exc).__name__})"), out)
-        return out
-
-    def _fail(self, exc: ChatError, out: list[Event]) -> list[Event]:
-        self._state = _FAILED
-        self._error = exc
-        if out:
-            return out  # raised by the next feed: these reach the caller first
-        raise exc
-
-    def _feed_closed(self, data: bytes) -> list[Event]:
-        if self._state == _DRAIN:
-            if not data:
-                self._state = _ENDED
-            return []
-        if self._error is not None:
-            raise self._error
-        raise RuntimeError("feed() called after end of input")
+    def _parse(self, data: bytes, out: list[Event]) -> None:
+        for name, payload, _ in self._sse.feed(data):
+            if self._event(name, payload, out):
+                return
+        if not data and self._stop_reason is not None:
+            self._terminate(out, self._ended())
 
     def _ended(self) -> StreamEnded:
         return StreamEnded(
@@ -1552,7 +1511,8 @@ class MessagesStreamParser:
             stop_sequence=self._stop_sequence,
         )
 
-    def _event(self, name: str, payload: bytes, out: list[Event]) -> None:
+    def _event(self, name: str, payload: bytes, out: list[Event]) -> bool:
+        """One SSE event; True at the terminator."""
         provider = self._provider
         try:
             obj = _loads(payload)
@@ -1614,9 +1574,10 @@ class MessagesStreamParser:
         elif kind == "message_stop":
             if self._stop_reason is None:
                 self._stop_reason = "end_turn"
-            out.append(self._ended())
-            self._state = _DRAIN
+            self._terminate(out, self._ended())
+            return True
         # content_block_stop, ping and unknown events: nothing canonical.
+        return False
 
     def _block_start(self, obj: dict[str, Any], out: list[Event]) -> None:
         provider = self._provider
