@@ -34,9 +34,9 @@ from chatproto import ChatError, Door, Provider, Secret
 from chatproto._routing import DEFAULT_PROVIDER
 from chatproto._telemetry import Telemetry
 from chatproto._types import redact_userinfo
-from chatproto.dialects import native, openai_responses
+from chatproto.dialects import anthropic_messages, native, openai_responses
 
-from . import front_ollama, front_openai, routes_ollama, routes_openai
+from . import front_ollama, front_openai, routes_anthropic, routes_ollama, routes_openai
 from .asgi import (
     Disconnected,
     ErrorRenderer,
@@ -82,6 +82,8 @@ DOOR_ROUTES: Mapping[str, Mapping[str, Endpoint]] = {
     "/api/tags": {"GET": routes_ollama.tags},
     "/api/version": {"GET": routes_ollama.version},
     "/": {"GET": routes_ollama.heartbeat},  # HEAD too, as for every GET route
+    "/v1/messages": chat_route(anthropic_messages.door),
+    "/v1/messages/count_tokens": {"POST": routes_anthropic.count_tokens},
 }
 
 #: Paths besides a door's chat paths whose errors that door shapes; a key ending in ``/``
@@ -91,6 +93,7 @@ ERROR_SHAPES: Mapping[str, Door] = {
     **dict.fromkeys(routes_openai.ERROR_PATHS, front_openai.door),
     routes_ollama.ERROR_PREFIX: front_ollama.chat_door,
     "/v1/responses/": openai_responses.door,
+    routes_anthropic.ERROR_PREFIX: anthropic_messages.door,
 }
 
 
@@ -281,16 +284,23 @@ class ChatdApp:
         await handler(request, responder)
 
     def _check_auth(self, scope: Scope) -> None:
+        """``Authorization: Bearer <token>``, or ``x-api-key: <token>``: the header the
+        Anthropic SDKs and Claude Code send an API key in (``ANTHROPIC_API_KEY``; with
+        ``ANTHROPIC_AUTH_TOKEN`` they send Bearer)."""
         token = self._auth_token
         if token is None:
             return
-        raw = header(scope, b"authorization") or b""
-        scheme, _, given = raw.partition(b" ")
-        # hmac.compare_digest: the comparison time does not depend on how much matched.
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(
-            given.strip(), token.reveal().encode()
-        ):
-            raise ChatError("unauthorized", "missing or wrong bearer token")
+        expected = token.reveal().encode()
+        raw = header(scope, b"authorization")
+        if raw is not None:
+            scheme, _, given = raw.partition(b" ")
+            # hmac.compare_digest: the comparison time does not depend on how much matched.
+            if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), expected):
+                return
+        key = header(scope, b"x-api-key")
+        if key is not None and hmac.compare_digest(key.strip(), expected):
+            return
+        raise ChatError("unauthorized", "missing or wrong bearer token")
 
     async def read_body(self, request: Request) -> bytes:
         """The whole request body under ``max_body_bytes`` (:func:`server.asgi.read_body`)."""

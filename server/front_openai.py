@@ -50,6 +50,7 @@ Decisions (each is a choice where OpenAI's contract leaves room; the source is b
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -579,15 +580,23 @@ def render_models(
     entry per registered provider. That last entry is a prefix, not a model: chatd cannot
     list upstream catalogues without I/O, so it says "append a model name here"; sending
     it bare gets a 400 that explains the rule (SPEC §1).
+
+    The same body is also Anthropic's model list (SPEC §3: Claude Code's gateway model
+    discovery and the anthropic SDK's ``models.list`` read it): each entry carries
+    ``type: "model"``, ``display_name`` and ``created_at`` (RFC 3339) besides OpenAI's
+    fields, and the page ``has_more``, ``first_id`` and ``last_id``. Each client ignores
+    the other's fields.
     """
     data: list[dict[str, object]] = []
     seen: set[str] = set()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
 
     def add(model_id: str, owner: str) -> None:
         if model_id not in seen:
             seen.add(model_id)
             data.append({"id": model_id, "object": "model", "created": created,
-                         "owned_by": owner})
+                         "owned_by": owner, "type": "model", "display_name": model_id,
+                         "created_at": stamp})
 
     targets: list[tuple[str, str]] = []
     for tier, names in tiers.items():
@@ -606,4 +615,6 @@ def render_models(
     for provider in providers:
         if provider in PROVIDER_APIS:
             add(f"{provider}/", provider)
-    return dumps({"object": "list", "data": data})
+    return dumps({"object": "list", "data": data, "has_more": False,
+                  "first_id": data[0]["id"] if data else None,
+                  "last_id": data[-1]["id"] if data else None})

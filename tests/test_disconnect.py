@@ -12,9 +12,10 @@ within 100 ms, in every window where an upstream call can be waiting:
 - ``mid-stream``: the client has read the first delta and the upstream stalls;
 - ``mid-body``: a non-streamed answer stalls halfway through its body.
 
-All of it through the native ``/v1/chat`` and both front doors, and each abandoned call is
-counted as cancelled in the provider's telemetry. chatd, the fake and the client share one
-event loop, so ``anyio.current_time()`` readings on both sides are comparable.
+All of it through the native ``/v1/chat`` and the OpenAI, Ollama and Anthropic doors, and
+each abandoned call is counted as cancelled in the provider's telemetry. chatd, the fake
+and the client share one event loop, so ``anyio.current_time()`` readings on both sides
+are comparable.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ DOORS = {
     "native": Door("/v1/chat", b'{"content":"first"}'),
     "openai": Door("/v1/chat/completions", b'"content":"first"'),
     "ollama": Door("/api/chat", b'"content":"first"'),
+    "anthropic": Door("/v1/messages", b'"text":"first"'),
 }
 
 # (stage, stream): the windows where an upstream call can be waiting.
@@ -106,7 +108,8 @@ async def test_client_disconnect_closes_the_upstream_connection_at_once(
         await tg.start(upstream.serve)
         config = load_config(f'[chatd]\nollama_url = "{upstream.url}"\ntimeout_secs = 30\n')
         app = create_app(config, environ={})
-        body = json.dumps({"model": stage, "stream": stream,
+        # max_tokens: the Anthropic door requires it; the others take it.
+        body = json.dumps({"model": stage, "stream": stream, "max_tokens": 64,
                            "messages": [{"role": "user", "content": "hi"}]}).encode()
         head = (f"POST {DOORS[door].path} HTTP/1.1\r\nHost: chatd\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")

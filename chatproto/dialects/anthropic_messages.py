@@ -934,9 +934,10 @@ class MessagesDoor:
     """The ``/v1/messages`` door (the :class:`~chatproto.Door` protocol)."""
 
     name = "anthropic"
-    api: str | None = API
+    api = API
     content_type = b"application/json"
     stream_content_type = b"text/event-stream"
+    stream_headers = ((b"cache-control", b"no-cache"),)
 
     def parse(self, body: bytes, headers: Headers) -> DoorCall:
         return parse_request(body, headers)
