@@ -50,6 +50,6 @@ from ._types import TextPart as TextPart
 from ._types import ThinkingPart as ThinkingPart
 from ._types import ToolCall as ToolCall
 from ._types import Usage as Usage
-from .providers import codec_for as codec_for
+from .dialects import codec_for as codec_for
 
 __version__ = "0.1.0"

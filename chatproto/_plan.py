@@ -216,7 +216,7 @@ def _forward_user_agent(http: HTTPRequest, request: ChatRequest) -> HTTPRequest:
 
 
 def _codec(api: str) -> Codec:
-    from .providers import codec_for
+    from .dialects import codec_for
 
     return codec_for(api)
 

@@ -34,9 +34,11 @@ from chatproto import ChatError, Door, Provider, Secret
 from chatproto._routing import DEFAULT_PROVIDER
 from chatproto._telemetry import Telemetry
 from chatproto._types import redact_userinfo
+from chatproto.dialects import _front_ollama as front_ollama
+from chatproto.dialects import _front_openai as front_openai
 from chatproto.dialects import anthropic_messages, native, openai_responses
 
-from . import front_ollama, front_openai, routes_anthropic, routes_ollama, routes_openai
+from . import routes_anthropic, routes_ollama, routes_openai
 from .asgi import (
     Disconnected,
     ErrorRenderer,

@@ -14,10 +14,15 @@ import logging
 from typing import Any
 
 from chatproto import ChatError, HTTPRequest
+from chatproto.dialects._front_ollama import (
+    JSON_CONTENT_TYPE,
+    parse_tags,
+    render_tags,
+    render_version,
+)
 from transports import Timeouts
 
 from .asgi import Request, Responder, until_disconnect
-from .front_ollama import JSON_CONTENT_TYPE, parse_tags, render_tags, render_version
 from .relay import Host
 from .service import ChatService
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 
+from chatproto.dialects._front_openai import JSON_CONTENT_TYPE, render_models
+
 from .asgi import Request, Responder
-from .front_openai import JSON_CONTENT_TYPE, render_models
 from .relay import Host
 
 __all__ = ["ERROR_PATHS", "models"]

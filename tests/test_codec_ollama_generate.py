@@ -30,7 +30,7 @@ from chatproto import (
     Usage,
     codec_for,
 )
-from chatproto.providers._ollama_generate import codec, flatten_messages
+from chatproto.dialects._ollama_generate import codec, flatten_messages
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CLOUD = Provider(

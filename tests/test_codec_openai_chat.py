@@ -33,7 +33,7 @@ from chatproto import (
     codec_for,
 )
 from chatproto import profile as _row
-from chatproto.providers._openai_chat import codec
+from chatproto.dialects.openai_chat import codec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NAMES = ("openrouter", "opencode", "kimi")

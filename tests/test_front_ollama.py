@@ -34,7 +34,7 @@ from chatproto import (
 )
 from chatproto._accumulate import Accumulator
 from chatproto._routing import resolve
-from server import front_ollama as fo
+from chatproto.dialects import _front_ollama as fo
 
 WEATHER_TOOL = {
     "type": "function",

@@ -83,7 +83,7 @@ from .._types import (
     ToolCall,
     Usage,
 )
-from ..providers._openai_chat import _clip, _error_message
+from .openai_chat import _clip, _error_message
 
 __all__ = [
     "API",

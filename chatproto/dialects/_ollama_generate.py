@@ -35,7 +35,7 @@ from .._codec import Codec
 from .._errors import ChatError, Headers
 from .._events import Event, TextDelta, ThinkingDelta
 from .._types import ChatRequest, ChatResponse, HTTPRequest, Message, Provider, Route
-from . import _ollama_common as common
+from . import ollama as common
 
 __all__ = ["OllamaGenerateCodec", "codec", "flatten_messages"]
 

@@ -40,7 +40,7 @@ from .._decoders import dumps
 from .._errors import ChatError, Headers
 from .._events import Event, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._types import ChatRequest, ChatResponse, HTTPRequest, Message, Provider, Route, ToolCall
-from . import _ollama_common as common
+from . import ollama as common
 
 __all__ = ["OllamaChatCodec", "codec"]
 
