@@ -34,9 +34,7 @@ from chatproto import ChatError, Door, Provider, Secret
 from chatproto._routing import DEFAULT_PROVIDER
 from chatproto._telemetry import Telemetry
 from chatproto._types import redact_userinfo
-from chatproto.dialects import _front_ollama as front_ollama
-from chatproto.dialects import _front_openai as front_openai
-from chatproto.dialects import anthropic_messages, native, openai_responses
+from chatproto.dialects import anthropic_messages, native, ollama, openai_chat, openai_responses
 
 from . import routes_anthropic, routes_ollama, routes_openai
 from .asgi import (
@@ -76,11 +74,11 @@ TransportFactory = Callable[[], "Transport"]
 #: core module and one line here.
 DOOR_ROUTES: Mapping[str, Mapping[str, Endpoint]] = {
     "/v1/chat": chat_route(native.door),
-    "/v1/chat/completions": chat_route(front_openai.door),
+    "/v1/chat/completions": chat_route(openai_chat.door),
     "/v1/responses": chat_route(openai_responses.door),
     "/v1/models": {"GET": routes_openai.models},
-    "/api/chat": chat_route(front_ollama.chat_door),
-    "/api/generate": chat_route(front_ollama.generate_door),
+    "/api/chat": chat_route(ollama.chat_door),
+    "/api/generate": chat_route(ollama.generate_door),
     "/api/tags": {"GET": routes_ollama.tags},
     "/api/version": {"GET": routes_ollama.version},
     "/": {"GET": routes_ollama.heartbeat},  # HEAD too, as for every GET route
@@ -92,8 +90,8 @@ DOOR_ROUTES: Mapping[str, Mapping[str, Endpoint]] = {
 #: is a prefix covering every path under it, so a door shapes even the 404 of a path it
 #: does not have.
 ERROR_SHAPES: Mapping[str, Door] = {
-    **dict.fromkeys(routes_openai.ERROR_PATHS, front_openai.door),
-    routes_ollama.ERROR_PREFIX: front_ollama.chat_door,
+    **dict.fromkeys(routes_openai.ERROR_PATHS, openai_chat.door),
+    routes_ollama.ERROR_PREFIX: ollama.chat_door,
     "/v1/responses/": openai_responses.door,
     routes_anthropic.ERROR_PREFIX: anthropic_messages.door,
 }

@@ -2,7 +2,7 @@
 ``GET``/``HEAD /``.
 
 Strategy: the chat paths (``POST /api/chat``, ``/api/generate``) are the relay's
-(:func:`~server.relay.chat_route` of :data:`server.front_ollama.chat_door` and
+(:func:`~server.relay.chat_route` of :data:`server.ollama.chat_door` and
 ``generate_door``); this module holds what an Ollama client asks besides chat. Errors on
 every path under ``/api/`` are Ollama's ``{"error": "..."}`` (:data:`ERROR_PREFIX`), also a
 401, 404, 405 or 413 raised before a handler runs.
@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from chatproto import ChatError, HTTPRequest
-from chatproto.dialects._front_ollama import (
+from chatproto.dialects.ollama import (
     JSON_CONTENT_TYPE,
     parse_tags,
     render_tags,

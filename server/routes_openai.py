@@ -1,16 +1,17 @@
 """The OpenAI-compatible door's extra route: ``GET /v1/models``.
 
 Strategy: the chat path itself (``POST /v1/chat/completions``) is the relay's
-(:func:`~server.relay.chat_route` of :data:`server.front_openai.door`); this module holds
-what the door serves besides chat: the list of names chatd can route now, rendered by
-:func:`~server.front_openai.render_models` from the app's tiers and registered providers.
+(:func:`~server.relay.chat_route` of :data:`chatproto.dialects.openai_chat.door`); this
+module holds what the door serves besides chat: the list of names chatd can route now,
+rendered by :func:`~chatproto.dialects.openai_chat.render_models` from the app's tiers and
+registered providers.
 """
 
 from __future__ import annotations
 
 import time
 
-from chatproto.dialects._front_openai import JSON_CONTENT_TYPE, render_models
+from chatproto.dialects.openai_chat import JSON_CONTENT_TYPE, render_models
 
 from .asgi import Request, Responder
 from .relay import Host

@@ -15,7 +15,7 @@ from chatproto import (
     Usage,
 )
 from chatproto._accumulate import Accumulator
-from chatproto._events import Event
+from chatproto._events import Event, RawEvent
 
 USAGE = Usage(prompt_tokens=5, completion_tokens=7)
 
@@ -130,3 +130,34 @@ def test_response_can_be_read_twice() -> None:
     acc = Accumulator()
     acc.feed_all([TextDelta(text="a"), StreamEnded(finish_reason="stop")])
     assert acc.response() == acc.response()
+
+
+def test_passthrough_events_fold_to_nothing() -> None:
+    acc = Accumulator()
+    acc.feed_all([RawEvent(dialect="openai_chat", data={"x": 1}), TextDelta(text="hi"),
+                  StreamEnded(finish_reason="stop")])
+    assert acc.response() == ChatResponse(content="hi", finish_reason="stop")
+
+
+@pytest.mark.parametrize(("deltas", "fragment"), [
+    ([ToolCallDelta(index=i, name="f") for i in range(3)], "more than 2 tool calls"),
+    ([ToolCallDelta(index=0, name="f", arguments="x" * 6),
+      ToolCallDelta(index=1, name="g", arguments="y" * 5)], "exceed 10 bytes"),
+])
+def test_tool_calls_are_bounded(deltas: list[ToolCallDelta], fragment: str) -> None:
+    """What a door buffers comes from an upstream: bounded, and a 502 past the bound."""
+    acc = Accumulator("kimi", max_tool_calls=2, max_tool_call_bytes=10)
+    with pytest.raises(ChatError) as caught:
+        acc.feed_all(deltas)
+    assert caught.value.type == "bad_upstream_response" and fragment in caught.value.message
+    assert caught.value.provider == "kimi"
+
+
+def test_tool_calls_within_the_bounds_fold_whole() -> None:
+    acc = Accumulator(max_tool_calls=2, max_tool_call_bytes=10)
+    acc.feed_all([ToolCallDelta(index=3, id="b", name="g"), ToolCallDelta(index=1, name="f"),
+                  ToolCallDelta(index=1, arguments='{"a":'),
+                  ToolCallDelta(index=1, arguments="1}")])
+    assert acc.has_tool_calls
+    assert acc.tool_calls() == (ToolCall(id=None, name="f", arguments='{"a":1}'),
+                                ToolCall(id="b", name="g", arguments="{}"))

@@ -30,7 +30,7 @@ from chatproto import (
     Usage,
     codec_for,
 )
-from chatproto.dialects._ollama_chat import codec
+from chatproto.dialects.ollama import chat_codec as codec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LOCAL = Provider(name="ollama", api="ollama_chat", base_url="http://127.0.0.1:11434")

@@ -30,7 +30,8 @@ from chatproto import (
     Usage,
     codec_for,
 )
-from chatproto.dialects._ollama_generate import codec, flatten_messages
+from chatproto.dialects.ollama import flatten_messages
+from chatproto.dialects.ollama import generate_codec as codec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CLOUD = Provider(

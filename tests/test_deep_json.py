@@ -13,7 +13,7 @@ import pytest
 
 from chatproto import ChatError, ChatResponse, Provider, Route, ToolCall, codec_for
 from chatproto._request import parse_chat_request
-from chatproto.dialects._front_ollama import parse_tags, render_chat
+from chatproto.dialects.ollama import parse_tags, render_chat
 
 DEEP = b'{"a":' * 300 + b"1" + b"}" * 300
 PROVIDERS = {

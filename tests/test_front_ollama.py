@@ -1,7 +1,8 @@
-"""The Ollama-compatible front door (server/front_ollama.py): requests in Ollama's shape to
-ChatRequest, answers and streams back in Ollama's shape, checked against the official
-``ollama`` client's own models and, end to end, against the client itself over an
-in-process httpx transport; streams are also read back by chatd's own Ollama codecs."""
+"""The Ollama-compatible front door (the server end of chatproto/dialects/ollama.py):
+requests in Ollama's shape to ChatRequest, answers and streams back in Ollama's shape,
+checked against the official ``ollama`` client's own models and, end to end, against the
+client itself over an in-process httpx transport; streams are also read back by chatd's own
+Ollama codecs."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from chatproto import (
 )
 from chatproto._accumulate import Accumulator
 from chatproto._routing import resolve
-from chatproto.dialects import _front_ollama as fo
+from chatproto.dialects import ollama as fo
 
 WEATHER_TOOL = {
     "type": "function",
@@ -671,9 +672,9 @@ def test_format_time(epoch: float, text: str) -> None:
 
 
 class FakeChatd:
-    """A route handler built only from front_ollama, answering from scripted events.
+    """A route handler built only from the Ollama door, answering from scripted events.
 
-    It does what the real handlers must do (see the module docstring of front_ollama):
+    It does what the real handlers must do (the module docstring of chatproto.dialects.ollama):
     parse, answer the load call, render whole answers, streams and errors. The "upstream"
     is a list of events, folded for non-streamed answers.
     """

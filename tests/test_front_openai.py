@@ -41,7 +41,7 @@ from chatproto import (
     codec_for,
 )
 from chatproto._errors import ERROR_STATUS
-from chatproto.dialects._front_openai import (
+from chatproto.dialects.openai_chat import (
     CompletionStream,
     parse_request,
     render_completion,

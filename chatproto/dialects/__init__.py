@@ -22,8 +22,8 @@ __all__ = ["CODECS", "DOORS", "codec_for", "door_for"]
 
 #: ``Provider.api`` -> (module, attribute) of its codec.
 CODECS: dict[str, tuple[str, str]] = {
-    "ollama_chat": ("._ollama_chat", "codec"),
-    "ollama_generate": ("._ollama_generate", "codec"),
+    "ollama_chat": (".ollama", "chat_codec"),
+    "ollama_generate": (".ollama", "generate_codec"),
     "openai_chat": (".openai_chat", "codec"),
     "openai_responses": (".openai_responses", "codec"),
     "anthropic_messages": (".anthropic_messages", "codec"),
@@ -33,9 +33,9 @@ CODECS: dict[str, tuple[str, str]] = {
 #: (``Door.api``), the native door ``native``.
 DOORS: dict[str, tuple[str, str]] = {
     "native": (".native", "door"),
-    "openai_chat": ("._front_openai", "door"),
-    "ollama_chat": ("._front_ollama", "chat_door"),
-    "ollama_generate": ("._front_ollama", "generate_door"),
+    "openai_chat": (".openai_chat", "door"),
+    "ollama_chat": (".ollama", "chat_door"),
+    "ollama_generate": (".ollama", "generate_door"),
     "openai_responses": (".openai_responses", "door"),
     "anthropic_messages": (".anthropic_messages", "door"),
 }

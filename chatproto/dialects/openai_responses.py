@@ -170,7 +170,7 @@ def _bad(provider: str | None, what: str) -> ChatError:
 
 #: ``reasoning.effort`` (openai-python ``shared/reasoning_effort.py``: none|minimal|low|
 #: medium|high|xhigh|max) -> ``ChatRequest.think``, as the Chat Completions door maps
-#: ``reasoning_effort`` (server/front_openai.py: ``minimal`` asks for the least, false).
+#: ``reasoning_effort`` (openai_chat.py: ``minimal`` asks for the least, false).
 _EFFORT: Mapping[str, bool | str] = {
     "none": False, "minimal": False, "low": "low", "medium": "medium", "high": "high",
     "xhigh": "max", "max": "max",
