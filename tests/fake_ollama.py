@@ -230,6 +230,7 @@ class FakeOllama(FakeServer):
         echo: bool = False,
         key: str | None = None,
         tool_arguments: Mapping[str, object] | None = None,
+        tool_trigger: str | None = None,
         failures: Mapping[str, tuple[int, str, Headers]] | None = None,
         fail_midstream: Iterable[str] = (),
         awkward: bool = False,
@@ -241,6 +242,9 @@ class FakeOllama(FakeServer):
         self.echo = echo
         self.key = key
         self.tool_arguments = dict(tool_arguments or {"city": "Tōkyō", "days": 3})
+        self.tool_trigger = tool_trigger
+        """When set, tools are called only for a request whose user messages contain it
+        (an agent always offers tools; a plain answer must be possible too)."""
         self.failures = dict(failures or {})
         self.fail_midstream = set(fail_midstream)
         self.awkward = awkward
@@ -313,6 +317,10 @@ class FakeOllama(FakeServer):
         messages = payload.get("messages") or [{}]
         if not tools or messages[-1].get("role") == "tool":
             return None  # no tools, or the tool's result is in: the reply
+        if self.tool_trigger is not None and not any(
+                self.tool_trigger in str(m.get("content")) for m in messages
+                if m.get("role") == "user"):
+            return None
         name = tools[0]["function"]["name"]
         return {"function": {"name": name, "arguments": self.tool_arguments}}
 

@@ -66,6 +66,7 @@ class FakeOpenAI(FakeServer):
         keys: Mapping[str, str],
         reply: str = REPLY,
         tool_arguments: Mapping[str, object] | None = None,
+        tool_trigger: str | None = None,
         failures: Mapping[str, tuple[int, str, Headers]] | None = None,
         fail_midstream: Iterable[str] = (),
         stall: Iterable[str] = (),
@@ -78,6 +79,9 @@ class FakeOpenAI(FakeServer):
         keyless local server such as vLLM)."""
         self.reply = reply
         self.tool_arguments = dict(tool_arguments or {"path": "README.md", "lines": [1, 2]})
+        self.tool_trigger = tool_trigger
+        """When set, tools are called only for a request whose user messages contain it
+        (an agent always offers tools; a plain answer must be possible too)."""
         self.failures = dict(failures or {})
         self.fail_midstream = set(fail_midstream)
         self.stall = set(stall)
@@ -137,6 +141,10 @@ class FakeOpenAI(FakeServer):
         messages = payload.get("messages") or [{}]
         if not tools or messages[-1].get("role") == "tool":
             return None  # no tools, or the tool's result is in: the reply
+        if self.tool_trigger is not None and not any(
+                self.tool_trigger in str(m.get("content")) for m in messages
+                if m.get("role") == "user"):
+            return None
         return tools[0]["function"]["name"], json.dumps(self.tool_arguments)
 
     @staticmethod

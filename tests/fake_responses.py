@@ -11,7 +11,8 @@ Behaviour, chosen so a real agent can run a whole tool round trip against it:
 
 - a request offering function tools (top level or inside a ``namespace``) whose ``input``
   does not end with a ``function_call_output`` gets a call of the first function tool,
-  its arguments streamed in three fragments;
+  its arguments streamed in three fragments (with ``tool_trigger`` set, only when the
+  user's input contains it);
 - otherwise the answer is :attr:`FakeResponses.reply`;
 - a request with ``reasoning`` gets a reasoning item first (a summary and an
   ``encrypted_content`` that names the request's position), as ``include:
@@ -21,7 +22,7 @@ Behaviour, chosen so a real agent can run a whole tool round trip against it:
   providers.md §5.3): the same dialect must pass the first and survive the second;
 - errors in OpenAI's shape (providers.md §3.4); ``failures`` answer a status,
   ``fail_midstream`` models send ``response.failed`` after the first delta, ``stall``
-  models never answer.
+  models never answer; the first ``rate_limited`` requests get a 429 naming no wait.
 
 Every request body is kept in :attr:`FakeResponses.requests`; every streamed body is cut
 at awkward points (:func:`fake_ollama.awkward_pieces`), one HTTP chunk each.
@@ -188,6 +189,9 @@ class FakeResponses(FakeServer):
         key: the bearer key it accepts.
         reply: the answer's text; each word is one delta.
         tool_arguments: the arguments of the call made when the request offers tools.
+        tool_trigger: when set, tools are called only for a request whose user input
+            contains it (an agent always offers tools; a plain answer must be possible).
+        rate_limited: how many of the first requests get a 429 that names no wait.
         failures: upstream model -> (status, message, extra headers) answered instead.
         fail_midstream: models whose streams fail after the first delta.
         stall: models that never answer (until the client closes the connection).
@@ -199,6 +203,8 @@ class FakeResponses(FakeServer):
         key: str,
         reply: str = REPLY,
         tool_arguments: Mapping[str, object] | None = None,
+        tool_trigger: str | None = None,
+        rate_limited: int = 0,
         failures: Mapping[str, tuple[int, str, Headers]] | None = None,
         fail_midstream: Iterable[str] = (),
         stall: Iterable[str] = (),
@@ -207,6 +213,8 @@ class FakeResponses(FakeServer):
         self.key = key
         self.reply = reply
         self.tool_arguments = dict(tool_arguments or {"path": "README.md", "lines": [1, 2]})
+        self.tool_trigger = tool_trigger
+        self.rate_limited = rate_limited
         self.failures = dict(failures or {})
         self.fail_midstream = set(fail_midstream)
         self.stall = set(stall)
@@ -244,6 +252,10 @@ class FakeResponses(FakeServer):
             await self._error(conn, stream, 400, "We could not parse the JSON body.")
             return
         self.requests.append(payload)
+        if len(self.requests) <= self.rate_limited:
+            await self._error(conn, stream, 429, "Rate limit reached. Slow down.",
+                              "rate_limit_exceeded")
+            return
         model = payload.get("model")
         if model in self.failures:
             status, message, headers = self.failures[model]
@@ -265,7 +277,10 @@ class FakeResponses(FakeServer):
         items = payload.get("input")
         answered = isinstance(items, list) and bool(items) and isinstance(items[-1], dict) \
             and items[-1].get("type") == "function_call_output"
-        tool = None if answered else _first_function(payload.get("tools") or [])
+        asked = self.tool_trigger is None or self.tool_trigger in json.dumps(
+            [i for i in items if isinstance(i, dict) and i.get("role") == "user"]
+            if isinstance(items, list) else items, ensure_ascii=False)
+        tool = None if answered or not asked else _first_function(payload.get("tools") or [])
         call = None
         if tool is not None:
             call = (tool[0], json.dumps(self.tool_arguments), tool[1])
