@@ -330,6 +330,43 @@ class CallPlan:
             timeout_secs=min(total, left), passthrough=passthrough, index=index,
         )
 
+    # --- a provider at its concurrency bound (SPEC §5 max_concurrency) ------------------
+
+    def queue_wait(self, attempt: Attempt, *, now: float) -> float:
+        """How long a call may wait for a slot of ``attempt``'s provider, found at its
+        ``max_concurrency``: 0 when a target is left after it (SPEC §5: in a chain a
+        saturated target falls through to the next), else the provider's
+        ``queue_timeout_secs`` clamped to what is left of the chain's budget."""
+        if self._next < len(self.routes):
+            return 0.0
+        return max(0.0, min(attempt.provider.queue_timeout_secs, self.deadline - now))
+
+    @staticmethod
+    def saturated(attempt: Attempt, waited_secs: float) -> ChatError:
+        """The error of a call that got no slot: 503 ``upstream_overloaded``, retryable,
+        so :meth:`failed` moves the chain on (its Retry-After is the default one)."""
+        provider = attempt.provider
+        waited = f"; waited {waited_secs:.3g} s for a slot" if waited_secs > 0 else ""
+        return ChatError(
+            "upstream_overloaded",
+            f"{provider.name} has {provider.max_concurrency} calls in flight, its "
+            f"max_concurrency{waited}",
+            provider=provider.name,
+        )
+
+    def resume(self, attempt: Attempt, *, now: float) -> Attempt:
+        """``attempt`` after a wait for a slot: its timeout clamped to the budget left."""
+        left = self.deadline - now
+        if left <= 0:
+            raise ChatError(
+                "upstream_timeout",
+                "the fallback chain's time budget was spent waiting for a slot",
+                provider=attempt.provider.name,
+            )
+        if left >= attempt.timeout_secs:
+            return attempt
+        return replace(attempt, timeout_secs=left)
+
     def failed(self, attempt: Attempt, exc: ChatError) -> None:
         """Take the outcome of a failed attempt: blame and mask it, then re-raise it
         unless the chain moves on (the failure is the upstream's and a target is left)."""

@@ -139,6 +139,12 @@ class Provider:
     """Where the key goes: ``"authorization"`` (``Bearer <key>``, SPEC §2's default) or
     ``"x-api-key"`` (Anthropic's own header, which its API wants for an API key; the
     ``anthropic_messages`` codec reads it)."""
+    max_concurrency: int | None = None
+    """Calls in flight to this provider at most (SPEC §5); None for no bound. A call past
+    it waits up to :attr:`queue_timeout_secs` for a slot, in arrival order, then is a 503
+    ``upstream_overloaded``; in a chain with a target left, it falls through at once."""
+    queue_timeout_secs: float = 10.0
+    """How long a call waits for a slot when the provider is at :attr:`max_concurrency`."""
 
     def api_for(self, upstream_model: str, *, tools: bool = False) -> str:
         """The wire format this provider speaks for ``upstream_model``."""

@@ -28,11 +28,14 @@ import os
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import anyio
 
 from chatproto import ChatError, Door, Provider, Secret
 from chatproto._routing import DEFAULT_PROVIDER
-from chatproto._telemetry import Telemetry
+from chatproto._telemetry import Snapshot, Telemetry
 from chatproto._types import redact_userinfo
 from chatproto.dialects import anthropic_messages, native, ollama, openai_chat, openai_responses
 
@@ -51,6 +54,7 @@ from .asgi import (
     request_id,
 )
 from .config import Config, register_providers, registered, resolve_auth_token
+from .observe import Observer
 from .relay import DoorEndpoint, Endpoint, chat_route
 from .service import ChatService
 
@@ -143,12 +147,25 @@ class ChatdApp:
         self._service: ChatService | None = None
         self._lifespan_stack: AsyncExitStack | None = None
         self._metrics: Callable[[], tuple[bytes, bytes]] | None = None
+        self.observer = Observer(
+            self.telemetry, metrics=config.chatd.metrics,
+            log_requests=config.chatd.log_requests,
+        )
+        """Per-request counters, headers and log line (:mod:`server.observe`)."""
+        self._metrics_source: Callable[[], tuple[Snapshot, int]] = (
+            lambda: (self.telemetry.export(), 1)
+        )
+        """What a scrape shows: this process's counters, or every worker's."""
+        self.metrics_dir: Path | None = None
+        """With several workers: where they share their counters (:mod:`server.metrics`);
+        set before lifespan startup."""
         self.routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/providers": {"GET": self._providers},
             "/healthz": {"GET": self._healthz},
-            "/metrics": {"GET": self._metrics_route},
         }
         """path -> method -> handler: chatd's own routes, then :data:`DOOR_ROUTES`."""
+        if config.chatd.metrics:
+            self.routes["/metrics"] = {"GET": self._metrics_route}
         self.error_renderers: dict[str, ErrorRenderer] = {}
         """path -> how errors on it are shaped, when not SPEC §4's native shape (every
         ChatError a handler raises, and auth, 404, 405 and body-limit errors on that path).
@@ -224,6 +241,30 @@ class ChatdApp:
             chain_timeout_secs=self.config.chatd.chain_timeout_secs,
             default_retry_after_secs=self.config.chatd.default_retry_after_secs,
         )
+        if self.metrics_dir is not None and self.config.chatd.metrics:
+            await self._share_metrics(stack, self.metrics_dir)
+
+    async def _share_metrics(self, stack: AsyncExitStack, directory: Path) -> None:
+        """Publish this worker's counters for the others' scrapes (:mod:`server.metrics`),
+        now and every :data:`~server.metrics.PUBLISH_INTERVAL` until shutdown."""
+        from .metrics import PUBLISH_INTERVAL, WorkerShare
+
+        share = WorkerShare(directory)
+        self._metrics = None
+        self._metrics_source = lambda: share.gather(self.telemetry.export())
+        share.publish(self.telemetry.export())
+
+        async def publish() -> None:
+            while True:
+                await anyio.sleep(PUBLISH_INTERVAL)
+                try:
+                    share.publish(self.telemetry.export())
+                except OSError as exc:
+                    logger.warning("cannot publish this worker's metrics: %s", exc)
+
+        group = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(group.cancel_scope.cancel)  # runs first: stop publishing, then close
+        group.start_soon(publish)
 
     async def shutdown(self) -> None:
         """Close the transport (its pooled connections)."""
@@ -337,7 +378,7 @@ class ChatdApp:
         if self._metrics is None:
             from .metrics import renderer  # prometheus_client costs ~40 ms to import
 
-            self._metrics = renderer(self.telemetry)
+            self._metrics = renderer(self._metrics_source)
         content_type, text = self._metrics()
         await responder.whole(200, text, content_type)
 

@@ -56,10 +56,10 @@ TRANSPORT_ENV = "CHATD_TRANSPORT"
 EXIT_CONFIG = 2
 
 
-def _setup_logging() -> None:
+def _setup_logging(config: Config) -> None:
     from .logs import setup
 
-    setup(logging.INFO, sys.stderr)
+    setup(logging.INFO, sys.stderr, json=config.chatd.log_format == "json")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -211,7 +211,7 @@ def _serve(args: argparse.Namespace, path: Path | None, config: Config) -> int:
     # Before listening: a named but unset client token is a config error (fail closed),
     # and with several workers it would otherwise surface only inside each worker.
     resolve_auth_token(config, os.environ)
-    _setup_logging()
+    _setup_logging(config)
     _raise_file_limit()
     try:
         sock = _listen(bind)
@@ -289,6 +289,6 @@ def worker_app() -> ChatdApp:
     """The app inside a spawned worker (``chatd serve --workers N``)."""
     from .app import create_app
 
-    _setup_logging()
     config = read_config(find_config(None, os.environ))
+    _setup_logging(config)
     return create_app(config, transport=os.environ.get(TRANSPORT_ENV, "h11"))

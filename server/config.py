@@ -77,6 +77,10 @@ class ProviderConfig:
     prefix: str = ""
     """For a provider defined in configuration: its model-name prefix (default
     ``NAME/``)."""
+    max_concurrency: int | None = None
+    """Calls in flight to this provider at most; None for no bound (SPEC §5)."""
+    queue_timeout_secs: float = 10.0
+    """How long a call past ``max_concurrency`` waits for a slot before a 503."""
 
 
 #: SPEC §2: the wire formats a provider defined in configuration may speak.
@@ -114,6 +118,14 @@ class ChatdConfig:
     """The longest a stream may run, first event to last."""
     shutdown_grace_secs: float = 30.0
     """On SIGTERM, how long in-flight calls may still finish before they are ended."""
+    # What an operator sees of the process (SPEC §5 log_format; README "Operating chatd").
+    log_format: str = "text"
+    """``"text"`` or ``"json"``: how every log line is written (one JSON object a line)."""
+    log_requests: bool = True
+    """One log line per client request (id, door, model, provider, status, times, tokens;
+    never content, never a key)."""
+    metrics: bool = True
+    """Count requests per door and serve ``GET /metrics``; false: no route, no counting."""
 
 
 def _frozen(mapping: dict[str, Any]) -> Mapping[str, Any]:
@@ -185,6 +197,8 @@ def _row(base: Provider, pc: ProviderConfig | None, base_url: str | None = None)
             base.forward_user_agent if pc.forward_user_agent is None else pc.forward_user_agent
         ),
         prefix=pc.prefix or base.prefix or f"{base.name}/",
+        max_concurrency=pc.max_concurrency,
+        queue_timeout_secs=pc.queue_timeout_secs,
     )
 
 
@@ -227,6 +241,15 @@ def _positive_number(key: str, value: object) -> float:
         raise _expected(key, "a number", value)
     if not value > 0 or value != value or value == float("inf"):
         raise ConfigError(f"{key}: must be a positive, finite number of seconds, got {value}")
+    return float(value)
+
+
+def _seconds(key: str, value: object) -> float:
+    """A wait that may be zero (no wait at all)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _expected(key, "a number", value)
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{key}: must be a finite number of seconds, 0 or more, got {value}")
     return float(value)
 
 
@@ -307,18 +330,22 @@ _LIMIT_KEYS = (
     "client_body_timeout_secs", "max_connections", "max_in_flight", "stream_idle_secs",
     "stream_max_secs", "shutdown_grace_secs",
 )
+_OPS_KEYS = ("log_format", "log_requests", "metrics")
+#: SPEC §5: ``log_format`` is one of these.
+LOG_FORMATS = ("text", "json")
 _CHATD_KEYS = (
     "bind", "ollama_url", "timeout_secs", "connect_timeout_secs", "max_body_bytes",
     "auth_token_env", "chain_timeout_secs", "default_retry_after_secs", "providers",
-    *_LIMIT_KEYS,
+    *_LIMIT_KEYS, *_OPS_KEYS,
 )
 _PROVIDER_KEYS = (
     "base_url", "key_env", "key_file", "headers", "timeout_secs", "forward_user_agent",
+    "max_concurrency", "queue_timeout_secs",
 )
 #: A provider defined in configuration also names its wire format and may set a prefix.
 _CONFIGURED_KEYS = (*_PROVIDER_KEYS, "api", "prefix")
 #: The local Ollama has no key and its URL is ``chatd.ollama_url``.
-_OLLAMA_KEYS = ("headers", "timeout_secs")
+_OLLAMA_KEYS = ("headers", "timeout_secs", "max_concurrency", "queue_timeout_secs")
 #: A provider name: it becomes a metric label and the default prefix ``NAME/``.
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
@@ -357,6 +384,14 @@ def _provider(name: str, raw: object, base: ProviderConfig | None) -> ProviderCo
         values["headers"] = _headers(f"{where}.headers", table["headers"])
     if "timeout_secs" in table:
         values["timeout_secs"] = _positive_number(f"{where}.timeout_secs", table["timeout_secs"])
+    if "max_concurrency" in table:
+        values["max_concurrency"] = _positive_int(
+            f"{where}.max_concurrency", table["max_concurrency"]
+        )
+    if "queue_timeout_secs" in table:
+        values["queue_timeout_secs"] = _seconds(
+            f"{where}.queue_timeout_secs", table["queue_timeout_secs"]
+        )
     if "forward_user_agent" in table:
         flag = table["forward_user_agent"]
         if not isinstance(flag, bool):
@@ -392,6 +427,7 @@ def _asdict(pc: ProviderConfig) -> dict[str, Any]:
         "base_url": pc.base_url, "key_env": pc.key_env, "key_file": pc.key_file,
         "headers": pc.headers, "timeout_secs": pc.timeout_secs,
         "forward_user_agent": pc.forward_user_agent, "api": pc.api, "prefix": pc.prefix,
+        "max_concurrency": pc.max_concurrency, "queue_timeout_secs": pc.queue_timeout_secs,
     }
 
 
@@ -403,6 +439,23 @@ def _limits(chatd: Mapping[str, object], d: ChatdConfig) -> dict[str, Any]:
         out[name] = _positive_number(f"chatd.{name}", chatd.get(name, getattr(d, name)))
     for name in ("max_connections", "max_in_flight"):
         out[name] = _positive_int(f"chatd.{name}", chatd.get(name, getattr(d, name)))
+    return out
+
+
+def _ops(chatd: Mapping[str, object], d: ChatdConfig) -> dict[str, Any]:
+    """How the process reports: the log format, the request log line, metrics."""
+    out: dict[str, Any] = {}
+    fmt = _string("chatd.log_format", chatd.get("log_format", d.log_format))
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(
+            f"chatd.log_format: expected one of {', '.join(LOG_FORMATS)}, got {fmt!r}"
+        )
+    out["log_format"] = fmt
+    for name in ("log_requests", "metrics"):
+        flag = chatd.get(name, getattr(d, name))
+        if not isinstance(flag, bool):
+            raise _expected(f"chatd.{name}", "true or false", flag)
+        out[name] = flag
     return out
 
 
@@ -454,6 +507,7 @@ def load_config(text: str | None) -> Config:
             chatd.get("default_retry_after_secs", d.default_retry_after_secs),
         ),
         **_limits(chatd, d),
+        **_ops(chatd, d),
     )
 
     providers = dict(_DEFAULT_PROVIDERS)

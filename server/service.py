@@ -5,7 +5,15 @@ Strategy: the core decides everything that can be decided without I/O: the fallb
 bytes mean (``parse_response`` / ``stream_parser`` / ``parse_error``). This module only
 sequences those steps around :meth:`Transport.open`, reads the clocks (``perf_counter`` for
 latency, ``time.time`` for Retry-After dates) and counts each upstream call in
-:class:`~chatproto._telemetry.Telemetry`.
+:class:`~chatproto._telemetry.Telemetry`. What one request cost (who served it, the
+fallbacks taken, the upstream's time and the wait for a slot) is written into the
+:class:`CallTrace` its caller passes, for the request's log line and headers.
+
+A provider with ``max_concurrency`` has a FIFO semaphore: a call takes a slot before it
+connects and holds it until the answer is read (a stream: until it ends or is abandoned).
+At the bound the plan decides (:meth:`~chatproto.CallPlan.queue_wait`): a chain with a
+target left falls through at once; the last target waits in arrival order up to
+``queue_timeout_secs`` and then fails 503 ``upstream_overloaded``, a retryable error.
 
 A fallback chain moves to its next route only on a *retryable* :class:`ChatError` (a
 failure of that upstream, not of the request). For a stream that is possible only until
@@ -24,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import anyio
@@ -42,13 +50,14 @@ from chatproto import (
     Route,
     StreamEnded,
     StreamParser,
+    Usage,
     blame,
     resolve,
 )
 from chatproto._telemetry import Telemetry
 from transports import Response, Timeouts, Transport
 
-__all__ = ["ChatResult", "ChatService", "ChatStream"]
+__all__ = ["CallTrace", "ChatResult", "ChatService", "ChatStream"]
 
 logger = logging.getLogger("chatd.service")
 
@@ -69,6 +78,28 @@ class ChatResult:
     response: ChatResponse
     latency_ms: float
     """The upstream round trip, as chatd measured it."""
+    fallbacks: tuple[str, ...] = ()
+    """Providers tried (or skipped) and left before this one, in order."""
+
+
+@dataclass(slots=True, kw_only=True)
+class CallTrace:
+    """What one request's upstream calls cost, filled in by the service as they happen.
+
+    The caller makes one per request and reads it when the request is done, whatever its
+    outcome: the route of the last attempt (the one that answered, or failed last), the
+    fallbacks the chain took, and the time spent upstream and waiting for slots, so that
+    chatd's own overhead is the rest.
+    """
+
+    route: Route | None = None
+    fallbacks: list[str] = field(default_factory=list)
+    """Providers tried (or skipped) and left before :attr:`route`, in order."""
+    upstream_s: float = 0.0
+    """Seconds spent on upstream calls, every attempt's (a stream: to its end)."""
+    queued_s: float = 0.0
+    """Seconds spent waiting for a provider's concurrency slot."""
+    usage: Usage | None = None
 
 
 async def _error_body(resp: Response) -> bytes:
@@ -109,6 +140,7 @@ class ChatStream:
         started: float,
         clock: Callable[[], float],
         telemetry: Telemetry,
+        trace: CallTrace | None = None,
     ) -> None:
         self.route = route
         self._provider = provider
@@ -122,6 +154,7 @@ class ChatStream:
         self._started = started
         self._clock = clock
         self._telemetry = telemetry
+        self._trace = trace
         self._recorded = False
 
     @property
@@ -203,12 +236,17 @@ class ChatStream:
         self._telemetry.record(
             self.provider, latency_s=latency_s, usage=usage, error_type=error_type
         )
+        if self._trace is not None:
+            self._trace.upstream_s += latency_s
+            self._trace.usage = usage
 
     def _abandon(self) -> None:
         """The caller stopped iterating before the end (it went away, or failed)."""
         if not self._recorded:
             self._recorded = True
             self._telemetry.record_cancelled(self.provider)
+            if self._trace is not None:
+                self._trace.upstream_s += self._clock() - self._started
 
 
 class _Batches:
@@ -271,6 +309,7 @@ class ChatService:
         self._connect_timeout = connect_timeout_secs
         self._clock = clock
         self._wall_clock = wall_clock
+        self._slots: dict[str, anyio.Semaphore] = {}
 
     def plan(self, request: ChatRequest) -> CallPlan:
         """The call plan for ``request`` (routing errors, 400/404, raise here)."""
@@ -294,20 +333,32 @@ class ChatService:
         return Timeouts(connect=min(self._connect_timeout, total), read=total, total=total)
 
     async def _attempts(
-        self, request: ChatRequest, run: Callable[[Attempt], Awaitable[_T]]
+        self,
+        request: ChatRequest,
+        run: Callable[[Attempt, CallPlan], Awaitable[_T]],
+        trace: CallTrace,
     ) -> _T:
         """The one attempt loop: ``run`` each attempt the plan gives until one succeeds
-        or the plan gives up (and raises)."""
+        or the plan gives up (and raises). Each move along the chain is counted as a
+        fallback ``(from, to)``, skipped targets included."""
         plan = self.plan(request)
+        trace.fallbacks = plan.fallbacks
+        counted = 0
         while True:
             attempt = plan.next(now=self._clock())
+            trace.route = attempt.route
+            trail = plan.fallbacks
+            while counted < len(trail):
+                to = trail[counted + 1] if counted + 1 < len(trail) else attempt.provider.name
+                self.telemetry.record_fallback(trail[counted], to)
+                counted += 1
             try:
-                return await run(attempt)
+                return await run(attempt, plan)
             except ChatError as exc:
                 plan.failed(attempt, exc)
                 logger.info("falling back from %s after %s", attempt.provider.name, exc.type)
 
-    async def chat(self, request: ChatRequest) -> ChatResult:
+    async def chat(self, request: ChatRequest, trace: CallTrace | None = None) -> ChatResult:
         """A non-streamed answer, trying the chain's routes in order.
 
         Raises:
@@ -315,25 +366,36 @@ class ChatService:
         """
         if request.stream:  # dataclasses.replace is a measurable cost per call
             request = replace(request, stream=False)
-        return await self._attempts(request, self._call)
+        trace = trace if trace is not None else CallTrace()
+        return await self._attempts(
+            request, lambda attempt, plan: self._call(attempt, plan, trace), trace
+        )
 
-    async def _call(self, attempt: Attempt) -> ChatResult:
+    async def _call(self, attempt: Attempt, plan: CallPlan, trace: CallTrace) -> ChatResult:
         provider = attempt.provider
         codec = attempt.codec
-        started = self._clock()
-        with self._accounted(provider, started):
-            async with self.transport.open(attempt.http, self._timeouts(attempt)) as resp:
-                await self._raise_for_status(resp, codec, provider)
-                body = await resp.aread(MAX_RESPONSE_BYTES)
-            response = codec.parse_response(
-                provider.name, body, passthrough=attempt.passthrough
-            )
-        elapsed = self._clock() - started
+        async with self._slot(attempt, plan, trace) as attempt:
+            started = self._clock()
+            with self._accounted(provider, started, trace):
+                async with self.transport.open(attempt.http, self._timeouts(attempt)) as resp:
+                    await self._raise_for_status(resp, codec, provider)
+                    body = await resp.aread(MAX_RESPONSE_BYTES)
+                response = codec.parse_response(
+                    provider.name, body, passthrough=attempt.passthrough
+                )
+            elapsed = self._clock() - started
         self.telemetry.record(provider.name, latency_s=elapsed, usage=response.usage)
-        return ChatResult(route=attempt.route, response=response, latency_ms=_ms(elapsed))
+        trace.upstream_s += elapsed
+        trace.usage = response.usage
+        return ChatResult(
+            route=attempt.route, response=response, latency_ms=_ms(elapsed),
+            fallbacks=tuple(plan.fallbacks),
+        )
 
     @asynccontextmanager
-    async def open_stream(self, request: ChatRequest) -> AsyncIterator[ChatStream]:
+    async def open_stream(
+        self, request: ChatRequest, trace: CallTrace | None = None
+    ) -> AsyncIterator[ChatStream]:
         """Commit to the first route of the chain that starts streaming; yield its events.
 
         Raises (on entry):
@@ -342,28 +404,33 @@ class ChatService:
         """
         if not request.stream:
             request = replace(request, stream=True)
+        trace = trace if trace is not None else CallTrace()
         async with AsyncExitStack() as outer:
             stream = await self._attempts(
-                request, lambda attempt: self._start(attempt, outer)
+                request, lambda attempt, plan: self._start(attempt, plan, outer, trace), trace
             )
             try:
                 yield stream
             finally:
                 stream._abandon()
 
-    async def _start(self, attempt: Attempt, outer: AsyncExitStack) -> ChatStream:
+    async def _start(
+        self, attempt: Attempt, plan: CallPlan, outer: AsyncExitStack, trace: CallTrace
+    ) -> ChatStream:
         """Open ``attempt`` and read until its first event; on success the response's
-        cleanup moves to ``outer``, on failure it runs here."""
+        cleanup (and the provider's slot) moves to ``outer``, on failure it runs here."""
         provider = attempt.provider
         codec = attempt.codec
-        timeouts = self._timeouts(attempt)
-        started = self._clock()
-        # The whole-call timeout bounds a stream until its first event: the transport's
-        # ``total`` covers only the head, and an upstream that sends keep-alive blank lines
-        # or comments (and nothing else) would otherwise hold the caller without a status.
-        first_event_by = anyio.current_time() + timeouts.total
         async with AsyncExitStack() as layer:
-            with self._accounted(provider, started):
+            attempt = await layer.enter_async_context(self._slot(attempt, plan, trace))
+            timeouts = self._timeouts(attempt)
+            started = self._clock()
+            # The whole-call timeout bounds a stream until its first event: the transport's
+            # ``total`` covers only the head, and an upstream that sends keep-alive blank
+            # lines or comments (and nothing else) would otherwise hold the caller without
+            # a status.
+            first_event_by = anyio.current_time() + timeouts.total
+            with self._accounted(provider, started, trace):
                 resp = await layer.enter_async_context(
                     self.transport.open(attempt.http, timeouts)
                 )
@@ -397,24 +464,75 @@ class ChatService:
                 started=started,
                 clock=self._clock,
                 telemetry=self.telemetry,
+                trace=trace,
             )
             if eof:
                 stream._eof = True
             outer.push_async_exit(layer.pop_all())
         return stream
 
+    def _semaphore(self, provider: Provider) -> anyio.Semaphore | None:
+        """The FIFO slots of ``provider`` (made on first use: inside the event loop)."""
+        if provider.max_concurrency is None:
+            return None
+        sem = self._slots.get(provider.name)
+        if sem is None:
+            sem = self._slots[provider.name] = anyio.Semaphore(
+                provider.max_concurrency, fast_acquire=True
+            )
+        return sem
+
+    @asynccontextmanager
+    async def _slot(
+        self, attempt: Attempt, plan: CallPlan, trace: CallTrace
+    ) -> AsyncIterator[Attempt]:
+        """Hold one of the provider's ``max_concurrency`` slots; yields the attempt with
+        its timeout shortened by any wait. Raises the plan's ``upstream_overloaded`` when
+        no slot came in time (at once when the chain has a target left)."""
+        sem = self._semaphore(attempt.provider)
+        if sem is None:
+            yield attempt
+            return
+        try:
+            sem.acquire_nowait()
+        except anyio.WouldBlock:
+            began = self._clock()
+            wait = plan.queue_wait(attempt, now=began)
+            acquired = False
+            if wait > 0:
+                with anyio.move_on_after(wait):
+                    await sem.acquire()
+                    acquired = True
+            now = self._clock()
+            trace.queued_s += now - began
+            if not acquired:
+                self.telemetry.record_saturated(attempt.provider.name)
+                raise plan.saturated(attempt, now - began) from None
+            try:
+                attempt = plan.resume(attempt, now=now)
+            except ChatError:
+                sem.release()
+                raise
+        try:
+            yield attempt
+        finally:
+            sem.release()
+
     @contextmanager
-    def _accounted(self, provider: Provider, started: float) -> Iterator[None]:
+    def _accounted(
+        self, provider: Provider, started: float, trace: CallTrace
+    ) -> Iterator[None]:
         """Blame a failure on ``provider`` and count it; count a cancellation as such."""
         try:
             yield
         except ChatError as exc:
             blame(exc, provider)
-            self.telemetry.record(
-                provider.name, latency_s=self._clock() - started, error_type=exc.type
-            )
+            elapsed = self._clock() - started
+            trace.upstream_s += elapsed
+            self.telemetry.record(provider.name, latency_s=elapsed, error_type=exc.type)
             raise
         except anyio.get_cancelled_exc_class():
+            trace.upstream_s += self._clock() - started
             self.telemetry.record_cancelled(provider.name)
             raise
 

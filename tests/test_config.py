@@ -366,3 +366,65 @@ def test_auth_token() -> None:
     for environ in ({}, {"CHATD_TOKEN": "  "}):
         with pytest.raises(ConfigError, match="CHATD_TOKEN, which is unset or empty"):
             resolve_auth_token(config, environ)
+
+
+def test_operating_settings_and_provider_concurrency() -> None:
+    config = load_config(
+        """
+        [chatd]
+        log_format = "json"
+        log_requests = false
+        metrics = false
+        [chatd.providers.ollama]
+        max_concurrency = 2
+        queue_timeout_secs = 0
+        [chatd.providers.kimi]
+        max_concurrency = 8
+        [chatd.providers.vllm]
+        api = "openai_chat"
+        base_url = "http://127.0.0.1:8000/v1"
+        key_env = ""
+        max_concurrency = 4
+        queue_timeout_secs = 2.5
+        """
+    )
+    assert (config.chatd.log_format, config.chatd.log_requests, config.chatd.metrics) == (
+        "json", False, False)
+    providers = registered(register_providers(config, {"KIMI_API_KEY": "k" * 8}))
+    assert (providers["ollama"].max_concurrency, providers["ollama"].queue_timeout_secs) == (
+        2, 0.0)
+    assert (providers["kimi"].max_concurrency, providers["kimi"].queue_timeout_secs) == (
+        8, 10.0)
+    assert (providers["vllm"].max_concurrency, providers["vllm"].queue_timeout_secs) == (
+        4, 2.5)
+    d = DEFAULT_CONFIG
+    assert (d.chatd.log_format, d.chatd.log_requests, d.chatd.metrics) == ("text", True, True)
+    assert all(p.max_concurrency is None for p in d.profiles)
+
+
+OPS_BAD = [
+    ('[chatd]\nlog_format = "xml"', "chatd.log_format: expected one of text, json, got 'xml'"),
+    ("[chatd]\nlog_format = 1", "chatd.log_format: expected a string, got integer"),
+    ('[chatd]\nlog_requests = "yes"', "chatd.log_requests: expected true or false, got string"),
+    ("[chatd]\nmetrics = 1", "chatd.metrics: expected true or false, got integer"),
+    ("[chatd.providers.kimi]\nmax_concurrency = 0",
+     "chatd.providers.kimi.max_concurrency: must be positive"),
+    ("[chatd.providers.kimi]\nmax_concurrency = 1.5",
+     "chatd.providers.kimi.max_concurrency: expected an integer, got float"),
+    ("[chatd.providers.ollama]\nmax_concurrency = true",
+     "chatd.providers.ollama.max_concurrency: expected an integer, got boolean"),
+    ("[chatd.providers.kimi]\nqueue_timeout_secs = -1",
+     "chatd.providers.kimi.queue_timeout_secs: must be a finite number of seconds"),
+    ("[chatd.providers.kimi]\nqueue_timeout_secs = nan",
+     "chatd.providers.kimi.queue_timeout_secs: must be a finite number of seconds"),
+    ('[chatd.providers.ollama]\nqueue_timeout_secs = "1"',
+     "chatd.providers.ollama.queue_timeout_secs: expected a number, got string"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), OPS_BAD, ids=[m.split(":")[0] + str(i)
+                                                           for i, (_, m) in enumerate(OPS_BAD)])
+def test_bad_operating_settings_name_the_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(text)
+    assert str(info.value).startswith(message), str(info.value)

@@ -8,6 +8,7 @@ and an upstream whose error message carries newlines and an escape sequence.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -19,7 +20,14 @@ import pytest
 from chatd_process import launch
 from fake_ollama import FakeOllama
 
-from server.logs import CONTINUATION, AcceptErrorThrottle, EscapingFormatter, escape, setup
+from server.logs import (
+    CONTINUATION,
+    AcceptErrorThrottle,
+    EscapingFormatter,
+    JsonFormatter,
+    escape,
+    setup,
+)
 
 FORGED = "2031-01-01 00:00:00,000 INFO chatd: forged"
 
@@ -144,3 +152,87 @@ def test_served_log_cannot_be_forged(
     assert not any(line.startswith(FORGED) for line in log.splitlines())
     assert "\x1b" not in log and "\u2028" not in log
     assert f"\\n{FORGED}" in log  # the upstream's message, escaped, is still there
+
+
+# --- log_format = "json" ----------------------------------------------------------------
+
+HOSTILE = f"m\n{FORGED}\r\x1b[2J\x7f\x85\u2028\u2029\x00"
+RAW_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def test_json_record_is_one_object_on_one_line_without_control_characters() -> None:
+    out = format_record(JsonFormatter(), "model %s from %s", HOSTILE, "kimi")
+    assert out.splitlines() == [out]
+    assert RAW_CONTROL.search(out) is None
+    record = json.loads(out)
+    assert set(record) == {"ts", "level", "logger", "msg"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["ts"])
+    assert (record["level"], record["logger"]) == ("INFO", "chatd.app")
+    # Decoded, the value is the visible escape, never the control character itself.
+    assert record["msg"] == f"model {escape(HOSTILE)} from kimi"
+    assert RAW_CONTROL.search(record["msg"]) is None
+
+
+def test_json_fields_become_keys_and_their_strings_are_escaped() -> None:
+    record = logging.LogRecord("chatd.request", logging.INFO, __file__, 1, "request", None,
+                               None)
+    record.fields = {"model": HOSTILE, "status": 200, "stream": False, "provider": None,
+                     "fallbacks": ["kimi", HOSTILE], "tokens": {HOSTILE: 1},
+                     "level": "forged"}
+    out = JsonFormatter().format(record)
+    assert out.splitlines() == [out] and RAW_CONTROL.search(out) is None
+    data = json.loads(out)
+    assert data["model"] == escape(HOSTILE)
+    assert (data["status"], data["stream"], data["provider"]) == (200, False, None)
+    assert data["fallbacks"] == ["kimi", escape(HOSTILE)]
+    assert data["tokens"] == {escape(HOSTILE): 1}
+    assert data["level"] == "INFO"  # a field never overrides the record's own keys
+
+
+def test_json_traceback_is_a_field_of_the_same_line() -> None:
+    try:
+        raise ValueError(f"upstream said\n{FORGED}\u2028")
+    except ValueError as caught:
+        out = format_record(JsonFormatter(), "unexpected error", exc=caught)
+    assert out.splitlines() == [out] and RAW_CONTROL.search(out) is None
+    data = json.loads(out)
+    assert data["msg"] == "unexpected error"
+    assert data["exc"].startswith("Traceback (most recent call last):\\n")
+    assert f"ValueError: upstream said\\n{FORGED}\\u2028" in data["exc"]
+
+
+def test_setup_json_covers_every_logger() -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup(logging.INFO, stream, json=True)
+        logging.getLogger("hypercorn.error").warning("bad request %r", f"\n{FORGED}")
+        logging.getLogger("chatd").info("model %s", HOSTILE)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    lines = stream.getvalue().splitlines()
+    assert [json.loads(line)["logger"] for line in lines] == ["hypercorn.error", "chatd"]
+    assert RAW_CONTROL.search(stream.getvalue().replace("\n", "")) is None
+
+
+@pytest.mark.parametrize("worker_class", ["asyncio", "trio"])
+def test_served_json_log_is_one_object_a_line(
+    tmp_path: Path, hostile_ollama: FakeOllama, worker_class: str
+) -> None:
+    config = f'[chatd]\nollama_url = "{hostile_ollama.url}"\nlog_format = "json"\n'
+    with launch(tmp_path, config, "--worker-class", worker_class) as chatd:
+        r = httpx.get(f"{chatd.url}/nope%0d%0a{FORGED.replace(' ', '%20')}", timeout=10)
+        assert r.status_code == 404
+        r = httpx.post(f"{chatd.url}/v1/chat",
+                       json={"model": "m", "messages": [{"role": "user", "content": "x"}]},
+                       timeout=10)
+        assert r.status_code == 502
+        chatd.stop()
+    log = chatd.text()
+    assert chatd.code == 0, log
+    records = [json.loads(line) for line in log.splitlines()]
+    assert RAW_CONTROL.search(log.replace("\n", "")) is None
+    assert any("serving on" in r["msg"] for r in records)
+    assert any(f"\\n{FORGED}" in r["msg"] for r in records)  # the upstream's, escaped

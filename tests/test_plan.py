@@ -234,3 +234,61 @@ def test_the_readme_routing_table_names_every_built_in_prefix() -> None:
     table = readme.split("## Routing", 1)[1].split("\n\n", 2)[1]
     for row in PROFILES:
         assert f"| `{row.prefix}<" in table, row.name
+
+
+# --- a provider at its concurrency bound -----------------------------------------------
+
+def _bounded(**kw: object) -> dict[str, Provider]:
+    return {**PROVIDERS, "kimi": replace(PROVIDERS["kimi"], max_concurrency=2, **kw)}
+
+
+def test_a_saturated_target_with_a_target_left_waits_not_at_all() -> None:
+    p = CallPlan(ChatRequest(model="smart", messages=HI), providers=_bounded(),
+                 tiers={"smart": ("kimi/a", "openrouter/b/c")}, profiles=PROFILE_ROWS)
+    first = p.next(now=0)
+    assert p.queue_wait(first, now=0) == 0.0
+    p.failed(first, p.saturated(first, 0.0))  # retryable: the chain moves on
+    second = p.next(now=0)
+    assert second.route.provider == "openrouter"
+    assert p.fallbacks == ["kimi"]
+
+
+@pytest.mark.parametrize(
+    ("queue_timeout", "now", "chain_budget", "wait"),
+    [(10.0, 0.0, None, 10.0), (10.0, 115.0, None, 5.0), (10.0, 0.0, 3.0, 3.0),
+     (0.0, 0.0, None, 0.0), (10.0, 200.0, None, 0.0)],
+    ids=["queue-timeout", "clamped-to-budget", "chain-budget", "zero", "budget-spent"],
+)
+def test_the_last_target_waits_up_to_its_queue_timeout_within_the_budget(
+    queue_timeout: float, now: float, chain_budget: float | None, wait: float
+) -> None:
+    p = CallPlan(ChatRequest(model="kimi/a", messages=HI),
+                 providers=_bounded(queue_timeout_secs=queue_timeout), profiles=PROFILE_ROWS,
+                 timeout_secs=120.0, chain_timeout_secs=chain_budget)
+    attempt = p.next(now=0)
+    assert p.queue_wait(attempt, now=now) == wait
+
+
+def test_saturation_is_a_503_with_the_default_retry_after() -> None:
+    p = CallPlan(ChatRequest(model="kimi/a", messages=HI), providers=_bounded(),
+                 profiles=PROFILE_ROWS, default_retry_after_secs=7.0)
+    attempt = p.next(now=0)
+    exc = p.saturated(attempt, 1.25)
+    assert (exc.status, exc.type, exc.provider, exc.retryable) == (
+        503, "upstream_overloaded", "kimi", True)
+    assert "max_concurrency" in exc.message and "1.25 s" in exc.message
+    with pytest.raises(ChatError) as info:
+        p.failed(attempt, exc)  # no target left: raised, with the default wait
+    assert info.value.retry_after == 7.0
+
+
+def test_resume_clamps_the_attempt_to_the_budget_left() -> None:
+    p = CallPlan(ChatRequest(model="kimi/a", messages=HI), providers=_bounded(),
+                 profiles=PROFILE_ROWS, timeout_secs=120.0)
+    attempt = p.next(now=0)
+    assert p.resume(attempt, now=0.0) is attempt  # no time went by
+    assert p.resume(attempt, now=1.0).timeout_secs == 119.0
+    assert p.resume(attempt, now=100.0).timeout_secs == 20.0
+    with pytest.raises(ChatError) as info:
+        p.resume(attempt, now=120.0)
+    assert info.value.type == "upstream_timeout"
