@@ -148,7 +148,7 @@ def error_headers(exc: ChatError) -> list[tuple[bytes, bytes]]:
 class Responder:
     """Sends one response, tracking ASGI response state so it cannot be sent twice."""
 
-    __slots__ = ("head", "request_id", "send", "state", "status")
+    __slots__ = ("extra", "head", "request_id", "send", "state", "status")
 
     def __init__(self, send: Send, request_id: str) -> None:
         self.send = send
@@ -157,6 +157,9 @@ class Responder:
         self.status = 0
         self.head = False
         """Answering HEAD: the headers of the GET response, its content never sent."""
+        self.extra: list[tuple[bytes, bytes]] = []
+        """Headers the head carries whatever answers (who served the request), set by the
+        relay before it answers or lets an error through."""
 
     async def start(
         self, status: int, content_type: bytes, extra: Iterable[tuple[bytes, bytes]] = ()
@@ -169,6 +172,7 @@ class Responder:
             (b"content-type", content_type),
             (b"x-request-id", self.request_id.encode()),
             *extra,
+            *self.extra,
         ]
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
 

@@ -71,7 +71,8 @@ class Observed:
     """One request, from its door to its last byte."""
 
     __slots__ = (
-        "_done", "_observer", "door", "model", "request_id", "started", "stream", "trace",
+        "_done", "_observer", "door", "error", "model", "request_id", "started", "stream",
+        "trace",
     )
 
     def __init__(self, observer: Observer, door: str, request_id: str) -> None:
@@ -85,12 +86,17 @@ class Observed:
         self.stream = False
         self.trace = CallTrace()
         """Filled by the service: pass it to ``chat``/``open_stream``."""
+        self.error: ChatError | None = None
+        """A failure after the response head (a stream that failed mid-way)."""
 
     def overhead_s(self, now: float | None = None) -> float:
         """chatd's own time so far: wall time minus upstream time and slot waits."""
         end = self._observer.clock() if now is None else now
         trace = self.trace
-        return max(0.0, end - self.started - trace.upstream_s - trace.queued_s)
+        upstream = trace.upstream_s
+        if trace.open_since is not None:  # a stream still running upstream
+            upstream += end - trace.open_since
+        return max(0.0, end - self.started - upstream - trace.queued_s)
 
     def served_headers(self) -> list[tuple[bytes, bytes]]:
         """SPEC-less but documented: who served the request and chatd's share of its time,

@@ -18,7 +18,12 @@ every door:
   upstream read produced) becomes one write, the door's opening bytes riding with the
   first, and a failure is the door's own last bytes (:meth:`~chatproto.DoorStream.error`);
 - every upstream call runs under :func:`~server.asgi.until_disconnect`: a client that goes
-  away cancels it, also while the upstream has sent nothing yet.
+  away cancels it, also while the upstream has sent nothing yet;
+- every request is observed (:mod:`server.observe`) from the door to its last byte: the
+  service fills its trace, the head carries who served it (``x-chatd-provider``,
+  ``x-chatd-upstream-model``, ``x-chatd-overhead-ms``, on errors too once a route was
+  chosen), and it is counted and logged once with the status the client got, the door's
+  ``name`` as its label.
 
 Routes are data (:func:`chat_route`): adding a door to the server is one entry in the app's
 route table.
@@ -45,8 +50,9 @@ from chatproto import (
     StreamEnded,
 )
 
-from .asgi import Request, Responder, ScopeHeaders, header, until_disconnect
+from .asgi import Disconnected, Request, Responder, ScopeHeaders, header, until_disconnect
 from .config import Config
+from .observe import CLIENT_CLOSED, Observed, Observer
 from .service import ChatService
 
 __all__ = ["DoorEndpoint", "Endpoint", "Host", "chat_route", "relay_stream", "relay_whole"]
@@ -59,6 +65,7 @@ class Host(Protocol):
 
     config: Config
     providers: dict[str, Provider]
+    observer: Observer
 
     def service(self) -> ChatService:
         """The chat service (raises ChatError before lifespan startup)."""
@@ -82,6 +89,28 @@ class DoorEndpoint:
         self.door = door
 
     async def __call__(self, host: Host, request: Request, responder: Responder) -> None:
+        obs = host.observer.begin(self.door.name, responder.request_id)
+        try:
+            await self._serve(host, request, responder, obs)
+        except ChatError as exc:
+            if responder.state == "REQUEST":  # the app answers it, with these headers
+                responder.extra = obs.served_headers()
+                obs.finish(exc.status, exc)
+            else:
+                obs.finish(responder.status, exc)
+            raise
+        except Disconnected:
+            obs.finish(CLIENT_CLOSED, "client_closed")
+            raise
+        except BaseException:  # a bug (answered 500) or the task cancelled (shutdown)
+            obs.finish(500 if responder.state == "REQUEST" else responder.status,
+                       "internal_error")
+            raise
+        obs.finish(responder.status, obs.error)
+
+    async def _serve(
+        self, host: Host, request: Request, responder: Responder, obs: Observed
+    ) -> None:
         door = self.door
         call = door.parse(await host.read_body(request), ScopeHeaders(request.scope))
         if call.dropped:
@@ -97,18 +126,20 @@ class DoorEndpoint:
                 headers = (*headers, ("user-agent", agent.decode("latin-1")))
             chat = replace(chat, dialect=door.api, headers=headers)
             call = replace(call, chat=chat)
+        obs.model = chat.model
         service = host.service()
         now = time.time()
         ctx = CallContext(id=os.urandom(16).hex(), created=int(now), received=now)
         if call.reply is not None:
-            service.routes(chat.model)
+            obs.trace.route = service.routes(chat.model)[0]
+            responder.extra = obs.served_headers()
             await responder.whole(200, call.reply(ctx), door.content_type)
             return
         started = time.perf_counter_ns()
         relay = relay_stream if chat.stream else relay_whole
         await until_disconnect(
             request.receive, responder,
-            lambda: relay(service, door, call, ctx, responder, started),
+            lambda: relay(service, door, call, ctx, responder, started, obs),
         )
 
 
@@ -124,25 +155,33 @@ def chat_route(door: Door) -> Mapping[str, Endpoint]:
 
 async def relay_whole(
     service: ChatService, door: Door, call: DoorCall, ctx: CallContext,
-    responder: Responder, started: int,
+    responder: Responder, started: int, obs: Observed | None = None,
 ) -> None:
     """One whole answer, rendered by the door (its ChatError goes to the app's handler)."""
-    result = await service.chat(call.chat)
+    result = await service.chat(call.chat, obs.trace if obs is not None else None)
     answer = Answer(
         response=result.response, route=result.route, latency_ms=result.latency_ms,
-        elapsed_ns=time.perf_counter_ns() - started,
+        elapsed_ns=time.perf_counter_ns() - started, fallbacks=result.fallbacks,
     )
-    await responder.whole(200, door.render(call, answer, ctx), door.content_type)
+    body = door.render(call, answer, ctx)
+    if obs is not None:
+        responder.extra = obs.served_headers()
+    await responder.whole(200, body, door.content_type)
 
 
 async def relay_stream(
     service: ChatService, door: Door, call: DoorCall, ctx: CallContext,
-    responder: Responder, started: int,
+    responder: Responder, started: int, obs: Observed | None = None,
 ) -> None:
     """What one upstream read produced becomes one write as soon as the service hands it
     over; the door's opening bytes ride with the first (one write, not two)."""
     renderer = door.stream(call, ctx)
-    async with service.open_stream(call.chat) as stream:
+    async with service.open_stream(
+        call.chat, obs.trace if obs is not None else None
+    ) as stream:
+        if obs is not None:
+            responder.extra = obs.served_headers()
+            obs.stream_opened()
         await responder.start(200, door.stream_content_type, door.stream_headers)
         pending = renderer.start()
         served = Served(route=stream.route)
@@ -164,6 +203,8 @@ async def relay_stream(
                 "%s stream from %s failed mid-way (request %s): %s %s",
                 door.name, exc.provider, responder.request_id, exc.type, exc.message,
             )
+            if obs is not None:
+                obs.error = exc
             await responder.body(pending + renderer.error(exc), more=False)
             return
         # Unreachable by ChatStream's contract (StreamEnded is always last); never leave

@@ -99,6 +99,9 @@ class CallTrace:
     """Seconds spent on upstream calls, every attempt's (a stream: to its end)."""
     queued_s: float = 0.0
     """Seconds spent waiting for a provider's concurrency slot."""
+    open_since: float | None = None
+    """When the committed stream's upstream call began, while it runs (its time is added
+    to :attr:`upstream_s` when it ends)."""
     usage: Usage | None = None
 
 
@@ -238,6 +241,7 @@ class ChatStream:
         )
         if self._trace is not None:
             self._trace.upstream_s += latency_s
+            self._trace.open_since = None
             self._trace.usage = usage
 
     def _abandon(self) -> None:
@@ -247,6 +251,7 @@ class ChatStream:
             self._telemetry.record_cancelled(self.provider)
             if self._trace is not None:
                 self._trace.upstream_s += self._clock() - self._started
+                self._trace.open_since = None
 
 
 class _Batches:
@@ -466,6 +471,7 @@ class ChatService:
                 telemetry=self.telemetry,
                 trace=trace,
             )
+            trace.open_since = started
             if eof:
                 stream._eof = True
             outer.push_async_exit(layer.pop_all())
