@@ -1,0 +1,348 @@
+"""What an operator sees: ``/metrics`` per door, who-served-it headers, the request log line.
+
+Known traffic goes through every door on the route table (each with a body in its own
+dialect, :data:`BODIES`) against in-memory upstreams whose answers carry fixed token
+counts, then ``/metrics`` is scraped and every counter compared with the exact value that
+traffic must give. The log lines are formatted by the real JSON formatter and read back.
+A door on the route table without a row in :data:`BODIES` fails the coverage test, so a
+new door is never left uncounted silently.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+from test_server import Result, call, ollama_answer, ollama_lines, openai_error, running
+
+from chatproto import HTTPRequest
+from server.app import DOOR_ROUTES, ChatdApp, create_app
+from server.config import load_config
+from server.logs import setup
+from server.relay import DoorEndpoint
+from transports import MockResponse, MockTransport
+
+KEY = "sk-kimi-observe-SECRET-5e1d0c9a"
+CONTENT = "PROMPT-CONTENT-never-logged"
+FORGED = "2031-01-01T00:00:00.000Z forged"
+RAW_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+CONFIG = """
+[chatd]
+ollama_url = "http://ollama.test:11434"
+{extra}
+[chatd.providers.kimi]
+base_url = "https://kimi.test/v1"
+key_file = "/nonexistent/kimi.env"
+[chatd.providers.ollama_cloud]
+key_file = "/nonexistent/ollama_cloud.env"
+[chatd.providers.openrouter]
+key_file = "/nonexistent/openrouter.env"
+[chatd.providers.opencode]
+key_file = "/nonexistent/opencode.env"
+[models]
+smart = ["kimi/busy", "ollama/m"]
+"""
+
+
+def _messages(model: str, stream: bool) -> dict[str, Any]:
+    return {"model": model, "stream": stream,
+            "messages": [{"role": "user", "content": CONTENT}]}
+
+
+#: A chat request in each door's own dialect: path -> (model, stream) -> body.
+BODIES: dict[str, Any] = {
+    "/v1/chat": _messages,
+    "/v1/chat/completions": _messages,
+    "/api/chat": _messages,
+    "/api/generate": lambda model, stream: {"model": model, "stream": stream,
+                                            "prompt": CONTENT},
+    "/v1/responses": lambda model, stream: {"model": model, "stream": stream,
+                                            "input": CONTENT},
+    "/v1/messages": lambda model, stream: {**_messages(model, stream), "max_tokens": 16},
+}
+
+
+def door_paths() -> dict[str, str]:
+    """Every chat path on the route table -> its door's name."""
+    out: dict[str, str] = {}
+    for path, methods in DOOR_ROUTES.items():
+        endpoint = methods.get("POST")
+        if isinstance(endpoint, DoorEndpoint):
+            out[path] = endpoint.door.name
+    return out
+
+
+def test_every_door_has_a_request_here() -> None:
+    missing = set(door_paths()) - set(BODIES)
+    assert not missing, f"add a request body for {sorted(missing)} to BODIES"
+    assert {"native", "openai", "ollama", "anthropic", "responses"} <= set(
+        door_paths().values())
+
+
+def upstream(request: HTTPRequest) -> MockResponse:
+    """kimi: always 429 (the tier falls back) and quotes its key; ollama by model name."""
+    if request.host == "kimi.test":
+        return openai_error(429, f"slow down, key {KEY}")
+    body = orjson.loads(request.body)
+    model = body["model"]
+    if model == "broken":
+        return MockResponse(500, [("content-type", "application/json")],
+                            (orjson.dumps({"error": "boom"}),))
+    if not body.get("stream", True):
+        return ollama_answer("Hi there", prompt=7, completion=2)
+    lines = ollama_lines("Hi", " there", prompt=5, completion=3)
+    if model == "midway":
+        lines = [lines[0], orjson.dumps({"error": "upstream fell over"}) + b"\n"]
+    return MockResponse(200, [("content-type", "application/x-ndjson")], lines)
+
+
+def make(extra: str = "") -> ChatdApp:
+    transport = MockTransport(upstream)
+    return create_app(load_config(CONFIG.format(extra=extra)), environ={"KIMI_API_KEY": KEY},
+                      transport=lambda: transport)
+
+
+#: (model, stream, status, provider label, error type): the traffic sent to every door.
+TRAFFIC = [
+    ("ollama/m", False, 200, "ollama", None),
+    ("ollama/m", True, 200, "ollama", None),
+    ("ollama/midway", True, 200, "ollama", "upstream_error"),
+    ("ollama/broken", False, 502, "ollama", "upstream_error"),
+    ("smart", False, 200, "ollama", None),  # kimi 429, then ollama
+    ("nope:cloud", False, 404, "", "provider_not_registered"),
+]
+
+
+Row = tuple[str, bool, int, str, "str | None"]
+
+
+async def send_traffic(app: ChatdApp) -> list[tuple[str, Row | None, Result]]:
+    """Every row of :data:`TRAFFIC` through every door, then a body that is not JSON."""
+    out: list[tuple[str, Row | None, Result]] = []
+    for path in door_paths():
+        for row in TRAFFIC:
+            body = orjson.dumps(BODIES[path](row[0], row[1]))
+            out.append((path, row, await call(app, "POST", path, body)))
+        out.append((path, None, await call(app, "POST", path, b"{not json")))
+    return out
+
+
+def samples(text: str) -> dict[str, float]:
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines() if line and not line.startswith("#")
+    }
+
+
+def label(name: str, **labels: str) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{inner}}}"
+
+
+@pytest.mark.anyio
+async def test_metrics_after_known_traffic_through_every_door() -> None:
+    app = make()
+    async with running(app):
+        results = await send_traffic(app)
+        scraped = await call(app, "GET", "/metrics")
+    assert scraped.status == 200
+    got = samples(scraped.body.decode())
+    for path, row, result in results:  # the traffic did what the table says
+        assert result.status == (row[2] if row else 400), (path, row, result.body)
+
+    paths = door_paths()
+    per_door = Counter(paths.values())  # /api/chat and /api/generate are both "ollama"
+    want: Counter[str] = Counter()
+    for door, routes in per_door.items():
+        for _, _, status, provider, error in TRAFFIC:
+            want[label("chatd_requests_total", door=door, provider=provider,
+                       status=str(status))] += routes
+            if error:
+                want[label("chatd_request_errors_total", door=door, type=error)] += routes
+        want[label("chatd_requests_total", door=door, provider="", status="400")] += routes
+        want[label("chatd_request_errors_total", door=door, type="invalid_request")] += routes
+        want[label("chatd_overhead_seconds_count", door=door)] += routes * (len(TRAFFIC) + 1)
+    doors = len(paths)
+    # Upstream calls: per door 2 + 1 + 1 + (1 kimi + 1 ollama) = 5 to ollama, 1 to kimi.
+    want[label("chatd_upstream_requests_total", provider="ollama")] = 5 * doors
+    want[label("chatd_upstream_requests_total", provider="kimi")] = doors
+    want[label("chatd_upstream_errors_total", provider="ollama", type="upstream_error")] = (
+        2 * doors)
+    want[label("chatd_upstream_errors_total", provider="kimi", type="rate_limited")] = doors
+    want[label("chatd_upstream_latency_seconds_count", provider="ollama")] = 5 * doors
+    want[label("chatd_fallbacks_total", **{"from": "kimi", "to": "ollama"})] = doors
+    # Tokens: two whole answers (7 + 2) and one finished stream (5 + 3) per door.
+    want[label("chatd_tokens_total", provider="ollama", kind="prompt")] = (2 * 7 + 5) * doors
+    want[label("chatd_tokens_total", provider="ollama", kind="completion")] = (
+        (2 * 2 + 3) * doors)
+    want[label("chatd_tokens_total", provider="ollama", kind="reasoning")] = 0
+    want["chatd_in_flight"] = 0
+    want["chatd_open_streams"] = 0
+    want["chatd_workers"] = 1
+    for key, value in want.items():
+        assert got.get(key) == value, (key, got.get(key), value)
+    # Nothing counted that the traffic did not make.
+    requests = {k: v for k, v in got.items() if k.startswith("chatd_requests_total")}
+    assert requests == {k: v for k, v in want.items() if k.startswith("chatd_requests_total")}
+    assert sum(requests.values()) == len(results)
+
+
+@pytest.mark.anyio
+async def test_who_served_it_headers() -> None:
+    app = make()
+    async with running(app):
+        whole = await call(app, "POST", "/v1/chat/completions",
+                           orjson.dumps(_messages("ollama/m", False)),
+                           [("x-request-id", "client-id-1")])
+        streamed = await call(app, "POST", "/v1/messages",
+                              orjson.dumps(BODIES["/v1/messages"]("smart", True)))
+        failed = await call(app, "POST", "/api/chat",
+                            orjson.dumps(_messages("ollama/broken", False)))
+        unrouted = await call(app, "POST", "/v1/chat",
+                              orjson.dumps(_messages("nope:cloud", False)))
+        refused = await call(app, "POST", "/v1/chat", b"[]")
+    assert whole.status == 200
+    assert whole.headers["x-request-id"] == "client-id-1"
+    assert whole.headers["x-chatd-provider"] == "ollama"
+    assert whole.headers["x-chatd-upstream-model"] == "m"
+    assert 0 <= float(whole.headers["x-chatd-overhead-ms"]) < 10_000
+    assert streamed.status == 200 and streamed.headers["x-chatd-provider"] == "ollama"
+    assert streamed.headers["x-chatd-upstream-model"] == "m"
+    assert float(streamed.headers["x-chatd-overhead-ms"]) >= 0
+    assert failed.status == 502 and failed.headers["x-chatd-provider"] == "ollama"
+    for result in (unrouted, refused):  # routing never chose a provider
+        assert result.status in (400, 404)
+        assert "x-chatd-provider" not in result.headers
+        assert len(result.headers["x-request-id"]) == 32
+
+
+@contextmanager
+def json_log() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup(logging.INFO, stream, json=True)
+        yield stream
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+
+
+@pytest.mark.anyio
+async def test_one_json_log_line_per_request() -> None:
+    app = make('log_format = "json"')
+    hostile = f"ollama/m\n{FORGED}\x1b[2J\u2028"
+    with json_log() as stream:
+        async with running(app):
+            results = await send_traffic(app)
+            forged = await call(app, "POST", "/v1/chat",
+                                orjson.dumps(_messages(hostile, False)),
+                                [("x-request-id", "forge-test")])
+    text = stream.getvalue()
+    assert forged.status == 200
+    assert RAW_CONTROL.search(text.replace("\n", "")) is None
+    assert KEY not in text and CONTENT not in text
+    records = [json.loads(line) for line in text.splitlines()]
+    lines = [r for r in records if r["logger"] == "chatd.request"]
+    assert len(lines) == len(results) + 1  # exactly one per request
+    by_id = {r["request_id"]: r for r in lines}
+    assert len(by_id) == len(lines)
+    for path, row, result in results:
+        line = by_id[result.headers["x-request-id"]]
+        assert line["msg"] == "request"
+        assert line["door"] == door_paths()[path]
+        assert line["status"] == result.status
+        if row is None:  # the body that is not JSON
+            assert (line["model"], line["provider"], line["error_type"]) == (
+                None, None, "invalid_request")
+            continue
+        model, stream_flag, _, provider, error = row
+        assert line["model"] == model
+        assert line["provider"] == (provider or None)
+        assert line["error_type"] == error
+        assert line["stream"] is (stream_flag and result.status == 200)
+        assert line["latency_ms"] >= line["overhead_ms"] >= 0
+        assert line["latency_ms"] >= line["upstream_ms"]
+        if model == "smart":
+            assert line["fallbacks"] == ["kimi"]
+            assert line["upstream_model"] == "m"
+        else:
+            assert line["fallbacks"] == []
+        if model == "ollama/m":
+            tokens = (5, 3) if stream_flag else (7, 2)
+            assert (line["prompt_tokens"], line["completion_tokens"]) == tokens
+    line = by_id["forge-test"]
+    assert line["model"] == "ollama/m\\n" + FORGED + "\\x1b[2J\\u2028"
+    assert not any(r["msg"].startswith(FORGED) for r in records)
+
+
+@pytest.mark.anyio
+async def test_text_request_line(caplog: pytest.LogCaptureFixture) -> None:
+    app = make()
+    with caplog.at_level(logging.INFO, logger="chatd.request"):
+        async with running(app):
+            await call(app, "POST", "/v1/chat", orjson.dumps(_messages("smart", False)),
+                       [("x-request-id", "text-1")])
+    [record] = [r for r in caplog.records if r.name == "chatd.request"]
+    line = record.getMessage()
+    assert line.startswith("request text-1 door=native model=smart stream=false "
+                           "provider=ollama upstream_model=m status=200 ")
+    assert "fallbacks=kimi" in line and "prompt_tokens=7" in line
+
+
+@pytest.mark.anyio
+async def test_metrics_and_request_lines_can_be_turned_off(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make("metrics = false\nlog_requests = false")
+    with caplog.at_level(logging.INFO, logger="chatd.request"):
+        async with running(app):
+            ok = await call(app, "POST", "/v1/chat", orjson.dumps(_messages("ollama/m", False)))
+            scrape = await call(app, "GET", "/metrics")
+    assert ok.status == 200 and ok.headers["x-chatd-provider"] == "ollama"
+    assert scrape.status == 404
+    assert [r for r in caplog.records if r.name == "chatd.request"] == []
+    snap = app.telemetry.export()
+    assert dict(snap.requests) == {} and snap.in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_gauges_while_a_stream_is_open() -> None:
+    release = anyio.Event()
+    opened = anyio.Event()
+
+    async def slow_lines() -> Any:
+        first, *rest = ollama_lines("Hi", " there")
+        yield first
+        opened.set()
+        await release.wait()
+        for line in rest:
+            yield line
+
+    def handler(request: HTTPRequest) -> MockResponse:
+        return MockResponse(200, [("content-type", "application/x-ndjson")], slow_lines())
+
+    transport = MockTransport(handler)
+    app = create_app(load_config(CONFIG.format(extra="")), environ={},
+                     transport=lambda: transport)
+    async with running(app), anyio.create_task_group() as tg:
+        tg.start_soon(call, app, "POST", "/v1/chat",
+                      orjson.dumps(_messages("ollama/m", True)))
+        with anyio.fail_after(5):
+            await opened.wait()
+        during = samples((await call(app, "GET", "/metrics")).body.decode())
+        release.set()
+    assert (during["chatd_in_flight"], during["chatd_open_streams"]) == (1, 1)
+    snap = app.telemetry.export()
+    assert (snap.in_flight, snap.open_streams) == (0, 0)
