@@ -1,10 +1,8 @@
 """The ``/v1/messages`` door driven by the official ``anthropic`` SDK, for every upstream family.
 
-A real chatd (hypercorn, in-process, on 127.0.0.1:0, client auth on) in front of fakes that
-are real servers on loopback: a local Ollama and an Ollama Cloud (:class:`AgentOllama`), an
-OpenAI-compatible OpenRouter and Kimi (:class:`AgentOpenAI`), and OpenCode Zen's ``claude-*``
-models on Anthropic Messages (:class:`FakeAnthropic`, as strict as the real API about what
-it is sent). Every streamed upstream body is cut at awkward points. The client is
+A real chatd in front of a fake of every upstream family (:mod:`anthropic_stack`: local
+Ollama, Ollama Cloud, OpenRouter and Kimi, and OpenCode Zen's ``claude-*`` models on a fake
+Anthropic Messages server as strict as the real API about what it is sent). The client is
 ``anthropic.AsyncAnthropic`` with ``max_retries=0`` (one test counts the SDK's retries), its
 key sent as ``x-api-key`` (and once as a Bearer token).
 
@@ -15,28 +13,16 @@ with tools over two turns, thinking, images; errors come back as the SDK's excep
 
 from __future__ import annotations
 
-import functools
-import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anthropic
-import anyio
 import httpx
 import pytest
-from agent_fakes import AgentOllama, AgentOpenAI
 from anthropic._constants import ANTHROPIC_API_VERSION
-from chatd_served import served
-from fake_anthropic import REPLY as CLAUDE_REPLY
-from fake_anthropic import SIGNATURE, THINKING, FakeAnthropic
+from anthropic_stack import FAMILIES, KEYS, TOKEN, Family, Stack, stack
+from fake_anthropic import SIGNATURE, THINKING
 from fake_ollama import words
-from fake_openai import REPLY as COMPAT_REPLY
-
-from server.app import ChatdApp, create_app
-from server.config import load_config
 
 pytestmark = [
     pytest.mark.anyio,
@@ -47,118 +33,12 @@ pytestmark = [
         ".*' was garbage collected:ResourceWarning"),
 ]
 
-TOKEN = "chatd-client-token-5e7a"
-CLOUD_KEY = "ollama-cloud-key-77aa"
-KEYS = {"openrouter": "sk-or-v1-fake-9c0e", "kimi": "sk-kimi-fake-3c4d",
-        "opencode": "sk-zen-fake-1a2b"}
-LOCAL_REPLY = "Hej från den lokala Ollama — ça marche 🙂 !"
-CLOUD_REPLY = "Cloud says こんにちは, über alles ☁️ ok"
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAA"
        "AABJRU5ErkJggg==")
 TOOL = {"name": "get_weather", "description": "The weather in a city",
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
                          "required": ["city"]}}
 ARGUMENTS = {"city": "Tōkyō", "days": 3}
-
-
-@dataclass(frozen=True)
-class Family:
-    model: str
-    provider: str
-    upstream_model: str
-    reply: str
-
-
-FAMILIES = {
-    "ollama": Family("ollama/qwen3:4b", "ollama", "qwen3:4b", LOCAL_REPLY),
-    "ollama_cloud": Family("kimi-k2.6:cloud", "ollama_cloud", "kimi-k2.6", CLOUD_REPLY),
-    "openrouter": Family("openrouter/moonshotai/kimi-k2", "openrouter", "moonshotai/kimi-k2",
-                         COMPAT_REPLY),
-    "opencode": Family("opencode/claude-sonnet-4-6", "opencode", "claude-sonnet-4-6",
-                       CLAUDE_REPLY),
-}
-
-
-@functools.cache
-def tls() -> ssl.SSLContext:
-    return ssl.create_default_context()
-
-
-@dataclass
-class Stack:
-    port: int
-    app: ChatdApp
-    local: AgentOllama
-    cloud: AgentOllama
-    compat: AgentOpenAI
-    claude: FakeAnthropic
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self, *, bearer: bool = False, retries: int = 0) -> anthropic.AsyncAnthropic:
-        auth: dict[str, str] = {"auth_token": TOKEN} if bearer else {"api_key": TOKEN}
-        return anthropic.AsyncAnthropic(
-            base_url=self.url, max_retries=retries, timeout=10,
-            http_client=anthropic.DefaultAsyncHttpxClient(verify=tls()), **auth)
-
-    def bodies(self, provider: str) -> list[dict[str, Any]]:
-        """What the family's upstream received, oldest first."""
-        if provider == "ollama":
-            return self.local.requests
-        if provider == "ollama_cloud":
-            return self.cloud.requests
-        if provider == "opencode":
-            return self.claude.requests
-        return self.compat.bodies(provider)
-
-
-@asynccontextmanager
-async def stack(tmp_path: Path, *, cloud_key: bool = True, **fakes: Any
-                ) -> AsyncIterator[Stack]:
-    """The fakes and chatd, serving until the block ends; ``local_*``, ``compat_*`` and
-    ``claude_*`` keyword arguments go to those fakes. ``cloud_key=False`` leaves Ollama
-    Cloud unregistered."""
-    def of(prefix: str) -> dict[str, Any]:
-        return {k[len(prefix):]: v for k, v in fakes.items() if k.startswith(prefix)}
-
-    local = AgentOllama(["qwen3:4b"], LOCAL_REPLY, awkward=True, **of("local_"))
-    cloud = AgentOllama(["kimi-k2.6"], CLOUD_REPLY, key=CLOUD_KEY, awkward=True)
-    compat = AgentOpenAI(keys=KEYS, **of("compat_"))
-    claude = FakeAnthropic(key=KEYS["opencode"], **of("claude_"))
-    key_file = tmp_path / "ollama_cloud.env"
-    if cloud_key:
-        key_file.write_text(f"OLLAMA_API_KEY={CLOUD_KEY}\n")
-    async with anyio.create_task_group() as tg:
-        for fake in (local, cloud, compat, claude):
-            await tg.start(fake.serve)
-        config = load_config(f"""
-[chatd]
-ollama_url = "{local.url}"
-timeout_secs = 5
-auth_token_env = "CHATD_TOKEN"
-[chatd.providers.ollama_cloud]
-base_url = "{cloud.url}"
-key_file = "{key_file}"
-[chatd.providers.openrouter]
-base_url = "{compat.base_url('openrouter')}"
-key_file = "{tmp_path / 'missing.env'}"
-[chatd.providers.kimi]
-base_url = "{compat.base_url('kimi')}"
-key_file = "{tmp_path / 'missing.env'}"
-[chatd.providers.opencode]
-base_url = "{claude.url}/zen/v1"
-key_file = "{tmp_path / 'missing.env'}"
-[models]
-smart = ["opencode/claude-sonnet-4-6", "ollama/qwen3:4b"]
-""")
-        environ = {"CHATD_TOKEN": TOKEN, "OPENROUTER_API_KEY": KEYS["openrouter"],
-                   "KIMI_API_KEY": KEYS["kimi"], "OPENCODE_API_KEY": KEYS["opencode"]}
-        app = create_app(config, environ=environ)
-        async with served(app) as port:
-            yield Stack(port, app, local, cloud, compat, claude)
-        tg.cancel_scope.cancel()
 
 
 def upstream_messages(s: Stack, family: Family) -> list[dict[str, Any]]:
