@@ -54,11 +54,16 @@ PROVIDERS = {
         name="openrouter", api="openai_chat", base_url="https://openrouter.ai/api/v1",
         key=Secret("bench-not-a-key"),
     ),
+    "openai_responses": Provider(
+        name="opencode", api="openai_responses", base_url="https://opencode.ai/zen/v1",
+        key=Secret("bench-not-a-key"),
+    ),
 }
 ROUTES = {
     "ollama_chat": Route(provider="ollama", upstream_model="qwen3:4b"),
     "ollama_generate": Route(provider="ollama_cloud", upstream_model="gpt-oss:120b"),
     "openai_chat": Route(provider="openrouter", upstream_model="moonshotai/kimi-k2"),
+    "openai_responses": Route(provider="opencode", upstream_model="gpt-5.1"),
 }
 
 REQUEST = ChatRequest(
@@ -101,6 +106,17 @@ def responses() -> dict[str, bytes]:
                                      "refusal": None, "reasoning": None}}],
             "usage": {"prompt_tokens": 31, "completion_tokens": 22, "total_tokens": 53},
         }),
+        "openai_responses": orjson.dumps({
+            "id": "resp_0a1b", "object": "response", "created_at": 1753343279,
+            "status": "completed", "error": None, "incomplete_details": None,
+            "model": "gpt-5.1", "output": [{
+                "id": "msg_0a1b", "type": "message", "status": "completed",
+                "role": "assistant", "content": [{"type": "output_text", "text": ANSWER,
+                                                  "annotations": [], "logprobs": []}]}],
+            "usage": {"input_tokens": 31, "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens": 22, "output_tokens_details": {"reasoning_tokens": 0},
+                      "total_tokens": 53},
+        }),
     }
 
 
@@ -139,6 +155,24 @@ def streams() -> dict[str, tuple[list[bytes], list[bytes]]]:
     wire.insert(0, b": OPENROUTER PROCESSING\n\n")
     wire.append(b"data: [DONE]\n\n")
     out["openai_chat"] = (wire, sse)
+    # OpenAI Responses (openai-python response_stream_event): typed events with an
+    # ``event:`` line each; the envelope, one message item, the deltas, its end, completed.
+    item = {"item_id": "msg_0a1b", "output_index": 0, "content_index": 0}
+    events = [
+        {"type": "response.created", "response": {"id": "resp_0a1b", "status": "in_progress"}},
+        {"type": "response.output_item.added", "output_index": 0, "item": {
+            "id": "msg_0a1b", "type": "message", "role": "assistant", "content": []}},
+        *({"type": "response.output_text.delta", **item, "delta": _token(i),
+           "logprobs": [], "obfuscation": "Zx4"} for i in range(n - 3)),
+        {"type": "response.output_item.done", "output_index": 0, "item": {
+            "id": "msg_0a1b", "type": "message", "role": "assistant", "content": []}},
+        {"type": "response.completed", "response": {
+            "id": "resp_0a1b", "status": "completed", "output": [],
+            "usage": {"input_tokens": 31, "output_tokens": n, "total_tokens": 31 + n}}},
+    ]
+    typed = [orjson.dumps({"sequence_number": i, **e}) for i, e in enumerate(events)]
+    out["openai_responses"] = ([b"event: " + orjson.loads(t)["type"].encode() + b"\ndata: "
+                                + t + b"\n\n" for t in typed], typed)
     return out
 
 

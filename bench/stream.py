@@ -8,7 +8,12 @@ serve`` process, in one invocation, so every figure has its baseline beside it:
   first content line, direct vs. through chatd (p50/p99 and the difference);
 - relay rate: long unpaced streams, content lines received per second, direct vs. chatd;
 - concurrency: N streams held open at once through chatd (paced, so they overlap), with
-  errors counted and chatd's peak RSS (VmHWM) read from /proc.
+  errors counted and chatd's peak RSS (VmHWM) read from /proc;
+- ``/v1/responses``: TTFT and relay rate through the OpenAI Responses door, translated
+  from the same Ollama stream (each NDJSON line becomes a ``response.output_text.delta``
+  event) and relayed from a Responses-speaking upstream (the fake's ``/v1/responses``,
+  a provider configured with ``api = "openai_responses"``: the same dialect, relayed
+  event by event with only the model rewritten), each against the fake measured directly.
 
 Traffic stays on 127.0.0.1 and every phase is bounded. Run:
 ``python3 bench/stream.py [--streams 1000] [--transport h11]``.
@@ -26,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from _common import free_port, peak_rss_mb, process, wait_http
@@ -45,6 +51,7 @@ async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
+            responses = head.split(b" ", 2)[1].endswith(b"/responses")
             length = 0
             close = False
             for line in head.split(b"\r\n"):
@@ -56,6 +63,11 @@ async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
             body = json.loads(await reader.readexactly(length)) if length else {}
             _, n, ms = str(body.get("model", "bench-10-0")).split("-")
             count, interval = int(n), int(ms) / 1000
+            if responses:
+                await _responses(writer, count, interval)
+                if close:
+                    return
+                continue
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\n"
                          b"transfer-encoding: chunked\r\n\r\n")
             line = (json.dumps({"model": "m", "created_at": "2026-11-29T00:00:00Z",
@@ -82,6 +94,45 @@ async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
         writer.close()
 
 
+def _sse(seq: int, kind: bytes, fields: bytes) -> bytes:
+    return (b'event: %s\ndata: {"type":"%s","sequence_number":%d,%s}\n\n'
+            % (kind, kind, seq, fields))
+
+
+async def _responses(writer: asyncio.StreamWriter, count: int, interval: float) -> None:
+    """A Responses SSE stream as OpenAI sends one (openai-python ``response_stream_event``):
+    the envelope, one message item, ``count`` text deltas, the item's end, completed."""
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                 b"transfer-encoding: chunked\r\n\r\n")
+    envelope = b'"response":{"id":"resp_b","object":"response","model":"m","output":[]}'
+    ids = b'"item_id":"msg_b","output_index":0,"content_index":0'
+    head = (_sse(0, b"response.created", envelope)
+            + _sse(1, b"response.in_progress", envelope)
+            + _sse(2, b"response.output_item.added", b'"output_index":0,"item":{"id":"msg_b",'
+                   b'"type":"message","status":"in_progress","role":"assistant",'
+                   b'"content":[]}')
+            + _sse(3, b"response.content_part.added", ids + b',"part":{"type":"output_text",'
+                   b'"text":"","annotations":[]}'))
+    writer.write(_chunk(head))
+    for i in range(count):
+        writer.write(_chunk(_sse(4 + i, b"response.output_text.delta",
+                                 ids + b',"delta":"tok ","logprobs":[]')))
+        if interval:
+            await writer.drain()
+            await asyncio.sleep(interval)
+        elif writer.transport.get_write_buffer_size() > 1 << 16:
+            await writer.drain()
+    seq = 4 + count
+    end = (_sse(seq, b"response.output_item.done", b'"output_index":0,"item":{"id":"msg_b",'
+                b'"type":"message","status":"completed","role":"assistant","content":[]}')
+           + _sse(seq + 1, b"response.completed", b'"response":{"id":"resp_b","object":'
+                  b'"response","model":"m","status":"completed","output":[],"usage":'
+                  b'{"input_tokens":5,"output_tokens":%d,"total_tokens":%d}}'
+                  % (count, 5 + count)))
+    writer.write(_chunk(end) + b"0\r\n\r\n")
+    await writer.drain()
+
+
 async def _upstream_main(port: int) -> None:
     server = await asyncio.start_server(_serve_one, "127.0.0.1", port, backlog=4096)
     async with server:
@@ -90,7 +141,13 @@ async def _upstream_main(port: int) -> None:
 
 # ----------------------------------------------------------------------------- client
 
-async def _stream(host: str, port: int, path: str, body: bytes) -> tuple[float, int, float]:
+#: What marks one token in a stream: the content of an NDJSON line, or a Responses delta.
+TOKEN = b'"tok '
+DELTA = b'"delta":"tok '
+
+
+async def _stream(host: str, port: int, path: str, body: bytes, marker: bytes = TOKEN
+                  ) -> tuple[float, int, float]:
     """One streamed POST on a fresh connection: (TTFT s, content lines, total s)."""
     reader, writer = await asyncio.open_connection(host, port)
     started = time.perf_counter()
@@ -105,14 +162,15 @@ async def _stream(host: str, port: int, path: str, body: bytes) -> tuple[float, 
         data = await reader.read(65536)
         if not data:
             break
-        # Four bytes of the last read go in front: a token may straddle two reads.
-        seen = (buf[-4:] + data).count(b'"tok ')
+        # The last read's tail goes in front: a token may straddle two reads.
+        seen = (buf[1 - len(marker):] + data).count(marker)
         if seen and not ttft:
             ttft = time.perf_counter() - started
         lines += seen
         buf = data[-64:]
     writer.close()
-    if b"error" in buf:
+    if b'"error":{' in buf or b"response.failed" in buf or b'"error": "' in buf \
+            or (marker is TOKEN and b"error" in buf):
         raise RuntimeError(f"stream ended with an error: {buf!r}")
     return ttft, lines, time.perf_counter() - started
 
@@ -141,6 +199,40 @@ async def relay(port: int, direct: bool, chunks: int, parallel: int) -> float:
     started = time.perf_counter()
     results = await asyncio.gather(*[
         _stream("127.0.0.1", port, _paths(direct), _body(f"bench-{chunks}-0", direct))
+        for _ in range(parallel)])
+    elapsed = time.perf_counter() - started
+    assert all(r[1] == chunks for r in results), [r[1] for r in results]
+    return chunks * parallel / elapsed
+
+
+@dataclass(frozen=True)
+class Path_:
+    """One way to stream the same answer: where to send it, and how to read it back."""
+
+    port: int
+    path: str
+    model: str
+    """The model name, with ``{n}``/``{ms}`` for the fake's chunk count and pacing."""
+    marker: bytes = DELTA
+
+    def body(self, n: int, ms: int) -> bytes:
+        return json.dumps({"model": self.model.format(n=n, ms=ms), "input": "stream please",
+                           "stream": True}).encode()
+
+
+async def ttft_of(p: Path_, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t, lines, _ = await _stream("127.0.0.1", p.port, p.path, p.body(3, 0), p.marker)
+        assert lines == 3, lines
+        out.append(t)
+    return out
+
+
+async def relay_of(p: Path_, chunks: int, parallel: int) -> float:
+    started = time.perf_counter()
+    results = await asyncio.gather(*[
+        _stream("127.0.0.1", p.port, p.path, p.body(chunks, 0), p.marker)
         for _ in range(parallel)])
     elapsed = time.perf_counter() - started
     assert all(r[1] == chunks for r in results), [r[1] for r in results]
@@ -199,7 +291,9 @@ def main() -> None:
     port = free_port()
     with tempfile.TemporaryDirectory() as d:
         cfg = Path(d) / "lakehouse.toml"
-        cfg.write_text(f'[chatd]\nollama_url = "http://127.0.0.1:{up}"\n')
+        cfg.write_text(f'[chatd]\nollama_url = "http://127.0.0.1:{up}"\n'
+                       f'[chatd.providers.bench]\napi = "openai_responses"\n'
+                       f'base_url = "http://127.0.0.1:{up}/v1"\n')
         env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
         with process([sys.executable, __file__, "--upstream", str(up)]), \
              process([sys.executable, "-m", "server", "serve", "--config", str(cfg),
@@ -232,6 +326,41 @@ def main() -> None:
                 print(f"{'chunks/s (median of 3)':24} {rd:10.0f} {rc:10.0f} {rc / rd:10.2f}")
                 print(f"{'µs per chunk':24} {1e6 / rd:10.2f} {1e6 / rc:10.2f} "
                       f"{1e6 / rc - 1e6 / rd:10.2f} added")
+
+                # /v1/responses: from the Ollama stream (translated) and from a
+                # Responses upstream (the same dialect), each against its direct baseline.
+                pairs = [
+                    ("from Ollama", Path_(up, "/api/chat", "bench-{n}-{ms}", TOKEN),
+                     Path_(port, "/v1/responses", "ollama/bench-{n}-{ms}")),
+                    ("same dialect", Path_(up, "/v1/responses", "bench-{n}-{ms}"),
+                     Path_(port, "/v1/responses", "bench/bench-{n}-{ms}")),
+                ]
+                for _, direct, via in pairs:  # warm up
+                    await ttft_of(direct, 20)
+                    await ttft_of(via, 20)
+                print(f"\n{'/v1/responses TTFT':24} {'direct':>10} {'chatd':>10} {'added':>10}")
+                for label, direct, via in pairs:
+                    dt = await ttft_of(direct, args.ttft_runs)
+                    ct = await ttft_of(via, args.ttft_runs)
+                    d50, c50 = statistics.median(dt), statistics.median(ct)
+                    d99, c99 = pct(dt, .99), pct(ct, .99)
+                    print(f"{'p50 ms, ' + label:24} {d50 * 1e3:10.3f} {c50 * 1e3:10.3f} "
+                          f"{(c50 - d50) * 1e3:10.3f}")
+                    print(f"{'p99 ms, ' + label:24} {d99 * 1e3:10.3f} {c99 * 1e3:10.3f} "
+                          f"{(c99 - d99) * 1e3:10.3f}")
+                print(f"\n{'/v1/responses relay':24} {'direct':>10} {'chatd':>10} "
+                      f"{'ratio':>10}")
+                for label, direct, via in pairs:
+                    rd_, rc_ = [], []
+                    for _ in range(3):
+                        rd_.append(await relay_of(direct, args.relay_chunks,
+                                                  args.relay_parallel))
+                        rc_.append(await relay_of(via, args.relay_chunks,
+                                                  args.relay_parallel))
+                    rd, rc = statistics.median(rd_), statistics.median(rc_)
+                    print(f"{'chunks/s, ' + label:24} {rd:10.0f} {rc:10.0f} {rc / rd:10.2f}")
+                    print(f"{'µs per chunk, ' + label:24} {1e6 / rd:10.2f} {1e6 / rc:10.2f} "
+                          f"{1e6 / rc - 1e6 / rd:10.2f} added")
 
                 before = peak_rss_mb(chatd.pid)
                 ok, failed, elapsed = await concurrent(

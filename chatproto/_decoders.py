@@ -241,11 +241,23 @@ class SSEDecoder:
             if fast:
                 blocks = data.split(b"\n\n")
                 tail = blocks.pop()
+                half = self._limit >> 1
                 for block in blocks:
                     if block[:6] == b"data: " and b"\n" not in block:
                         if len(block) > self._limit:
                             raise _too_long(self._limit, self._provider)
                         out.append(_new_event(SSEEvent, ("message", block[6:], self._id)))
+                    elif block[:7] == b"event: " and block.count(b"\n") == 1 \
+                            and len(block) <= half:
+                        # ``event: <name>`` then one ``data:`` line: how OpenAI Responses
+                        # and Anthropic frame every event. Short enough that no bound
+                        # can apply, so the outcome is the line-by-line path's.
+                        name, _, line = block.partition(b"\n")
+                        if line[:6] == b"data: ":
+                            kind = name[7:].decode("utf-8", "replace") or "message"
+                            out.append(_new_event(SSEEvent, (kind, line[6:], self._id)))
+                        else:
+                            self._lines_in(lines.split(block + b"\n\n"), out)
                     else:
                         self._lines_in(lines.split(block + b"\n\n"), out)
                 if tail:

@@ -180,6 +180,13 @@ SSE_FIXTURES = [
     (b"\n\n\ndata: x\n\n\n\n", [ev(b"x")], "extra-blank-lines"),
     ("data: é漢🙂\n\n".encode(), [ev("é漢🙂".encode())], "multibyte-utf8"),
     (b"event: \xff\ndata: x\n\n", [ev(b"x", "\ufffd")], "bad-utf8-event-name-replaced"),
+    # ``event:`` + one ``data:`` line, the Responses/Anthropic framing, in every variant
+    (b"event: a.b\ndata: {}\n\nevent: c\ndata: [1]\n\n", [ev(b"{}", "a.b"), ev(b"[1]", "c")],
+     "typed-events"),
+    (b"event: \ndata: x\n\n", [ev(b"x")], "empty-event-name-is-message"),
+    (b"event: a\n: comment\n\ndata: y\n\n", [ev(b"y")], "event-then-comment-not-dispatched"),
+    (b"event: a\ndata:x\n\n", [ev(b"x", "a")], "event-then-data-without-space"),
+    (b"event: a\nid: 3\n\ndata: y\n\n", [ev(b"y", id="3")], "event-then-id"),
     (b"", [], "empty"),
     (b": only a comment\n", [], "only-comment"),
 ]
@@ -240,6 +247,20 @@ def test_sse_complete_event_over_the_bound_is_refused(end: bytes) -> None:
     for _how, chunks in every_split(data):
         with pytest.raises(ChatError):
             feed(SSEDecoder(max_event_bytes=64), chunks)
+
+
+@pytest.mark.parametrize("size", range(20, 70, 3))
+def test_sse_typed_event_near_the_bound_is_the_same_at_every_split(size: int) -> None:
+    """``event:`` + ``data:`` blocks around the bound: the whole-block path and the
+    line-by-line one agree on which are refused."""
+    data = b"event: e\ndata: " + b"x" * size + b"\n\n"
+    outcomes = set()
+    for _how, chunks in every_split(data):
+        try:
+            outcomes.add(tuple(feed(SSEDecoder(max_event_bytes=64), chunks)))
+        except ChatError:
+            outcomes.add(("refused",))
+    assert len(outcomes) == 1, outcomes
 
 
 @pytest.mark.parametrize(
