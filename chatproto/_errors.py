@@ -41,6 +41,11 @@ ERROR_STATUS: Mapping[str, int] = {
     "bad_upstream_response": 502,
     "upstream_overloaded": 503,
     "upstream_timeout": 504,
+    # chatd's own limits (SPEC §4, §5) and its last resort.
+    "request_timeout": 408,
+    "overloaded": 503,
+    "shutting_down": 503,
+    "internal_error": 500,
 }
 
 #: Types that another provider in a fallback chain may well answer: the failure is about

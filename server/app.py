@@ -42,6 +42,7 @@ from chatproto.dialects import anthropic_messages, native, ollama, openai_chat, 
 from . import routes_anthropic, routes_ollama, routes_openai
 from .asgi import (
     Disconnected,
+    Drain,
     ErrorRenderer,
     Handler,
     Receive,
@@ -101,6 +102,13 @@ ERROR_SHAPES: Mapping[str, Door] = {
 }
 
 
+#: Routes outside ``max_in_flight``: answered at once, and needed most when all else is busy.
+UNCOUNTED_PATHS = frozenset({"/healthz", "/metrics"})
+
+#: The answer to a bug (an exception that is not a ChatError), in the door's shape.
+INTERNAL_ERROR = ChatError("internal_error", "internal error")
+
+
 def make_transport(name: str) -> Transport:
     """``h11`` (the default, lean) or ``httpx``; imported on demand to keep startup fast."""
     if name == "h11":
@@ -147,6 +155,9 @@ class ChatdApp:
         self._service: ChatService | None = None
         self._lifespan_stack: AsyncExitStack | None = None
         self._metrics: Callable[[], tuple[bytes, bytes]] | None = None
+        self.drain = Drain()
+        """Set going by :meth:`begin_shutdown`; every relayed call's waits end with it."""
+        self._in_flight = 0
         self.observer = Observer(
             self.telemetry, metrics=config.chatd.metrics,
             log_requests=config.chatd.log_requests,
@@ -275,12 +286,34 @@ class ChatdApp:
 
     # --- HTTP --------------------------------------------------------------------------
 
+    def begin_shutdown(self, grace: float) -> None:
+        """SIGTERM: refuse new requests (503 ``shutting_down``) and give the calls in
+        flight ``grace`` seconds, after which each is ended in its door's way."""
+        self.drain.begin(anyio.current_time() + grace)
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         responder = Responder(send, request_id(scope))
         method = str(scope.get("method", "GET"))
         path = str(scope.get("path", "/"))
+        # Health and metrics are cheap and must answer while the rest is saturated.
+        counted = path not in UNCOUNTED_PATHS
         try:
-            await self._dispatch(Request(scope, receive, method, path), responder)
+            if self.drain.draining:
+                raise ChatError("shutting_down", "chatd is shutting down")
+            if counted:
+                if self._in_flight >= self.config.chatd.max_in_flight:
+                    raise ChatError(
+                        "overloaded",
+                        f"chatd is handling its maximum of {self._in_flight} requests "
+                        "(max_in_flight); retry later",
+                        retry_after=self.config.chatd.default_retry_after_secs,
+                    )
+                self._in_flight += 1
+            try:
+                await self._dispatch(Request(scope, receive, method, path), responder)
+            finally:
+                if counted:
+                    self._in_flight -= 1
         except ChatError as exc:
             if responder.state == "REQUEST":
                 logger.info(
@@ -292,13 +325,12 @@ class ChatdApp:
             logger.info("%s %s: client went away (request %s)", method, path,
                         responder.request_id)
         except Exception:
-            # A bug. Say so in the log; the client gets the least-bad answer possible.
+            # A bug. Say so in the log, once; the client gets the least-bad answer
+            # possible, in its door's shape (SPEC §4).
             logger.exception("unexpected error on %s %s (request %s)", method, path,
                              responder.request_id)
             if responder.state == "REQUEST":
-                await responder.json(
-                    500, {"error": {"type": "internal_error", "message": "internal error"}}
-                )
+                await responder.error(INTERNAL_ERROR, self.error_renderer(path))
             elif responder.state == "STREAMING":
                 await responder.body(b"", more=False)
 
@@ -344,8 +376,10 @@ class ChatdApp:
         raise ChatError("unauthorized", "missing or wrong bearer token")
 
     async def read_body(self, request: Request) -> bytes:
-        """The whole request body under ``max_body_bytes`` (:func:`server.asgi.read_body`)."""
-        return await read_body(request, self.config.chatd.max_body_bytes)
+        """The whole request body under ``max_body_bytes``, within
+        ``client_body_timeout_secs`` (:func:`server.asgi.read_body`)."""
+        chatd = self.config.chatd
+        return await read_body(request, chatd.max_body_bytes, chatd.client_body_timeout_secs)
 
     def service(self) -> ChatService:
         """The chat service; it exists between lifespan startup and shutdown."""

@@ -11,9 +11,11 @@ still possible. :func:`read_body` enforces the body limit as the body arrives;
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Required, TypedDict
 
@@ -25,6 +27,7 @@ from chatproto import ChatError, retry_after_header
 __all__ = [
     "JSON_TYPE",
     "Disconnected",
+    "Drain",
     "ErrorRenderer",
     "Handler",
     "LifespanReply",
@@ -232,14 +235,17 @@ class Disconnected(Exception):
     """The client went away; nothing more can be sent."""
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole request body, refusing more than ``limit`` bytes as it arrives.
+async def read_body(request: Request, limit: int, timeout: float = math.inf) -> bytes:
+    """The whole request body, refusing more than ``limit`` bytes as it arrives, and a body
+    not complete within ``timeout`` seconds (SPEC §5 ``client_body_timeout_secs``).
 
     A declared Content-Length over the limit is refused before reading anything; a
-    chunked body is counted chunk by chunk, so the limit bounds memory either way.
+    chunked body is counted chunk by chunk, so the limit bounds memory either way. The
+    deadline covers the whole body, not each read: a client sending a byte a second would
+    pass any per-read limit while holding its connection (and descriptor) for ever.
 
     Raises:
-        ChatError: ``request_too_large`` (413).
+        ChatError: ``request_too_large`` (413), ``request_timeout`` (408).
         Disconnected: the client went away before the body was complete.
     """
     too_large = ChatError("request_too_large", f"request body is larger than {limit} bytes")
@@ -248,17 +254,65 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise too_large
     parts: list[bytes] = []
     size = 0
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            raise Disconnected()
-        chunk = bytes(message.get("body", b""))
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
+    with anyio.move_on_after(timeout):
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise Disconnected()
+            chunk = bytes(message.get("body", b""))
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                body = b"".join(parts)
+                parts.clear()  # the pieces go now, not when the caller returns
+                return body
+    raise ChatError(
+        "request_timeout",
+        f"the request body was not received within {timeout:g} s ({size} bytes arrived)",
+    )
+
+
+class Drain:
+    """The process is stopping: waits registered here end at the drain's deadline.
+
+    Until :meth:`begin` the deadline is infinite and a registered wait costs one cancel
+    scope. A request's upstream wait runs inside :meth:`scope`; :meth:`begin` moves the
+    deadline of every scope open at that moment, and a scope opened later starts with
+    it, so no call outlives the grace. What an expired scope means is the caller's to say
+    (``shutting_down``, in the dialect's shape): the drain only keeps the clock.
+    """
+
+    __slots__ = ("_scopes", "deadline")
+
+    def __init__(self) -> None:
+        self.deadline = math.inf
+        self._scopes: set[anyio.CancelScope] = set()
+
+    @property
+    def draining(self) -> bool:
+        return self.deadline != math.inf
+
+    def begin(self, deadline: float) -> None:
+        """Every wait ends by ``deadline`` (anyio clock); called once, on the first signal."""
+        self.deadline = min(self.deadline, deadline)
+        for scope in self._scopes:
+            scope.deadline = min(scope.deadline, self.deadline)
+
+    def expired(self) -> bool:
+        return anyio.current_time() >= self.deadline
+
+    @contextmanager
+    def scope(self) -> Iterator[anyio.CancelScope]:
+        """A cancel scope whose deadline is never later than the drain's."""
+        scope = anyio.CancelScope(deadline=self.deadline)
+        self._scopes.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._scopes.discard(scope)
 
 
 async def until_disconnect(

@@ -9,11 +9,9 @@ that needs them.
 ``serve`` binds the listening socket itself, before hypercorn starts, and hands it over as
 ``fd://N``. The startup log line then names the real address even for ``--bind
 127.0.0.1:0`` (tests use that instead of guessing a free port), and connections that arrive
-while the app is still starting wait in the listen backlog instead of being refused. One
-worker runs hypercorn's ``serve`` under ``anyio.run`` with the chosen backend and a
-``shutdown_trigger`` fed by SIGINT/SIGTERM; several workers go through hypercorn's own
-``run`` (a supervisor that spawns worker processes and owns the signals), each worker
-rebuilding the app from the config path and transport name passed in its environment.
+while the app is still starting wait in the listen backlog instead of being refused. The
+serving process itself (workers, signals, the drain, the connection cap) is
+:mod:`server.process`.
 """
 
 from __future__ import annotations
@@ -21,12 +19,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from chatproto import ChatError, __version__
 from chatproto._routing import resolve
@@ -43,15 +39,10 @@ from .config import (
     resolve_auth_token,
 )
 
-if TYPE_CHECKING:
-    from .app import ChatdApp
-
-__all__ = ["main", "worker_app"]
+__all__ = ["main"]
 
 logger = logging.getLogger("chatd")
 
-#: How ``chatd serve --workers N`` tells each spawned worker which transport to build.
-TRANSPORT_ENV = "CHATD_TRANSPORT"
 #: Exit status for a configuration error (as argparse uses for bad usage).
 EXIT_CONFIG = 2
 
@@ -185,21 +176,6 @@ def _address(sock: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _hypercorn_config(fd: int, workers: int, worker_class: str) -> Any:
-    from hypercorn.config import Config as HypercornConfig
-
-    hc = HypercornConfig()
-    hc.bind = [f"fd://{fd}"]
-    hc.workers = workers
-    hc.worker_class = worker_class
-    hc.include_server_header = False
-    # A Logger instance is used as is (no handler of hypercorn's own), so its lines go
-    # through the one root handler instead of being printed twice.
-    hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.backlog = 1024
-    return hc
-
-
 def _serve(args: argparse.Namespace, path: Path | None, config: Config) -> int:
     bind = args.bind or config.chatd.bind
     try:
@@ -211,6 +187,9 @@ def _serve(args: argparse.Namespace, path: Path | None, config: Config) -> int:
     # Before listening: a named but unset client token is a config error (fail closed),
     # and with several workers it would otherwise surface only inside each worker.
     resolve_auth_token(config, os.environ)
+    from .process import Worker, block_signals, run_worker, supervise
+
+    block_signals()  # until the workers are ready for them (server/process.py)
     _setup_logging(config)
     _raise_file_limit()
     try:
@@ -230,65 +209,24 @@ def _serve(args: argparse.Namespace, path: Path | None, config: Config) -> int:
             __version__, _address(sock), args.worker_class, args.transport, where,
             ", ".join(app.providers),
         )
-        hc = _hypercorn_config(sock.detach(), 1, args.worker_class)
-        import anyio
+        code = run_worker(app, sock.detach(), args.worker_class)
+        if code == 0:
+            logger.info("chatd stopped")
+        return code
 
-        try:
-            anyio.run(_serve_one, app, hc, args.worker_class, backend=args.worker_class)
-        except Exception as exc:  # startup failed (already logged with its traceback)
-            logger.error("chatd could not serve: %s", _describe(exc))
-            return 1
-        logger.info("chatd stopped")
-        return 0
-
-    # Several workers: hypercorn's supervisor spawns fresh interpreters, which rebuild the
-    # app from the environment (the only channel a spawned process inherits).
     providers = registered(register_providers(config, os.environ))
-    if path is not None:
-        os.environ["LAKEHOUSE_CONFIG"] = str(path.resolve())
-    os.environ[TRANSPORT_ENV] = args.transport
     logger.info(
         "chatd %s serving on http://%s (%s, %d workers, %s transport, config %s); "
         "providers: %s",
         __version__, _address(sock), args.worker_class, args.workers, args.transport, where,
         ", ".join(providers),
     )
-    from hypercorn.run import run
-
-    hc = _hypercorn_config(sock.detach(), args.workers, args.worker_class)
-    hc.application_path = "server.cli:worker_app()"
-    return run(hc)
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for ``exc``; an exception group (trio nurseries) by its leaf exceptions."""
-    if isinstance(exc, BaseExceptionGroup):
-        return "; ".join(_describe(e) for e in exc.exceptions)
-    return str(exc) or type(exc).__name__
-
-
-async def _serve_one(app: ChatdApp, hc: Any, worker_class: str) -> None:
-    if worker_class == "trio":
-        from hypercorn.trio import serve
-    else:
-        from hypercorn.asyncio import serve  # type: ignore[assignment]
-    await serve(app, hc, shutdown_trigger=_wait_for_signal)  # type: ignore[arg-type]
-
-
-async def _wait_for_signal() -> None:
-    """Return on SIGINT or SIGTERM: hypercorn's cue to shut down gracefully."""
-    import anyio
-
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            logger.info("received %s, shutting down", signal.Signals(signum).name)
-            return
-
-
-def worker_app() -> ChatdApp:
-    """The app inside a spawned worker (``chatd serve --workers N``)."""
-    from .app import create_app
-
-    config = read_config(find_config(None, os.environ))
-    _setup_logging(config)
-    return create_app(config, transport=os.environ.get(TRANSPORT_ENV, "h11"))
+    worker = Worker(
+        config_path=str(path.resolve()) if path is not None else None,
+        transport=args.transport,
+        worker_class=args.worker_class,
+    )
+    code = supervise(sock, args.workers, worker)
+    if code == 0:
+        logger.info("chatd stopped")
+    return code

@@ -23,7 +23,16 @@ every door:
   service fills its trace, the head carries who served it (``x-chatd-provider``,
   ``x-chatd-upstream-model``, ``x-chatd-overhead-ms``, on errors too once a route was
   chosen), and it is counted and logged once with the status the client got, the door's
-  ``name`` as its label.
+  ``name`` as its label;
+- every wait has a deadline (SPEC §5): a stream whose upstream sends no event for
+  ``stream_idle_secs`` (keep-alives are bytes, not events), or that runs past
+  ``stream_max_secs``, ends with the door's error; a client that reads nothing for
+  ``stream_idle_secs`` (its write blocks) has the upstream call cancelled; and once the
+  process drains (:class:`~server.asgi.Drain`), a call still running at the end of the
+  grace is answered 503 ``shutting_down`` before the head, or ended with the door's error
+  after it. One cancel scope per call carries all of these, its deadline moved as the
+  relay alternates between waiting on the upstream and writing to the client, so a
+  stream chunk costs two deadline moves rather than two scopes.
 
 Routes are data (:func:`chat_route`): adding a door to the server is one entry in the app's
 route table.
@@ -35,8 +44,10 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+import anyio
 
 from chatproto import (
     Answer,
@@ -50,12 +61,22 @@ from chatproto import (
     StreamEnded,
 )
 
-from .asgi import Disconnected, Request, Responder, ScopeHeaders, header, until_disconnect
-from .config import Config
+from .asgi import (
+    Disconnected,
+    Drain,
+    Request,
+    Responder,
+    ScopeHeaders,
+    header,
+    until_disconnect,
+)
+from .config import ChatdConfig, Config
 from .observe import CLIENT_CLOSED, Observed, Observer
 from .service import ChatService
 
-__all__ = ["DoorEndpoint", "Endpoint", "Host", "chat_route", "relay_stream", "relay_whole"]
+__all__ = [
+    "Bounds", "DoorEndpoint", "Endpoint", "Host", "chat_route", "relay_stream", "relay_whole",
+]
 
 logger = logging.getLogger("chatd.relay")
 
@@ -66,6 +87,7 @@ class Host(Protocol):
     config: Config
     providers: dict[str, Provider]
     observer: Observer
+    drain: Drain
 
     def service(self) -> ChatService:
         """The chat service (raises ChatError before lifespan startup)."""
@@ -78,6 +100,27 @@ class Host(Protocol):
 
 Endpoint = Callable[[Host, Request, Responder], Awaitable[None]]
 """A route handler; the application passes itself as the host."""
+
+#: After a deadline has ended a stream, the longest its error line may take to write.
+FINAL_WRITE_SECS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """The deadlines one relayed call lives under (SPEC §5)."""
+
+    drain: Drain = field(default_factory=Drain)
+    stream_idle_secs: float = 120.0
+    stream_max_secs: float = 1800.0
+
+    @classmethod
+    def of(cls, chatd: ChatdConfig, drain: Drain) -> Bounds:
+        return cls(drain, chatd.stream_idle_secs, chatd.stream_max_secs)
+
+    def shutting_down(self) -> ChatError:
+        return ChatError(
+            "shutting_down", "chatd is shutting down and its grace for this call has ended"
+        )
 
 
 class DoorEndpoint:
@@ -137,9 +180,10 @@ class DoorEndpoint:
             return
         started = time.perf_counter_ns()
         relay = relay_stream if chat.stream else relay_whole
+        bounds = Bounds.of(host.config.chatd, host.drain)
         await until_disconnect(
             request.receive, responder,
-            lambda: relay(service, door, call, ctx, responder, started, obs),
+            lambda: relay(service, door, call, ctx, responder, started, obs, bounds),
         )
 
 
@@ -156,9 +200,14 @@ def chat_route(door: Door) -> Mapping[str, Endpoint]:
 async def relay_whole(
     service: ChatService, door: Door, call: DoorCall, ctx: CallContext,
     responder: Responder, started: int, obs: Observed | None = None,
+    bounds: Bounds | None = None,
 ) -> None:
     """One whole answer, rendered by the door (its ChatError goes to the app's handler)."""
-    result = await service.chat(call.chat, obs.trace if obs is not None else None)
+    bounds = bounds if bounds is not None else Bounds()
+    with bounds.drain.scope() as scope:
+        result = await service.chat(call.chat, obs.trace if obs is not None else None)
+    if scope.cancelled_caught:
+        raise bounds.shutting_down()
     answer = Answer(
         response=result.response, route=result.route, latency_ms=result.latency_ms,
         elapsed_ns=time.perf_counter_ns() - started, fallbacks=result.fallbacks,
@@ -172,41 +221,91 @@ async def relay_whole(
 async def relay_stream(
     service: ChatService, door: Door, call: DoorCall, ctx: CallContext,
     responder: Responder, started: int, obs: Observed | None = None,
+    bounds: Bounds | None = None,
 ) -> None:
     """What one upstream read produced becomes one write as soon as the service hands it
     over; the door's opening bytes ride with the first (one write, not two)."""
+    bounds = bounds if bounds is not None else Bounds()
     renderer = door.stream(call, ctx)
-    async with service.open_stream(
-        call.chat, obs.trace if obs is not None else None
-    ) as stream:
-        if obs is not None:
-            responder.extra = obs.served_headers()
-            obs.stream_opened()
-        await responder.start(200, door.stream_content_type, door.stream_headers)
-        pending = renderer.start()
-        served = Served(route=stream.route)
-        try:
-            async for batch in stream.batches():
-                if type(batch[-1]) is StreamEnded:
-                    final = Served(
-                        route=stream.route, latency_ms=stream.latency_ms,
-                        elapsed_ns=time.perf_counter_ns() - started,
-                    )
-                    await responder.body(pending + renderer.events(batch, final), more=False)
-                    return
-                data = renderer.events(batch, served)
-                if data:
-                    await responder.body(pending + data, more=True)
-                    pending = b""
-        except ChatError as exc:
-            logger.info(
-                "%s stream from %s failed mid-way (request %s): %s %s",
-                door.name, exc.provider, responder.request_id, exc.type, exc.message,
-            )
+    drain = bounds.drain
+    idle = bounds.stream_idle_secs
+    clock = anyio.current_time
+    phase: Literal["opening", "upstream", "client"] = "opening"
+    pending = b""
+    with drain.scope() as scope:  # until the first event: the service's timeout, the drain
+        async with service.open_stream(
+            call.chat, obs.trace if obs is not None else None
+        ) as stream:
+            phase = "client"
+            scope.deadline = min(clock() + idle, drain.deadline)
             if obs is not None:
-                obs.error = exc
-            await responder.body(pending + renderer.error(exc), more=False)
-            return
-        # Unreachable by ChatStream's contract (StreamEnded is always last); never leave
-        # the response open if it ever is.
-        await responder.body(pending, more=False)  # pragma: no cover
+                responder.extra = obs.served_headers()
+                obs.stream_opened()
+            await responder.start(200, door.stream_content_type, door.stream_headers)
+            pending = renderer.start()
+            served = Served(route=stream.route)
+            ends = clock() + bounds.stream_max_secs
+            batches = stream.batches()
+            try:
+                while True:
+                    phase = "upstream"
+                    scope.deadline = min(clock() + idle, ends, drain.deadline)
+                    batch = await batches.__anext__()
+                    phase = "client"
+                    scope.deadline = min(clock() + idle, drain.deadline)
+                    if type(batch[-1]) is StreamEnded:
+                        final = Served(
+                            route=stream.route, latency_ms=stream.latency_ms,
+                            elapsed_ns=time.perf_counter_ns() - started,
+                        )
+                        await responder.body(
+                            pending + renderer.events(batch, final), more=False
+                        )
+                        return
+                    data = renderer.events(batch, served)
+                    if data:
+                        await responder.body(pending + data, more=True)
+                        pending = b""
+            except ChatError as exc:
+                phase = "client"
+                scope.deadline = min(clock() + FINAL_WRITE_SECS, drain.deadline)
+                logger.info(
+                    "%s stream from %s failed mid-way (request %s): %s %s",
+                    door.name, exc.provider, responder.request_id, exc.type, exc.message,
+                )
+                if obs is not None:
+                    obs.error = exc
+                await responder.body(pending + renderer.error(exc), more=False)
+                return
+            except StopAsyncIteration:  # pragma: no cover - StreamEnded is always last
+                # Unreachable by ChatStream's contract; never leave the response open.
+                await responder.body(pending, more=False)
+                return
+    # Only a deadline of ours lands here (the scope swallowed its own cancellation), and
+    # leaving the ``async with`` has closed the upstream call.
+    if phase == "opening":
+        raise bounds.shutting_down()  # nothing sent yet: the app answers 503
+    if phase == "client":
+        # The client read nothing for stream_idle_secs (or at the drain's end): its
+        # upstream call is cancelled; a write it does not read cannot tell it anything.
+        logger.info("%s stream: the client read nothing for %g s; upstream call cancelled "
+                    "(request %s)", door.name, idle, responder.request_id)
+        raise Disconnected()
+    now = clock()
+    if drain.expired():
+        exc = bounds.shutting_down()
+    elif now >= ends:
+        exc = ChatError("upstream_timeout",
+                        f"the stream ran past stream_max_secs ({bounds.stream_max_secs:g} s)")
+    else:
+        exc = ChatError("upstream_timeout",
+                        f"the upstream sent no event for {idle:g} s (stream_idle_secs)")
+    exc.provider = stream.route.provider
+    logger.info("%s stream from %s ended (request %s): %s %s", door.name, exc.provider,
+                responder.request_id, exc.type, exc.message)
+    if obs is not None:
+        obs.error = exc
+    with anyio.move_on_after(FINAL_WRITE_SECS):
+        await responder.body(pending + renderer.error(exc), more=False)
+        return
+    raise Disconnected()

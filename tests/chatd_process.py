@@ -36,6 +36,7 @@ class Chatd:
     lines: queue.Queue[str | None]
     log: list[str] = field(default_factory=list)
     code: int | None = None
+    workers: int = 1
 
     @property
     def port(self) -> int:
@@ -58,6 +59,15 @@ class Chatd:
             left = deadline - time.monotonic()
             if left <= 0 or not self._collect(left, one=True):
                 raise AssertionError(f"no log line matched {pattern!r}:\n{''.join(self.log)}")
+
+    def wait_ready(self, workers: int = 1, timeout: float = 20.0) -> None:
+        """Until every worker accepts: hypercorn logs "Running on" once each is serving
+        (the supervisor's startup line comes before its workers have started)."""
+        deadline = time.monotonic() + timeout
+        while sum("Running on http" in line for line in self.log) < workers:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._collect(left, one=True):
+                raise AssertionError(f"{workers} workers never all started:\n{self.text()}")
 
     def _collect(self, timeout: float, *, one: bool = False) -> bool:
         """Move lines from the reader thread into :attr:`log`; False at the end of stderr."""

@@ -632,6 +632,10 @@ ERRORS = {
     "bad_upstream_response": ("api_error", openai.InternalServerError),
     "upstream_overloaded": ("api_error", openai.InternalServerError),
     "upstream_timeout": ("api_error", openai.InternalServerError),
+    "request_timeout": ("invalid_request_error", openai.APIStatusError),
+    "overloaded": ("api_error", openai.InternalServerError),
+    "shutting_down": ("api_error", openai.InternalServerError),
+    "internal_error": ("api_error", openai.InternalServerError),
 }
 
 
