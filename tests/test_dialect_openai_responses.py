@@ -683,7 +683,8 @@ EXCEPTIONS = {400: openai.BadRequestError, 401: openai.AuthenticationError,
               404: openai.NotFoundError, 405: openai.APIStatusError,
               413: openai.APIStatusError, 429: openai.RateLimitError,
               502: openai.InternalServerError, 503: openai.InternalServerError,
-              504: openai.InternalServerError}
+              504: openai.InternalServerError, 408: openai.APIStatusError,
+              500: openai.InternalServerError}
 
 
 @pytest.mark.parametrize("kind", sorted(ERROR_STATUS))
