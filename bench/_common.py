@@ -60,16 +60,20 @@ def peak_rss_mb(pid: int) -> float:
 
 @contextlib.contextmanager
 def process(cmd: list[str], env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``cmd`` (output discarded) for the block; terminate it after, kill if it lingers."""
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
+            cwd: Path | None = None,
+            stderr: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``cmd`` for the block (stdout discarded, stderr to the file ``stderr`` or
+    discarded); terminate it after, kill if it lingers."""
+    with contextlib.ExitStack() as files:
+        err = files.enter_context(stderr.open("wb")) if stderr else subprocess.DEVNULL
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                                stderr=err)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -17,6 +17,13 @@ Needs ``wrk`` and ``nginx`` (Debian packages). Traffic goes to 127.0.0.1 only, b
 ``--only chatd-h11`` measures a subset (the ceilings are always measured: every ratio needs
 them); ``--worker-class asyncio,trio`` adds ``-trio`` rows for chatd and the bare app;
 ``--profile DIR`` records a py-spy profile of each chatd process during the c=50 runs.
+
+``--workers 1,2`` runs each chatd row with every worker count (``-w2`` rows) and prints,
+for every c=50 repeat, the throughput of N workers over one worker, and how the CPU time
+was split between the worker processes (SO_REUSEPORT should give each a share).
+``--observe`` adds two rows on the same chatd settings otherwise: ``-quiet`` (``metrics =
+false``, ``log_requests = false``) and ``-observed`` (``metrics = true``, ``log_format =
+"json"``, a request line per call written to a file), and prints what observing costs.
 Every server is started first and the wrk runs are interleaved across them (see
 :func:`measure_all`), so a ratio compares runs made under the same background load.
 """
@@ -189,8 +196,23 @@ def profile_stop(spies: list[subprocess.Popen[bytes]]) -> None:
         spy.wait()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` so far (``/proc/<pid>/stat``), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The worker processes of a chatd supervisor (itself when it has none)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = [int(p) for p in children.read_text().split()] if children.exists() else []
+    return found or [pid]
+
+
 def measure_all(targets: list[Target], args: argparse.Namespace, tmp: Path,
-                table: dict[str, dict[int, Result]]) -> None:
+                table: dict[str, dict[int, Result]],
+                every: dict[str, dict[int, list[Result]]] | None = None,
+                cpu: dict[str, list[list[float]]] | None = None) -> None:
     """Every target at c=1 then c=50, the repeats interleaved (A B C A B C ...) so that a
     noisy neighbour slows every row alike instead of whichever ran at the wrong time."""
     for t in targets:
@@ -201,8 +223,16 @@ def measure_all(targets: list[Target], args: argparse.Namespace, tmp: Path,
         runs: dict[str, list[Result]] = {t.name: [] for t in targets}
         for _ in range(args.repeat):
             for t in targets:
+                pids = _workers_of(t.pid) if (t.pid is not None and c == 50) else []
+                before = [_cpu_seconds(p) for p in pids]
                 runs[t.name].append(wrk(t.url, t.body, c, args.duration, tmp))
+                if pids and cpu is not None:
+                    cpu.setdefault(t.name, []).append(
+                        [_cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)])
         profile_stop(spies)
+        if every is not None:
+            for name, rs in runs.items():
+                every.setdefault(name, {})[c] = rs
         for t in targets:
             rs = runs[t.name]
             r = table[t.name][c] = Result(
@@ -214,13 +244,51 @@ def measure_all(targets: list[Target], args: argparse.Namespace, tmp: Path,
                   f"p99 {r.p99_ms:7.3f} ms", file=sys.stderr)
 
 
-def chatd_config(tmp: Path, upstream: int) -> Path:
+#: ``--observe``: the settings of the -quiet and -observed rows.
+QUIET = "metrics = false\nlog_requests = false\n"
+OBSERVED = 'metrics = true\nlog_requests = true\nlog_format = "json"\n'
+
+
+def chatd_config(tmp: Path, upstream: int, name: str = "lakehouse", settings: str = "") -> Path:
     """Local Ollama and OpenRouter both pointed at nginx (OpenRouter's key comes from the
-    environment the chatd rows are started with)."""
-    cfg = tmp / "lakehouse.toml"
-    cfg.write_text(f'[chatd]\nollama_url = "http://127.0.0.1:{upstream}"\n'
+    environment the chatd rows are started with); ``settings`` go in ``[chatd]``."""
+    cfg = tmp / f"{name}.toml"
+    cfg.write_text(f'[chatd]\nollama_url = "http://127.0.0.1:{upstream}"\n{settings}'
                    f'[chatd.providers.openrouter]\nbase_url = "http://127.0.0.1:{upstream}/v1"\n')
     return cfg
+
+
+def report_ratios(every: dict[str, dict[int, list[Result]]],
+                  cpu: dict[str, list[list[float]]], counts: list[int]) -> None:
+    """Per c=50 repeat: N workers over one worker, and what observing costs. Repeat i of
+    every row ran back to back (measure_all interleaves them), so each ratio compares two
+    runs made under the same background load."""
+    def per_repeat(a: str, b: str) -> list[float]:
+        return [x.rps / y.rps for x, y in zip(every[a][50], every[b][50], strict=True)]
+
+    for name in every:
+        for n in counts:
+            base = name.replace(f"-w{n}", "")
+            if n == 1 or not name.endswith(f"-w{n}") or base not in every:
+                continue
+            ratios = per_repeat(name, base)
+            print(f"\nworkers: {name} / {base} at c=50, each repeat: "
+                  + " ".join(f"{r:.2f}" for r in ratios) + f"  (min {min(ratios):.2f})")
+            for label in (base, name):
+                splits = [" / ".join(f"{s:.2f}" for s in run) for run in cpu.get(label, [])]
+                print(f"  CPU seconds per process, {label}: " + "; ".join(splits))
+    for name in every:
+        if not name.endswith("-observed"):
+            continue
+        quiet = name.replace("-observed", "-quiet")
+        if quiet not in every:
+            continue
+        ratios = per_repeat(name, quiet)
+        median = statistics.median(ratios)
+        print(f"\nobserve: {name} / {quiet} at c=50, each repeat: "
+              + " ".join(f"{r:.3f}" for r in ratios)
+              + f"  (median {median:.3f}: metrics + JSON request lines cost "
+              f"{(1 - median) * 100:.1f} % of throughput)")
 
 
 def litellm_python(args: argparse.Namespace) -> Path:
@@ -249,9 +317,15 @@ def main() -> None:
                     help="comma-separated hypercorn worker classes (asyncio,trio)")
     ap.add_argument("--profile", default="", metavar="DIR",
                     help="write a py-spy profile of each chatd row's c=50 runs to DIR")
+    ap.add_argument("--workers", default="1", metavar="COUNTS",
+                    help="comma-separated worker counts for each chatd row (e.g. 1,2)")
+    ap.add_argument("--observe", action="store_true",
+                    help="add -quiet and -observed rows (metrics and JSON request lines "
+                    "off / on)")
     args = ap.parse_args()
     only = {n for n in args.only.split(",") if n}
     classes = [c for c in args.worker_class.split(",") if c]
+    counts = [int(n) for n in args.workers.split(",") if n]
 
     def wanted(name: str) -> bool:
         return not only or name in only
@@ -260,6 +334,9 @@ def main() -> None:
             sys.exit(f"{tool} not found: apt-get install -y wrk nginx")
 
     table: dict[str, dict[int, Result]] = {}
+    every: dict[str, dict[int, list[Result]]] = {}
+    cpu: dict[str, list[list[float]]] = {}
+    logs: dict[str, Path] = {}
     extra: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
         tmp = Path(d)
@@ -278,30 +355,42 @@ def main() -> None:
             wait_http(f"http://127.0.0.1:{port}/")
             targets.append(Target(name, f"http://127.0.0.1:{port}/", CHAT_BODY))
 
-        cfg = chatd_config(tmp, up)
+        variants = [("", chatd_config(tmp, up))]
+        if args.observe:
+            variants += [("-quiet", chatd_config(tmp, up, "quiet", QUIET)),
+                         ("-observed", chatd_config(tmp, up, "observed", OBSERVED))]
         for transport in ("h11", "httpx"):
             for wc in classes:
-                name = f"chatd-{transport}" + ("" if wc == "asyncio" else f"-{wc}")
-                if not wanted(name):
-                    continue
-                port = free_port()
-                cmd = [sys.executable, "-m", "server", "serve", "--config", str(cfg),
-                       "--bind", f"127.0.0.1:{port}", "--transport", transport,
-                       "--worker-class", wc]
-                env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-                env["OPENROUTER_API_KEY"] = "bench-key"
-                launched = time.perf_counter()
-                proc = stack.enter_context(process(cmd, env=env))
-                wait_http(f"http://127.0.0.1:{port}/healthz")
-                ready = time.perf_counter() - launched
-                time.sleep(0.5)
-                extra[name] = (f"launch→serving {ready * 1000:.0f} ms, "
-                               f"idle RSS {rss_mb(proc.pid):.1f} MB")
-                targets.append(Target(name, f"http://127.0.0.1:{port}/v1/chat", CHAT_BODY,
-                                      pid=proc.pid))
-                if args.openai:
-                    targets.append(Target(f"{name}-openai", f"http://127.0.0.1:{port}/v1/chat",
-                                          CHAT_BODY_OPENAI))
+                for n in counts:
+                    for suffix, cfg in variants:
+                        name = (f"chatd-{transport}" + ("" if wc == "asyncio" else f"-{wc}")
+                                + ("" if n == 1 else f"-w{n}"))
+                        if not wanted(name):
+                            continue
+                        name += suffix
+                        port = free_port()
+                        cmd = [sys.executable, "-m", "server", "serve", "--config", str(cfg),
+                               "--bind", f"127.0.0.1:{port}", "--transport", transport,
+                               "--worker-class", wc, "--workers", str(n)]
+                        env = {k: v for k, v in os.environ.items()
+                               if not k.endswith("_API_KEY")}
+                        env["OPENROUTER_API_KEY"] = "bench-key"
+                        launched = time.perf_counter()
+                        log = tmp / f"{name}.log" if suffix == "-observed" else None
+                        proc = stack.enter_context(process(cmd, env=env, stderr=log))
+                        wait_http(f"http://127.0.0.1:{port}/healthz")
+                        ready = time.perf_counter() - launched
+                        time.sleep(0.5 + 0.5 * n)  # every worker up, not just the first
+                        extra[name] = (f"launch→serving {ready * 1000:.0f} ms, "
+                                       f"idle RSS {rss_mb(proc.pid):.1f} MB")
+                        if log is not None:
+                            logs[name] = log
+                        targets.append(Target(name, f"http://127.0.0.1:{port}/v1/chat",
+                                              CHAT_BODY, pid=proc.pid))
+                        if args.openai and not suffix:
+                            targets.append(Target(f"{name}-openai",
+                                                  f"http://127.0.0.1:{port}/v1/chat",
+                                                  CHAT_BODY_OPENAI))
 
         if args.litellm and wanted("litellm"):
             py = litellm_python(args)
@@ -335,10 +424,14 @@ def main() -> None:
                                       f"http://127.0.0.1:{port}/chat/completions",
                                       OPENAI_BODY.replace('"bench"', '"bench-openai"')))
 
-        measure_all(targets, args, tmp, table)
+        measure_all(targets, args, tmp, table, every, cpu)
         for t in targets:
             if t.pid is not None:
                 extra[t.name] += f", RSS after load {rss_mb(t.pid):.1f} MB"
+        for name, log in logs.items():
+            lines = log.read_text(errors="replace").splitlines()
+            requests = sum('"msg":"request"' in line for line in lines)
+            extra[name] += f", {requests} JSON request lines logged"
 
     base_up, base_hc = table["upstream"], table["hypercorn"]
     print(f"\n{'config':23} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
@@ -357,6 +450,7 @@ def main() -> None:
                   f"{r.p50_ms - hc[c].p50_ms:8.3f}")
     for name, text in extra.items():
         print(f"{name}: {text}")
+    report_ratios(every, cpu, counts)
     print("\nx hypercorn: throughput over a bare hypercorn app on the same worker class "
           "(the serving ceiling); "
           "+p50 up / hc: median latency added over the upstream alone / over the bare "

@@ -96,11 +96,15 @@ class EscapingFormatter(logging.Formatter):
 FIELDS = "fields"
 
 
+_PLAIN = (int, float, bool, type(None))
+
+
 def _safe(value: object) -> object:
     """``value`` with every string in it escaped; numbers, booleans and None as they are."""
-    if isinstance(value, str):
-        return escape(value)
-    if isinstance(value, bool | int | float) or value is None:
+    kind = type(value)
+    if kind is str:
+        return escape(value)  # type: ignore[arg-type]
+    if kind in _PLAIN:
         return value
     if isinstance(value, Mapping):
         return {escape(str(k)): _safe(v) for k, v in value.items()}
@@ -113,10 +117,16 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line: ``ts`` (UTC, ISO 8601, milliseconds),
     ``level``, ``logger``, ``msg``, any structured fields, and ``exc`` (a traceback)."""
 
+    _second = -1
+    _stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        second = int(record.created)
+        if second != self._second:  # one strftime a second, not one a record
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         out: dict[str, Any] = {
-            "ts": f"{ts}.{int(record.msecs):03d}Z",
+            "ts": f"{self._stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             # A structured event (a message object with an ``event`` name, such as the

@@ -143,7 +143,12 @@ class Observed:
             )
         if observer.log_requests and logger.isEnabledFor(logging.INFO):
             fields = self._fields(now, status, error_type, overhead)
-            logger.info(_RequestLine(fields), extra={"fields": fields})
+            # Not logger.info: that walks the stack for the caller's file and line, which
+            # every request line would pay for and none shows.
+            logger.handle(logger.makeRecord(
+                logger.name, logging.INFO, __file__, 0, _RequestLine(fields), (), None,
+                extra={"fields": fields},
+            ))
 
     def _fields(
         self, now: float, status: int, error_type: str | None, overhead: float
