@@ -1,23 +1,28 @@
 """chatproto: the sans-IO core of chatd.
 
 It turns a chat request into a description of a provider's HTTP request and turns the
-provider's response, stream and errors back into one shape. It performs no I/O, runs no
+provider's response, stream and errors back into one shape; it routes a model name to its
+provider (:func:`resolve`, :class:`CallPlan`), validates client requests
+(:func:`parse_chat_request`, the doors of :func:`door_for`), folds streams
+(:class:`Accumulator`) and counts calls (:class:`Telemetry`). It performs no I/O, runs no
 event loop and reads no clock or environment: time and configuration are arguments.
+
+Everything an embedder needs is importable from here; the ``chatproto._*`` modules are
+private (ruff's TID251 refuses them outside the package). The data model (requests,
+responses, events, errors) is imported with the package; the rest on first use (PEP 562),
+so ``import chatproto`` stays cheap for a program that only needs a part.
 """
 
-from ._codec import Codec as Codec
-from ._codec import StreamParser as StreamParser
-from ._decoders import LineDecoder as LineDecoder
-from ._decoders import SSEDecoder as SSEDecoder
-from ._decoders import SSEEvent as SSEEvent
-from ._door import Answer as Answer
-from ._door import CallContext as CallContext
-from ._door import Door as Door
-from ._door import DoorCall as DoorCall
-from ._door import DoorStream as DoorStream
-from ._door import Served as Served
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ERROR_STATUS as ERROR_STATUS
 from ._errors import ChatError as ChatError
+from ._errors import Headers as Headers
 from ._errors import error_from_upstream as error_from_upstream
+from ._errors import header_value as header_value
 from ._errors import parse_retry_after as parse_retry_after
 from ._errors import retry_after_header as retry_after_header
 from ._events import Event as Event
@@ -26,17 +31,7 @@ from ._events import StreamEnded as StreamEnded
 from ._events import TextDelta as TextDelta
 from ._events import ThinkingDelta as ThinkingDelta
 from ._events import ToolCallDelta as ToolCallDelta
-from ._plan import Attempt as Attempt
-from ._plan import CallPlan as CallPlan
-from ._plan import blame as blame
-from ._plan import cannot_carry as cannot_carry
-from ._plan import mask_secret as mask_secret
-from ._profiles import DEFAULT_PROVIDER as DEFAULT_PROVIDER
-from ._profiles import PROFILES as PROFILES
-from ._profiles import profile as profile
-from ._routing import check_prefixes as check_prefixes
-from ._routing import parse_tiers as parse_tiers
-from ._routing import resolve as resolve
+from ._types import JSON as JSON
 from ._types import ChatRequest as ChatRequest
 from ._types import ChatResponse as ChatResponse
 from ._types import HTTPRequest as HTTPRequest
@@ -50,6 +45,158 @@ from ._types import TextPart as TextPart
 from ._types import ThinkingPart as ThinkingPart
 from ._types import ToolCall as ToolCall
 from ._types import Usage as Usage
-from .dialects import codec_for as codec_for
+from ._types import redact_userinfo as redact_userinfo
+
+if TYPE_CHECKING:
+    from ._accumulate import Accumulator as Accumulator
+    from ._codec import Codec as Codec
+    from ._codec import StreamParser as StreamParser
+    from ._decoders import LineDecoder as LineDecoder
+    from ._decoders import SSEDecoder as SSEDecoder
+    from ._decoders import SSEEvent as SSEEvent
+    from ._door import Answer as Answer
+    from ._door import CallContext as CallContext
+    from ._door import Door as Door
+    from ._door import DoorCall as DoorCall
+    from ._door import DoorStream as DoorStream
+    from ._door import Served as Served
+    from ._plan import Attempt as Attempt
+    from ._plan import CallPlan as CallPlan
+    from ._plan import blame as blame
+    from ._plan import cannot_carry as cannot_carry
+    from ._plan import mask_secret as mask_secret
+    from ._profiles import DEFAULT_PROVIDER as DEFAULT_PROVIDER
+    from ._profiles import PROFILES as PROFILES
+    from ._profiles import profile as profile
+    from ._request import parse_chat_request as parse_chat_request
+    from ._routing import PROVIDER_APIS as PROVIDER_APIS
+    from ._routing import check_prefixes as check_prefixes
+    from ._routing import parse_tiers as parse_tiers
+    from ._routing import resolve as resolve
+    from ._telemetry import LATENCY_BUCKETS as LATENCY_BUCKETS
+    from ._telemetry import OVERHEAD_BUCKETS as OVERHEAD_BUCKETS
+    from ._telemetry import TOKEN_KINDS as TOKEN_KINDS
+    from ._telemetry import Histogram as Histogram
+    from ._telemetry import ProviderStats as ProviderStats
+    from ._telemetry import Snapshot as Snapshot
+    from ._telemetry import Telemetry as Telemetry
+    from .dialects import codec_for as codec_for
+    from .dialects import door_for as door_for
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it, imported on first use.
+_LAZY: dict[str, str] = {
+    "Accumulator": "._accumulate",
+    "Codec": "._codec",
+    "StreamParser": "._codec",
+    "LineDecoder": "._decoders",
+    "SSEDecoder": "._decoders",
+    "SSEEvent": "._decoders",
+    "Answer": "._door",
+    "CallContext": "._door",
+    "Door": "._door",
+    "DoorCall": "._door",
+    "DoorStream": "._door",
+    "Served": "._door",
+    "Attempt": "._plan",
+    "CallPlan": "._plan",
+    "blame": "._plan",
+    "cannot_carry": "._plan",
+    "mask_secret": "._plan",
+    "DEFAULT_PROVIDER": "._profiles",
+    "PROFILES": "._profiles",
+    "profile": "._profiles",
+    "parse_chat_request": "._request",
+    "PROVIDER_APIS": "._routing",
+    "check_prefixes": "._routing",
+    "parse_tiers": "._routing",
+    "resolve": "._routing",
+    "LATENCY_BUCKETS": "._telemetry",
+    "OVERHEAD_BUCKETS": "._telemetry",
+    "TOKEN_KINDS": "._telemetry",
+    "Histogram": "._telemetry",
+    "ProviderStats": "._telemetry",
+    "Snapshot": "._telemetry",
+    "Telemetry": "._telemetry",
+    "codec_for": ".dialects",
+    "door_for": ".dialects",
+}
+
+__all__ = [
+    "DEFAULT_PROVIDER",
+    "ERROR_STATUS",
+    "JSON",
+    "LATENCY_BUCKETS",
+    "OVERHEAD_BUCKETS",
+    "PROFILES",
+    "PROVIDER_APIS",
+    "TOKEN_KINDS",
+    "Accumulator",
+    "Answer",
+    "Attempt",
+    "CallContext",
+    "CallPlan",
+    "ChatError",
+    "ChatRequest",
+    "ChatResponse",
+    "Codec",
+    "Door",
+    "DoorCall",
+    "DoorStream",
+    "Event",
+    "HTTPRequest",
+    "Headers",
+    "Histogram",
+    "ImagePart",
+    "LineDecoder",
+    "Message",
+    "Part",
+    "Provider",
+    "ProviderStats",
+    "RawEvent",
+    "Route",
+    "SSEDecoder",
+    "SSEEvent",
+    "Secret",
+    "Served",
+    "Snapshot",
+    "StreamEnded",
+    "StreamParser",
+    "Telemetry",
+    "TextDelta",
+    "TextPart",
+    "ThinkingDelta",
+    "ThinkingPart",
+    "ToolCall",
+    "ToolCallDelta",
+    "Usage",
+    "blame",
+    "cannot_carry",
+    "check_prefixes",
+    "codec_for",
+    "door_for",
+    "error_from_upstream",
+    "header_value",
+    "mask_secret",
+    "parse_chat_request",
+    "parse_retry_after",
+    "parse_tiers",
+    "profile",
+    "redact_userinfo",
+    "resolve",
+    "retry_after_header",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chatproto' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -33,10 +33,16 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from chatproto import ChatError, Door, Provider, Secret
-from chatproto._routing import DEFAULT_PROVIDER
-from chatproto._telemetry import Snapshot, Telemetry
-from chatproto._types import redact_userinfo
+from chatproto import (
+    DEFAULT_PROVIDER,
+    ChatError,
+    Door,
+    Provider,
+    Secret,
+    Snapshot,
+    Telemetry,
+    redact_userinfo,
+)
 from chatproto.dialects import anthropic_messages, native, ollama, openai_chat, openai_responses
 
 from . import routes_anthropic, routes_ollama, routes_openai

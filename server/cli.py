@@ -24,9 +24,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from chatproto import ChatError, __version__
-from chatproto._routing import resolve
-from chatproto._types import redact_userinfo
+from chatproto import ChatError, __version__, redact_userinfo, resolve
 
 from .config import (
     Config,

@@ -35,7 +35,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from chatproto._telemetry import TOKEN_KINDS, Histogram, Snapshot
+from chatproto import TOKEN_KINDS, Histogram, Snapshot
 
 __all__ = ["METRICS", "PUBLISH_INTERVAL", "SnapshotCollector", "WorkerShare", "renderer"]
 

@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chatproto import ChatError
-from chatproto._telemetry import Telemetry
+from chatproto import ChatError, Telemetry
 
 from .service import CallTrace
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 import time
 
-from chatproto import ChatError
-from chatproto._plan import blame
+from chatproto import ChatError, blame
 from chatproto.dialects import anthropic_messages as dialect
 from transports import Timeouts
 

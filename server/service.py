@@ -50,11 +50,11 @@ from chatproto import (
     Route,
     StreamEnded,
     StreamParser,
+    Telemetry,
     Usage,
     blame,
     resolve,
 )
-from chatproto._telemetry import Telemetry
 from transports import Response, Timeouts, Transport
 
 __all__ = ["CallTrace", "ChatResult", "ChatService", "ChatStream"]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 
 from chatproto import (
+    Accumulator,
     ChatError,
     ChatResponse,
+    Event,
+    RawEvent,
     StreamEnded,
     TextDelta,
     ThinkingDelta,
@@ -14,8 +17,6 @@ from chatproto import (
     ToolCallDelta,
     Usage,
 )
-from chatproto._accumulate import Accumulator
-from chatproto._events import Event, RawEvent
 
 USAGE = Usage(prompt_tokens=5, completion_tokens=7)
 

@@ -11,8 +11,15 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from chatproto import ChatError, ChatResponse, Provider, Route, ToolCall, codec_for
-from chatproto._request import parse_chat_request
+from chatproto import (
+    ChatError,
+    ChatResponse,
+    Provider,
+    Route,
+    ToolCall,
+    codec_for,
+    parse_chat_request,
+)
 from chatproto.dialects.ollama import parse_tags, render_chat
 
 DEEP = b'{"a":' * 300 + b"1" + b"}" * 300

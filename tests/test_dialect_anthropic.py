@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from chatproto import (
+    PROFILES,
     Answer,
     CallContext,
     ChatError,
@@ -42,7 +43,6 @@ from chatproto import (
     Usage,
     codec_for,
 )
-from chatproto._profiles import PROFILES
 from chatproto.dialects.anthropic_messages import (
     API,
     MessagesStream,

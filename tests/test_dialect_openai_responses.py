@@ -30,6 +30,8 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from chatproto import (
+    ERROR_STATUS,
+    Accumulator,
     Answer,
     CallContext,
     ChatError,
@@ -53,8 +55,6 @@ from chatproto import (
     Usage,
     codec_for,
 )
-from chatproto._accumulate import Accumulator
-from chatproto._errors import ERROR_STATUS
 from chatproto.dialects.openai_responses import (
     API,
     ResponsesView,

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatproto import ChatError, error_from_upstream, parse_retry_after
-from chatproto._errors import ERROR_STATUS
+from chatproto import ERROR_STATUS, ChatError, error_from_upstream, parse_retry_after
 
 # upstream status -> (chatd status, type); by status alone, never by body text.
 STATUS_TABLE = [

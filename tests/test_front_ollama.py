@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from ollama import _types as ot
 
 from chatproto import (
+    Accumulator,
     ChatError,
     ChatRequest,
     ChatResponse,
@@ -32,9 +33,8 @@ from chatproto import (
     ToolCallDelta,
     Usage,
     codec_for,
+    resolve,
 )
-from chatproto._accumulate import Accumulator
-from chatproto._routing import resolve
 from chatproto.dialects import ollama as fo
 
 WEATHER_TOOL = {

@@ -26,6 +26,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletio
 from openai.types.chat import ChatCompletionMessageFunctionToolCall as FunctionToolCall
 
 from chatproto import (
+    ERROR_STATUS,
     ChatError,
     ChatRequest,
     ChatResponse,
@@ -40,7 +41,6 @@ from chatproto import (
     Usage,
     codec_for,
 )
-from chatproto._errors import ERROR_STATUS
 from chatproto.dialects.openai_chat import (
     CompletionStream,
     parse_request,

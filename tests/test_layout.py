@@ -72,3 +72,40 @@ def test_no_import_cycle(package: str) -> None:
 
 def test_the_asgi_plumbing_imports_nothing_of_the_server() -> None:
     assert imports_within("server")["asgi"] == set()
+
+
+def test_every_private_core_module_is_banned_outside_the_core() -> None:
+    """pyproject's TID251 list (banned-api has no wildcard) names every ``chatproto._*``
+    module, so a new private module is private from its first commit."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    banned = set(config["tool"]["ruff"]["lint"]["flake8-tidy-imports"]["banned-api"])
+    private = {f"chatproto.{p.stem}" for p in (ROOT / "chatproto").glob("_*.py")
+               if p.stem != "__init__"}
+    assert private and private <= banned, sorted(private - banned)
+
+
+def test_the_public_api_resolves_and_is_lazy() -> None:
+    """Every name in ``chatproto.__all__`` resolves to the object its module defines, and
+    ``import chatproto`` alone loads the data model only (PEP 562 for the rest)."""
+    import importlib
+    import subprocess
+    import sys
+
+    import chatproto
+
+    for name in chatproto.__all__:
+        assert getattr(chatproto, name) is not None, name
+    lazy = chatproto._LAZY
+    for name, module in lazy.items():
+        assert getattr(chatproto, name) is getattr(
+            importlib.import_module(module, "chatproto"), name)
+    probe = ("import sys, chatproto; "
+             "print(sorted(m for m in sys.modules if m.startswith('chatproto')))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == str(
+        ["chatproto", "chatproto._errors", "chatproto._events", "chatproto._types"])
+    with pytest.raises(AttributeError):
+        _ = chatproto.no_such_name

@@ -7,14 +7,14 @@ import math
 
 import pytest
 
-from chatproto import Usage
-from chatproto._telemetry import (
+from chatproto import (
     LATENCY_BUCKETS,
     TOKEN_KINDS,
     Histogram,
     ProviderStats,
     Snapshot,
     Telemetry,
+    Usage,
 )
 
 

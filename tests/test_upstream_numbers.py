@@ -11,9 +11,9 @@ import httpx
 import orjson
 import pytest
 from chatd_served import served
+from orjson import dumps  # chatproto's encoder is orjson's
 
 from chatproto import ChatError, HTTPRequest, Usage, codec_for
-from chatproto._decoders import dumps
 from server.app import create_app
 from server.config import load_config
 from transports import MockResponse, MockTransport

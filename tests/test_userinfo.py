@@ -14,8 +14,7 @@ import pytest
 from chatd_served import served
 from fake_ollama import FakeOllama
 
-from chatproto import ChatError, HTTPRequest
-from chatproto._types import redact_userinfo
+from chatproto import ChatError, HTTPRequest, redact_userinfo
 from server.app import create_app
 from server.cli import main
 from server.config import ConfigError, load_config

@@ -46,8 +46,7 @@ import anyio
 import anyio.abc
 import h11
 
-from chatproto import ChatError, HTTPRequest
-from chatproto._types import redact_userinfo
+from chatproto import ChatError, HTTPRequest, redact_userinfo
 
 from ._base import (
     DEFAULT_REAP_INTERVAL,
