@@ -3,10 +3,12 @@
 A real chatd (hypercorn, in-process, on 127.0.0.1:0, auth on) in front of fake upstreams
 that are real servers on loopback, each speaking its provider's exact wire format and
 recording what chatd sent: a local Ollama and an Ollama Cloud (:class:`FakeOllama`), an
-OpenAI Chat Completions one for OpenRouter (:class:`FakeOpenAI`), and a Responses one
-(:class:`FakeResponses`) behind OpenCode Zen, whose ``gpt-*`` models are served on
-``/responses`` (SPEC §2), and behind a provider defined in configuration with ``api =
-"openai_responses"``. Every streamed upstream body is cut at awkward points.
+OpenAI Chat Completions one for OpenRouter (:class:`FakeOpenAI`), an Anthropic Messages one
+(:class:`FakeAnthropic`, behind a provider configured with ``api =
+"anthropic_messages"``), and a Responses one (:class:`FakeResponses`) behind OpenCode Zen,
+whose ``gpt-*`` models are served on ``/responses`` (SPEC §2), and behind a provider
+defined in configuration with ``api = "openai_responses"``. Every streamed upstream body
+is cut at awkward points.
 
 The client is ``openai.AsyncOpenAI`` (``max_retries=0``): ``client.responses.create``
 plain and streamed, tools over two turns with ``function_call_output``, ``text.format``
@@ -29,6 +31,9 @@ import anyio
 import openai
 import pytest
 from chatd_served import served
+from fake_anthropic import REPLY as CLAUDE_REPLY
+from fake_anthropic import SIGNATURE, FakeAnthropic
+from fake_anthropic import THINKING as CLAUDE_THINKING
 from fake_ollama import FakeOllama, words
 from fake_openai import FakeOpenAI
 from fake_responses import REPLY as RESPONSES_REPLY
@@ -50,6 +55,7 @@ TOKEN = "chatd-client-token-5e2a"
 CLOUD_KEY = "ollama-cloud-key-from-a-file"
 OPENROUTER_KEY = "sk-or-v1-fake-77aa"
 ZEN_KEY = "sk-zen-fake-9b1c"
+CLAUDE_KEY = "sk-ant-fake-41de"
 LOCAL_REPLY = "Hej från den lokala Ollama — ça marche 🙂 !"
 CLOUD_REPLY = "Cloud says こんにちは, über alles ☁️ ok"
 CHAT_REPLY = "Grüße aus Tōkyō — 東京から 🙂 done."
@@ -59,7 +65,8 @@ CHAT_REPLY = "Grüße aus Tōkyō — 東京から 🙂 done."
 class Route:
     model: str
     family: str
-    """``ollama`` (chat or generate), ``chat`` (Chat Completions), ``responses``."""
+    """``ollama`` (chat or generate), ``chat`` (Chat Completions), ``anthropic``,
+    ``responses``."""
     upstream_model: str
     reply: str
 
@@ -69,10 +76,12 @@ ROUTES = {
     "ollama_cloud": Route("kimi-k2.6:cloud", "ollama", "kimi-k2.6", CLOUD_REPLY),
     "openrouter": Route("openrouter/moonshotai/kimi-k2", "chat", "moonshotai/kimi-k2",
                         CHAT_REPLY),
+    "anthropic": Route("claude/claude-sonnet-4-6", "anthropic", "claude-sonnet-4-6",
+                       CLAUDE_REPLY),
     "opencode": Route("opencode/gpt-5.1", "responses", "gpt-5.1", RESPONSES_REPLY),
     "configured": Route("resp/gpt-4.1", "responses", "gpt-4.1", RESPONSES_REPLY),
 }
-TOOL_ROUTES = ["ollama", "openrouter", "opencode"]
+TOOL_ROUTES = ["ollama", "openrouter", "anthropic", "opencode"]
 
 EXEC = {"type": "function", "name": "exec_command", "description": "Run a shell command",
         "strict": False,
@@ -94,6 +103,7 @@ class Stack:
     local: FakeOllama
     cloud: FakeOllama
     chat: FakeOpenAI
+    claude: FakeAnthropic
     responses: FakeResponses
 
     def openai(self, token: str = TOKEN) -> openai.AsyncOpenAI:
@@ -109,6 +119,8 @@ class Stack:
             return self.cloud.requests
         if name == "openrouter":
             return self.chat.bodies("openrouter")
+        if name == "anthropic":
+            return self.claude.requests
         return self.responses.requests
 
 
@@ -120,7 +132,7 @@ def tls() -> ssl.SSLContext:
 @asynccontextmanager
 async def stack(tmp_path: Path, *, cloud: bool = True, **fakes: Any) -> AsyncIterator[Stack]:
     """The fakes and chatd; ``fakes`` go to the fake constructors by prefix: ``local_``,
-    ``chat_``, ``responses_``."""
+    ``chat_``, ``claude_``, ``responses_``."""
 
     def picked(prefix: str) -> dict[str, Any]:
         return {k[len(prefix):]: v for k, v in fakes.items() if k.startswith(prefix)}
@@ -130,13 +142,14 @@ async def stack(tmp_path: Path, *, cloud: bool = True, **fakes: Any) -> AsyncIte
     cloud_fake = FakeOllama(["kimi-k2.6"], CLOUD_REPLY, key=CLOUD_KEY, awkward=True)
     chat = FakeOpenAI(keys={"openrouter": OPENROUTER_KEY}, tool_arguments=ARGS,
                       **picked("chat_"))
+    claude = FakeAnthropic(key=CLAUDE_KEY, tool_arguments=ARGS, **picked("claude_"))
     responses = FakeResponses(key=ZEN_KEY, tool_arguments=ARGS, **picked("responses_"))
     key_file = tmp_path / "ollama_cloud.env"
     if cloud:
         key_file.write_text(f"OLLAMA_API_KEY={CLOUD_KEY}\n")
     missing = tmp_path / "missing.env"
     async with anyio.create_task_group() as tg:
-        for fake in (local, cloud_fake, chat, responses):
+        for fake in (local, cloud_fake, chat, claude, responses):
             await tg.start(fake.serve)
         config = load_config(f"""
 [chatd]
@@ -156,12 +169,16 @@ key_file = "{missing}"
 api = "openai_responses"
 base_url = "{responses.base_url}"
 key_env = "RESP_KEY"
+[chatd.providers.claude]
+api = "anthropic_messages"
+base_url = "{claude.url}"
+key_env = "CLAUDE_KEY"
 """)
         environ = {"CHATD_TOKEN": TOKEN, "OPENROUTER_API_KEY": OPENROUTER_KEY,
-                   "OPENCODE_API_KEY": ZEN_KEY, "RESP_KEY": ZEN_KEY}
+                   "OPENCODE_API_KEY": ZEN_KEY, "RESP_KEY": ZEN_KEY, "CLAUDE_KEY": CLAUDE_KEY}
         app = create_app(config, environ=environ)
         async with served(app) as port:
-            yield Stack(port, app, local, cloud_fake, chat, responses)
+            yield Stack(port, app, local, cloud_fake, chat, claude, responses)
         tg.cancel_scope.cancel()
 
 
@@ -196,6 +213,11 @@ async def test_plain(tmp_path: Path, name: str) -> None:
     elif route.family == "chat":
         assert body["messages"] == [{"role": "system", "content": "Be brief."},
                                     {"role": "user", "content": "Say hello."}]
+        assert (body["max_tokens"], body["temperature"]) == (64, 0.2)
+    elif route.family == "anthropic":
+        assert "Be brief." in json.dumps(body["system"])
+        assert body["messages"] == [{"role": "user", "content": [
+            {"type": "text", "text": "Say hello."}]}]
         assert (body["max_tokens"], body["temperature"]) == (64, 0.2)
     else:
         assert body.get("options", {}).get("num_predict") == 64
@@ -268,6 +290,16 @@ async def test_tools_over_two_turns(tmp_path: Path, name: str, stream: bool) -> 
                                      "call_id": call.call_id, "output": "hi\n"}
         assert sent["input"][-2]["call_id"] == call.call_id
         return
+    if route.family == "anthropic":
+        names = [t["name"] for t in sent["tools"]]
+        assert names == ["exec_command", "agents__spawn"]
+        assistant, result = sent["messages"][-2:]
+        [use] = [b for b in assistant["content"] if b["type"] == "tool_use"]
+        assert (use["id"], use["name"], use["input"]) == (call.call_id, "exec_command", ARGS)
+        [block] = result["content"]
+        assert (block["type"], block["tool_use_id"]) == ("tool_result", call.call_id)
+        assert "hi" in json.dumps(block["content"])
+        return
     names = [t["function"]["name"] for t in sent["tools"]]
     assert names == ["exec_command", "agents__spawn"]  # web_search left out
     if route.family == "chat":
@@ -308,6 +340,14 @@ async def test_json_schema_reaches_the_upstream(tmp_path: Path, name: str) -> No
     route = ROUTES[name]
     fmt = {"type": "json_schema", "name": "greeting", "schema": SCHEMA, "strict": True}
     async with stack(tmp_path) as s, s.openai() as client:
+        if route.family == "anthropic":
+            # No dependable counterpart in Anthropic Messages: refused, never ignored.
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.responses.create(model=route.model, input="Greet.",
+                                              text={"format": fmt})  # type: ignore[typeddict-item]
+            assert "format" in caught.value.body["message"]  # type: ignore[index]
+            assert s.claude.requests == []
+            return
         await client.responses.create(model=route.model, input="Greet.",
                                       text={"format": fmt})  # type: ignore[typeddict-item]
     body = check_routed(s, name, stream=False)
@@ -321,11 +361,13 @@ async def test_json_schema_reaches_the_upstream(tmp_path: Path, name: str) -> No
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-@pytest.mark.parametrize("name", ["ollama", "openrouter", "opencode"])
+@pytest.mark.parametrize("name", ["ollama", "openrouter", "anthropic", "opencode"])
 async def test_reasoning(tmp_path: Path, name: str, stream: bool) -> None:
     """reasoning.effort reaches the upstream as its own control; the model's reasoning
-    comes back as a reasoning item with its summary (and, from a Responses upstream, its
-    encrypted_content, which the next turn carries back unchanged)."""
+    comes back as a reasoning item with its summary, and what must come back with it on
+    the next turn does: a Responses upstream's encrypted_content, and an Anthropic
+    thinking block's signature, carried in encrypted_content by a client that knows
+    nothing of it."""
     route = ROUTES[name]
     async with stack(tmp_path) as s, s.openai() as client:
         r = await create(client, stream, model=route.model, input="Think, then greet.",
@@ -336,7 +378,8 @@ async def test_reasoning(tmp_path: Path, name: str, stream: bool) -> None:
             assert reasoning == []  # the chat fake gives no reasoning text
         else:
             [item] = reasoning
-            expected = THINKING if route.family == "responses" else "Let me think."
+            expected = {"responses": THINKING, "anthropic": CLAUDE_THINKING}.get(
+                route.family, "Let me think.")
             assert "".join(p.text for p in item.summary) == expected
             again = [item.model_dump(exclude_none=True),
                      *[i.model_dump(exclude_none=True) for i in r.output
@@ -351,6 +394,12 @@ async def test_reasoning(tmp_path: Path, name: str, stream: bool) -> None:
             "gAAAA-fake-encrypted-1")
     elif route.family == "chat":
         assert first["reasoning"] == {"effort": "low"}
+    elif route.family == "anthropic":
+        assert first["thinking"]["type"] == "enabled"
+        assert reasoning[0].encrypted_content == f"chatd-signature:{SIGNATURE}"
+        [thinking] = s.claude.requests[1]["messages"][0]["content"][:1]
+        assert thinking == {"type": "thinking", "thinking": CLAUDE_THINKING,
+                            "signature": SIGNATURE}
     else:
         assert first["think"] == "low"
         assert s.local.requests[1]["messages"][0]["thinking"] == "Let me think."
