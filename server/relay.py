@@ -43,11 +43,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 import anyio
+import sniffio
 
 from chatproto import (
     Answer,
@@ -56,6 +58,7 @@ from chatproto import (
     ChatRequest,
     Door,
     DoorCall,
+    DoorStream,
     Provider,
     Served,
     StreamEnded,
@@ -121,6 +124,53 @@ class Bounds:
         return ChatError(
             "shutting_down", "chatd is shutting down and its grace for this call has ended"
         )
+
+
+Write = Callable[[bytes, bool], Awaitable[None]]
+"""Sends one piece of a streamed body (``more``: whether another follows)."""
+
+
+@asynccontextmanager
+async def client_writes(responder: Responder) -> AsyncIterator[Write]:
+    """How a stream's body goes to the client, so that a stalled client cannot hold the
+    upstream call open.
+
+    A client that reads nothing blocks the server's socket write. On asyncio hypercorn's
+    write is cancellable, so the relay's own deadline ends it and the body is written
+    directly. hypercorn's trio worker shields its socket writes (``trio/tcp_server.py``
+    ``protocol_send``), so there a write blocked on a stalled client is beyond any cancel
+    scope: each piece is handed to a writer task instead, and the relay's wait is for the
+    *previous* piece to be written, which its deadline can end. The upstream call is then
+    closed at once; the writer finishes when the client reads or goes away (hypercorn's
+    connection is its to close).
+    """
+    if sniffio.current_async_library() != "trio":
+        async def direct(data: bytes, more: bool) -> None:
+            await responder.body(data, more=more)
+
+        yield direct
+        return
+    send, receive = anyio.create_memory_object_stream[tuple[bytes, bool]](0)
+
+    async def pump() -> None:
+        async with receive:
+            async for data, more in receive:
+                await responder.body(data, more=more)
+
+    async def handoff(data: bytes, more: bool) -> None:
+        await send.send((data, more))
+
+    failure: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pump)
+        async with send:
+            try:
+                yield handoff
+            except Exception as exc:  # re-raised below, outside the task group (unwrapped)
+                failure = exc
+                tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
 
 
 class DoorEndpoint:
@@ -227,6 +277,16 @@ async def relay_stream(
     over; the door's opening bytes ride with the first (one write, not two)."""
     bounds = bounds if bounds is not None else Bounds()
     renderer = door.stream(call, ctx)
+    async with client_writes(responder) as write:
+        await _relay_stream(service, door, call, responder, started, obs, bounds, renderer,
+                            write)
+
+
+async def _relay_stream(
+    service: ChatService, door: Door, call: DoorCall, responder: Responder, started: int,
+    obs: Observed | None, bounds: Bounds, renderer: DoorStream, write: Write,
+) -> None:
+    """:func:`relay_stream`'s work, its writes through ``write``."""
     drain = bounds.drain
     idle = bounds.stream_idle_secs
     clock = anyio.current_time
@@ -258,13 +318,11 @@ async def relay_stream(
                             route=stream.route, latency_ms=stream.latency_ms,
                             elapsed_ns=time.perf_counter_ns() - started,
                         )
-                        await responder.body(
-                            pending + renderer.events(batch, final), more=False
-                        )
+                        await write(pending + renderer.events(batch, final), False)
                         return
                     data = renderer.events(batch, served)
                     if data:
-                        await responder.body(pending + data, more=True)
+                        await write(pending + data, True)
                         pending = b""
             except ChatError as exc:
                 phase = "client"
@@ -275,11 +333,25 @@ async def relay_stream(
                 )
                 if obs is not None:
                     obs.error = exc
-                await responder.body(pending + renderer.error(exc), more=False)
+                await write(pending + renderer.error(exc), False)
+                return
+            except Disconnected:
+                raise
+            except Exception:
+                # A bug after the head: logged once here, and the stream still ends in the
+                # door's way (SPEC §4), not as a cut body.
+                logger.exception("%s stream failed (request %s)", door.name,
+                                 responder.request_id)
+                internal = ChatError("internal_error", "internal error")
+                if obs is not None:
+                    obs.error = internal
+                phase = "client"
+                scope.deadline = min(clock() + FINAL_WRITE_SECS, drain.deadline)
+                await write(pending + renderer.error(internal), False)
                 return
             except StopAsyncIteration:  # pragma: no cover - StreamEnded is always last
                 # Unreachable by ChatStream's contract; never leave the response open.
-                await responder.body(pending, more=False)
+                await write(pending, False)
                 return
     # Only a deadline of ours lands here (the scope swallowed its own cancellation), and
     # leaving the ``async with`` has closed the upstream call.
@@ -306,6 +378,6 @@ async def relay_stream(
     if obs is not None:
         obs.error = exc
     with anyio.move_on_after(FINAL_WRITE_SECS):
-        await responder.body(pending + renderer.error(exc), more=False)
+        await write(pending + renderer.error(exc), False)
         return
     raise Disconnected()

@@ -38,3 +38,226 @@ def test_bad_limit_names_the_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(f"[chatd]\n{text}\n")
     assert str(info.value).startswith(message), str(info.value)
+
+
+# -- held: through the app, every door ----------------------------------------------------
+
+import socket  # noqa: E402
+import time  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+import anyio  # noqa: E402
+import orjson  # noqa: E402
+from chatd_served import served  # noqa: E402
+from door_shapes import door_paths, error_type, request_body, stream_error_type  # noqa: E402
+from test_server import call, running  # noqa: E402
+
+from chatproto import HTTPRequest  # noqa: E402
+from server.app import ChatdApp, create_app  # noqa: E402
+from transports import MockResponse, MockTransport  # noqa: E402
+
+KEY = "sk-kimi-limits-key"
+CONFIG = """
+[chatd]
+ollama_url = "http://ollama.test:11434"
+{extra}
+[chatd.providers.kimi]
+base_url = "https://kimi.test/v1"
+key_file = "/nonexistent/kimi.env"
+[chatd.providers.ollama_cloud]
+key_file = "/nonexistent/x.env"
+[chatd.providers.openrouter]
+key_file = "/nonexistent/x.env"
+[chatd.providers.opencode]
+key_file = "/nonexistent/x.env"
+"""
+PATHS = sorted(door_paths())
+
+
+def make(handler: Any, extra: str = "") -> ChatdApp:
+    transport = MockTransport(handler)
+    return create_app(load_config(CONFIG.format(extra=extra)), environ={"KIMI_API_KEY": KEY},
+                      transport=lambda: transport)
+
+
+def sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def chunk(text: str) -> bytes:
+    return sse({"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "k",
+                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
+
+
+def answer(content: str = "hello") -> MockResponse:
+    body = {"id": "x", "object": "chat.completion", "created": 1, "model": "k",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+    return MockResponse(200, [("content-type", "application/json")], (orjson.dumps(body),))
+
+
+def streaming(chunks: AsyncIterator[bytes]) -> MockResponse:
+    return MockResponse(200, [("content-type", "text/event-stream")], chunks)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_body_not_received_in_time_is_408(path: str, anyio_backend: str) -> None:
+    """SPEC §5 client_body_timeout_secs: a body that stops arriving holds its connection no
+    longer than the deadline; the client hears 408 in its door's shape."""
+    app = make(lambda request: answer(), "client_body_timeout_secs = 0.3")
+    async with served(app) as port:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                         "\r\nContent-Length: 1000\r\n\r\n{\"model\":".encode())
+            started = time.monotonic()
+            data = b""
+            with anyio.fail_after(5):
+                while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+                    more = await anyio.to_thread.run_sync(sock.recv, 65536)
+                    if not more:
+                        break
+                    data += more
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), head
+    assert error_type(path, 408, body) == "request_timeout"
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", PATHS)
+async def test_past_max_in_flight_is_503_with_retry_after(path: str, anyio_backend: str) -> None:
+    release = anyio.Event()
+
+    async def slow(request: HTTPRequest) -> MockResponse:
+        await release.wait()
+        return answer()
+
+    app = make(slow, "max_in_flight = 2")
+    results: list[Any] = []
+    async with running(app), anyio.create_task_group() as tg:
+        async def one() -> None:
+            results.append(await call(app, "POST", path, request_body(path, "kimi/k", False)))
+
+        tg.start_soon(one)
+        tg.start_soon(one)
+        await anyio.sleep(0.05)
+        refused = await call(app, "POST", path, request_body(path, "kimi/k", False))
+        health = await call(app, "GET", "/healthz")
+        release.set()
+    assert refused.status == 503, refused.body
+    assert refused.headers["retry-after"] == "2"
+    assert error_type(path, 503, refused.body) == "overloaded"
+    assert health.status == 200  # health answers while chatd is saturated
+    assert [r.status for r in results] == [200, 200]
+
+
+def pinging() -> MockResponse:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield chunk("first")
+        while True:  # SSE comments: bytes that keep the connection busy, never an event
+            await anyio.sleep(0.05)
+            yield b": keep-alive\n\n"
+
+    return streaming(chunks())
+
+
+def endless() -> MockResponse:
+    async def chunks() -> AsyncIterator[bytes]:
+        while True:
+            yield chunk("more ")
+            await anyio.sleep(0.05)
+
+    return streaming(chunks())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(
+    ("upstream", "extra", "needle"),
+    [(pinging, "stream_idle_secs = 0.3", "stream_idle_secs"),
+     (endless, "stream_max_secs = 0.4", "stream_max_secs")],
+    ids=["idle-upstream", "past-max"],
+)
+async def test_a_stream_ends_at_its_limit_with_the_doors_error(
+    path: str, upstream: Any, extra: str, needle: str, anyio_backend: str
+) -> None:
+    """SPEC §5: an upstream that sends keep-alives but no event for stream_idle_secs, or a
+    stream that runs past stream_max_secs, ends with an error in the dialect's way."""
+    app = make(lambda request: upstream(), extra)
+    started = anyio.current_time()
+    async with running(app):
+        result = await call(app, "POST", path, request_body(path, "kimi/k", True))
+    assert result.status == 200
+    assert stream_error_type(path, result.body) == "upstream_timeout", result.body
+    assert needle.encode() in result.body
+    assert b"first" in result.body or b"more" in result.body  # what came before is there
+    assert anyio.current_time() - started < 3
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", ["/v1/chat", "/v1/chat/completions"])
+async def test_a_client_that_reads_nothing_has_its_upstream_call_cancelled(
+    path: str, anyio_backend: str
+) -> None:
+    """SPEC §5: a client that reads nothing for stream_idle_secs (its socket buffers full,
+    every write blocked) has its upstream call, and its token spend, cancelled."""
+    closed = anyio.Event()
+    big = "x" * 60_000
+
+    def flood(request: HTTPRequest) -> MockResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    yield chunk(big)
+                    await anyio.sleep(0)
+            finally:
+                closed.set()
+
+        return streaming(chunks())
+
+    app = make(flood, "stream_idle_secs = 0.5")
+    async with served(app) as port:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        body = request_body(path, "kimi/k", True)
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        try:
+            with anyio.fail_after(10):
+                await closed.wait()
+        finally:
+            sock.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_a_bug_is_answered_in_the_doors_shape(
+    path: str, stream: bool, anyio_backend: str
+) -> None:
+    """SPEC §4: an unexpected exception is a bug, answered 500 internal_error in the door's
+    own shape before the head, and ended the dialect's way after it."""
+
+    def broken(request: HTTPRequest) -> MockResponse:
+        if not stream:
+            raise RuntimeError("a bug")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield chunk("first")
+            raise RuntimeError("a bug mid-stream")
+
+        return streaming(chunks())
+
+    app = make(broken)
+    async with running(app):
+        result = await call(app, "POST", path, request_body(path, "kimi/k", stream))
+    if stream:
+        assert result.status == 200
+        assert stream_error_type(path, result.body) == "internal_error", result.body
+    else:
+        assert result.status == 500
+        assert error_type(path, 500, result.body) == "internal_error"
