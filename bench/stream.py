@@ -1,22 +1,29 @@
 """Streaming benchmark: what chatd adds to a streamed answer, and how many it can carry.
 
-Strategy: a paced fake Ollama (this script, ``--upstream`` mode, in its own process)
-streams NDJSON chunks; the same client measures it directly and through one ``chatd
-serve`` process, in one invocation, so every figure has its baseline beside it:
+Strategy: a paced fake upstream (this script, ``--upstream`` mode, in its own process)
+streams Ollama NDJSON on ``/api/chat``, Anthropic SSE on ``/v1/messages`` and OpenAI
+Responses SSE on ``/v1/responses``; the same client measures it directly and through one
+``chatd serve`` process, in one invocation, so every figure has its baseline beside it.
+Each row (:data:`ROWS`) is a door and an upstream, measured against that upstream alone:
+
+- ``/v1/chat``, ``/v1/chat/completions``, ``/v1/messages`` and ``/v1/responses`` to Ollama
+  (translated: each NDJSON line becomes the door's delta);
+- ``/v1/messages`` to an Anthropic upstream and ``/v1/responses`` to a Responses upstream
+  (the same dialect, relayed event by event with only the model rewritten; providers
+  configured with ``api = "anthropic_messages"`` / ``"openai_responses"``);
+- and the ``/v1/messages`` and ``/v1/responses`` rows against the OpenAI door's.
+
+Measured per row:
 
 - time to first token (TTFT): sequential streams, time from sending the request to the
-  first content line, direct vs. through chatd (p50/p99 and the difference);
-- relay rate: long unpaced streams, content lines received per second, direct vs. chatd;
-- concurrency: N streams held open at once through chatd (paced, so they overlap), with
-  errors counted and chatd's peak RSS (VmHWM) read from /proc;
-- ``/v1/responses``: TTFT and relay rate through the OpenAI Responses door, translated
-  from the same Ollama stream (each NDJSON line becomes a ``response.output_text.delta``
-  event) and relayed from a Responses-speaking upstream (the fake's ``/v1/responses``,
-  a provider configured with ``api = "openai_responses"``: the same dialect, relayed
-  event by event with only the model rewritten), each against the fake measured directly.
+  first content delta, direct vs. through chatd (p50/p99 and the difference);
+- relay rate: long unpaced streams, content deltas received per second, direct vs. chatd;
+- concurrency (``/v1/chat`` only): N streams held open at once through chatd (paced, so
+  they overlap), with errors counted and chatd's peak RSS (VmHWM) read from /proc.
 
-Traffic stays on 127.0.0.1 and every phase is bounded. Run:
-``python3 bench/stream.py [--streams 1000] [--transport h11]``.
+TTFT samples and relay rounds are taken in turn across the rows, so a change in the
+machine's load shifts every row alike. Traffic stays on 127.0.0.1 and every phase is
+bounded. Run: ``python3 bench/stream.py [--streams 1000] [--transport h11]``.
 """
 
 from __future__ import annotations
@@ -31,7 +38,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from _common import free_port, peak_rss_mb, process, wait_http
@@ -42,8 +48,32 @@ def _chunk(payload: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(payload), payload)
 
 
+_TOKEN_EVENT = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+                b'"delta":{"type":"text_delta","text":"tok "}}\n\n')
+
+
+def _anthropic_start() -> bytes:
+    start = {"type": "message_start", "message": {
+        "id": "msg_bench", "type": "message", "role": "assistant", "model": "m",
+        "content": [], "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": 5, "output_tokens": 1}}}
+    return (b"event: message_start\ndata: " + json.dumps(start).encode() + b"\n\n"
+            b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+            b'"content_block":{"type":"text","text":""}}\n\n')
+
+
+def _anthropic_end(count: int) -> bytes:
+    delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn",
+                                                "stop_sequence": None},
+             "usage": {"output_tokens": count}}
+    return (b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+            b"event: message_delta\ndata: " + json.dumps(delta).encode() + b"\n\n"
+            b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+
+
 async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """HTTP/1.1 keep-alive loop: each POST gets a chunked NDJSON stream.
+    """HTTP/1.1 keep-alive loop: each POST gets a chunked stream: Responses SSE on a path
+    ending ``/responses``, Anthropic SSE on one ending ``/messages``, else Ollama NDJSON.
 
     How many chunks and how far apart come from the model name, ``bench-<n>-<ms>``: chatd
     rebuilds the upstream body, so the model name is the one knob that reaches us.
@@ -51,7 +81,9 @@ async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
-            responses = head.split(b" ", 2)[1].endswith(b"/responses")
+            target = head.split(b" ", 2)[1]
+            responses = target.endswith(b"/responses")
+            anthropic = target.endswith(b"/messages")
             length = 0
             close = False
             for line in head.split(b"\r\n"):
@@ -68,11 +100,15 @@ async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
                 if close:
                     return
                 continue
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\n"
+            kind = b"text/event-stream" if anthropic else b"application/x-ndjson"
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: " + kind + b"\r\n"
                          b"transfer-encoding: chunked\r\n\r\n")
             line = (json.dumps({"model": "m", "created_at": "2026-11-29T00:00:00Z",
                                 "message": {"role": "assistant", "content": "tok "},
                                 "done": False}) + "\n").encode()
+            if anthropic:
+                writer.write(_chunk(_anthropic_start()))
+                line = _TOKEN_EVENT
             for _ in range(count):
                 writer.write(_chunk(line))
                 if interval:
@@ -84,6 +120,8 @@ async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
                                "message": {"role": "assistant", "content": ""},
                                "done": True, "done_reason": "stop",
                                "prompt_eval_count": 5, "eval_count": count}) + "\n").encode()
+            if anthropic:
+                end = _anthropic_end(count)
             writer.write(_chunk(end) + b"0\r\n\r\n")
             await writer.drain()
             if close:
@@ -175,73 +213,81 @@ async def _stream(host: str, port: int, path: str, body: bytes, marker: bytes = 
     return ttft, lines, time.perf_counter() - started
 
 
-def _body(model: str, direct: bool) -> bytes:
-    msgs = [{"role": "user", "content": "stream please"}]
-    if direct:
-        return json.dumps({"model": model, "messages": msgs, "stream": True}).encode()
-    return json.dumps({"model": f"ollama/{model}", "messages": msgs, "stream": True}).encode()
+class Route:
+    """A path to stream from, the body to send there for a model name ``bench-n-ms``, and
+    what marks one token in the answer."""
+
+    def __init__(self, label: str, path: str, prefix: str = "", *, kind: str = "chat"
+                 ) -> None:
+        self.label = label
+        self.path = path
+        self.prefix = prefix
+        self.kind = kind
+        """``chat`` (messages), ``messages`` (with Anthropic's required max_tokens) or
+        ``responses`` (input)."""
+        self.marker = DELTA if kind == "responses" else TOKEN
+
+    def body(self, model: str) -> bytes:
+        obj: dict[str, object] = {"model": self.prefix + model, "stream": True}
+        if self.kind == "responses":
+            obj["input"] = "stream please"
+        else:
+            obj["messages"] = [{"role": "user", "content": "stream please"}]
+        if self.kind == "messages":
+            obj["max_tokens"] = 4096
+        return json.dumps(obj).encode()
 
 
-def _paths(direct: bool) -> str:
-    return "/api/chat" if direct else "/v1/chat"
+OLLAMA = Route("Ollama alone", "/api/chat")
+ANTHROPIC = Route("Anthropic alone", "/v1/messages", kind="messages")
+RESPONSES = Route("Responses alone", "/v1/responses", kind="responses")
+BASELINES = (OLLAMA, ANTHROPIC, RESPONSES)
+NATIVE = Route("/v1/chat -> Ollama", "/v1/chat", "ollama/")
+OPENAI = Route("/v1/chat/completions -> Ollama", "/v1/chat/completions", "ollama/")
+#: (row through chatd, its baseline: the upstream it reaches, measured alone).
+ROWS = [
+    (NATIVE, OLLAMA),
+    (OPENAI, OLLAMA),
+    (Route("/v1/messages -> Ollama", "/v1/messages", "ollama/", kind="messages"), OLLAMA),
+    (Route("/v1/messages -> Anthropic", "/v1/messages", "claude/", kind="messages"),
+     ANTHROPIC),
+    (Route("/v1/responses -> Ollama", "/v1/responses", "ollama/", kind="responses"), OLLAMA),
+    (Route("/v1/responses -> Responses", "/v1/responses", "bench/", kind="responses"),
+     RESPONSES),
+]
 
 
-async def ttft(port: int, direct: bool, n: int) -> list[float]:
-    out = []
+async def ttft(port: int, route: Route) -> float:
+    t, lines, _ = await _stream("127.0.0.1", port, route.path, route.body("bench-3-0"),
+                                route.marker)
+    assert lines == 3, (route.label, lines)
+    return t
+
+
+async def ttfts(up: int, port: int, n: int) -> dict[str, list[float]]:
+    """``n`` TTFT samples per baseline and per row, taken in turn (one of each per round)."""
+    out: dict[str, list[float]] = {}
     for _ in range(n):
-        t, lines, _ = await _stream("127.0.0.1", port, _paths(direct), _body("bench-3-0", direct))
-        assert lines == 3, lines
-        out.append(t)
+        for base in BASELINES:
+            out.setdefault(base.label, []).append(await ttft(up, base))
+        for route, _ in ROWS:
+            out.setdefault(route.label, []).append(await ttft(port, route))
     return out
 
 
-async def relay(port: int, direct: bool, chunks: int, parallel: int) -> float:
+async def relay(port: int, route: Route, chunks: int, parallel: int) -> float:
     started = time.perf_counter()
     results = await asyncio.gather(*[
-        _stream("127.0.0.1", port, _paths(direct), _body(f"bench-{chunks}-0", direct))
+        _stream("127.0.0.1", port, route.path, route.body(f"bench-{chunks}-0"), route.marker)
         for _ in range(parallel)])
     elapsed = time.perf_counter() - started
-    assert all(r[1] == chunks for r in results), [r[1] for r in results]
-    return chunks * parallel / elapsed
-
-
-@dataclass(frozen=True)
-class Path_:
-    """One way to stream the same answer: where to send it, and how to read it back."""
-
-    port: int
-    path: str
-    model: str
-    """The model name, with ``{n}``/``{ms}`` for the fake's chunk count and pacing."""
-    marker: bytes = DELTA
-
-    def body(self, n: int, ms: int) -> bytes:
-        return json.dumps({"model": self.model.format(n=n, ms=ms), "input": "stream please",
-                           "stream": True}).encode()
-
-
-async def ttft_of(p: Path_, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t, lines, _ = await _stream("127.0.0.1", p.port, p.path, p.body(3, 0), p.marker)
-        assert lines == 3, lines
-        out.append(t)
-    return out
-
-
-async def relay_of(p: Path_, chunks: int, parallel: int) -> float:
-    started = time.perf_counter()
-    results = await asyncio.gather(*[
-        _stream("127.0.0.1", p.port, p.path, p.body(chunks, 0), p.marker)
-        for _ in range(parallel)])
-    elapsed = time.perf_counter() - started
-    assert all(r[1] == chunks for r in results), [r[1] for r in results]
+    assert all(r[1] == chunks for r in results), (route.label, [r[1] for r in results])
     return chunks * parallel / elapsed
 
 
 async def concurrent(port: int, streams: int, chunks: int, interval_ms: int
                      ) -> tuple[int, int, float]:
-    body = _body(f"bench-{chunks}-{interval_ms}", False)
+    body = NATIVE.body(f"bench-{chunks}-{interval_ms}")
     started = time.perf_counter()
     results = await asyncio.gather(
         *[_stream("127.0.0.1", port, "/v1/chat", body) for _ in range(streams)],
@@ -275,6 +321,7 @@ def main() -> None:
     ap.add_argument("--ttft-runs", type=int, default=200)
     ap.add_argument("--relay-chunks", type=int, default=20000)
     ap.add_argument("--relay-parallel", type=int, default=4)
+    ap.add_argument("--relay-rounds", type=int, default=3)
     ap.add_argument("--streams", type=int, default=1000)
     ap.add_argument("--stream-chunks", type=int, default=20)
     ap.add_argument("--stream-interval-ms", type=int, default=100)
@@ -291,9 +338,13 @@ def main() -> None:
     port = free_port()
     with tempfile.TemporaryDirectory() as d:
         cfg = Path(d) / "lakehouse.toml"
+        # The same fake is also a keyless Responses upstream ("bench/<m>") and a keyless
+        # Anthropic Messages upstream ("claude/<m>").
         cfg.write_text(f'[chatd]\nollama_url = "http://127.0.0.1:{up}"\n'
                        f'[chatd.providers.bench]\napi = "openai_responses"\n'
-                       f'base_url = "http://127.0.0.1:{up}/v1"\n')
+                       f'base_url = "http://127.0.0.1:{up}/v1"\n'
+                       f'[chatd.providers.claude]\napi = "anthropic_messages"\n'
+                       f'base_url = "http://127.0.0.1:{up}"\nkey_env = ""\n')
         env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
         with process([sys.executable, __file__, "--upstream", str(up)]), \
              process([sys.executable, "-m", "server", "serve", "--config", str(cfg),
@@ -303,70 +354,49 @@ def main() -> None:
             wait_http(f"http://127.0.0.1:{port}/healthz")
 
             async def run() -> None:
-                await ttft(up, True, 20)  # warm up
-                await ttft(port, False, 20)
-                direct_t = await ttft(up, True, args.ttft_runs)
-                chatd_t = await ttft(port, False, args.ttft_runs)
-                d50, c50 = statistics.median(direct_t), statistics.median(chatd_t)
-                print(f"{'TTFT':24} {'direct':>10} {'chatd':>10} {'added':>10}")
-                print(f"{'p50 ms':24} {d50 * 1e3:10.3f} {c50 * 1e3:10.3f} "
-                      f"{(c50 - d50) * 1e3:10.3f}")
-                print(f"{'p99 ms':24} {pct(direct_t, .99) * 1e3:10.3f} "
-                      f"{pct(chatd_t, .99) * 1e3:10.3f} "
-                      f"{(pct(chatd_t, .99) - pct(direct_t, .99)) * 1e3:10.3f}")
+                await ttfts(up, port, 20)  # warm up
+                samples = await ttfts(up, port, args.ttft_runs)
+                print(f"{'TTFT ms':32} {'direct':>8} {'chatd':>8} {'added':>8}   "
+                      f"{'p99 direct':>10} {'chatd':>8} {'added':>8}")
+                added: dict[str, float] = {}
+                for route, base in ROWS:
+                    d, c = samples[base.label], samples[route.label]
+                    d50, c50 = statistics.median(d), statistics.median(c)
+                    added[route.label] = c50 - d50
+                    print(f"{route.label:32} {d50 * 1e3:8.3f} {c50 * 1e3:8.3f} "
+                          f"{(c50 - d50) * 1e3:8.3f}   {pct(d, .99) * 1e3:10.3f} "
+                          f"{pct(c, .99) * 1e3:8.3f} {(pct(c, .99) - pct(d, .99)) * 1e3:8.3f}")
 
-                rates_d, rates_c = [], []
-                for _ in range(3):
-                    rates_d.append(await relay(up, True, args.relay_chunks,
-                                               args.relay_parallel))
-                    rates_c.append(await relay(port, False, args.relay_chunks,
-                                               args.relay_parallel))
-                rd, rc = statistics.median(rates_d), statistics.median(rates_c)
-                print(f"\n{'relay':24} {'direct':>10} {'chatd':>10} {'ratio':>10}")
-                print(f"{'chunks/s (median of 3)':24} {rd:10.0f} {rc:10.0f} {rc / rd:10.2f}")
-                print(f"{'µs per chunk':24} {1e6 / rd:10.2f} {1e6 / rc:10.2f} "
-                      f"{1e6 / rc - 1e6 / rd:10.2f} added")
+                rates: dict[str, list[float]] = {}
+                for _ in range(args.relay_rounds):  # in turn: drift hits every row alike
+                    for base in BASELINES:
+                        rates.setdefault(base.label, []).append(await relay(
+                            up, base, args.relay_chunks, args.relay_parallel))
+                    for route, _ in ROWS:
+                        rates.setdefault(route.label, []).append(await relay(
+                            port, route, args.relay_chunks, args.relay_parallel))
+                rate = {k: statistics.median(v) for k, v in rates.items()}
+                print(f"\n{f'relay chunks/s (median of {args.relay_rounds})':32} {'direct':>8} "
+                      f"{'chatd':>8} "
+                      f"{'ratio':>8}   {'µs/chunk added':>14}")
+                for route, base in ROWS:
+                    rd, rc = rate[base.label], rate[route.label]
+                    print(f"{route.label:32} {rd:8.0f} {rc:8.0f} {rc / rd:8.2f}   "
+                          f"{1e6 / rc - 1e6 / rd:14.2f}")
 
-                # /v1/responses: from the Ollama stream (translated) and from a
-                # Responses upstream (the same dialect), each against its direct baseline.
-                pairs = [
-                    ("from Ollama", Path_(up, "/api/chat", "bench-{n}-{ms}", TOKEN),
-                     Path_(port, "/v1/responses", "ollama/bench-{n}-{ms}")),
-                    ("same dialect", Path_(up, "/v1/responses", "bench-{n}-{ms}"),
-                     Path_(port, "/v1/responses", "bench/bench-{n}-{ms}")),
-                ]
-                for _, direct, via in pairs:  # warm up
-                    await ttft_of(direct, 20)
-                    await ttft_of(via, 20)
-                print(f"\n{'/v1/responses TTFT':24} {'direct':>10} {'chatd':>10} {'added':>10}")
-                for label, direct, via in pairs:
-                    dt = await ttft_of(direct, args.ttft_runs)
-                    ct = await ttft_of(via, args.ttft_runs)
-                    d50, c50 = statistics.median(dt), statistics.median(ct)
-                    d99, c99 = pct(dt, .99), pct(ct, .99)
-                    print(f"{'p50 ms, ' + label:24} {d50 * 1e3:10.3f} {c50 * 1e3:10.3f} "
-                          f"{(c50 - d50) * 1e3:10.3f}")
-                    print(f"{'p99 ms, ' + label:24} {d99 * 1e3:10.3f} {c99 * 1e3:10.3f} "
-                          f"{(c99 - d99) * 1e3:10.3f}")
-                print(f"\n{'/v1/responses relay':24} {'direct':>10} {'chatd':>10} "
-                      f"{'ratio':>10}")
-                for label, direct, via in pairs:
-                    rd_, rc_ = [], []
-                    for _ in range(3):
-                        rd_.append(await relay_of(direct, args.relay_chunks,
-                                                  args.relay_parallel))
-                        rc_.append(await relay_of(via, args.relay_chunks,
-                                                  args.relay_parallel))
-                    rd, rc = statistics.median(rd_), statistics.median(rc_)
-                    print(f"{'chunks/s, ' + label:24} {rd:10.0f} {rc:10.0f} {rc / rd:10.2f}")
-                    print(f"{'µs per chunk, ' + label:24} {1e6 / rd:10.2f} {1e6 / rc:10.2f} "
-                          f"{1e6 / rc - 1e6 / rd:10.2f} added")
+                openai = OPENAI.label
+                print(f"\n{'against the OpenAI door':32} {'TTFT added Δ ms':>16} "
+                      f"{'relay ratio':>12}")
+                for route, _ in ROWS[2:]:
+                    print(f"{route.label:32} "
+                          f"{(added[route.label] - added[openai]) * 1e3:16.3f} "
+                          f"{rate[route.label] / rate[openai]:12.2f}")
 
                 before = peak_rss_mb(chatd.pid)
                 ok, failed, elapsed = await concurrent(
                     port, args.streams, args.stream_chunks, args.stream_interval_ms)
                 floor = args.stream_chunks * args.stream_interval_ms / 1000
-                print(f"\n{args.streams} concurrent streams through chatd: {ok} ok, "
+                print(f"\n{args.streams} concurrent streams through /v1/chat: {ok} ok, "
                       f"{failed} failed, {elapsed:.2f} s (paced floor {floor:.2f} s); "
                       f"chatd peak RSS {peak_rss_mb(chatd.pid):.1f} MB "
                       f"(before: {before:.1f} MB)")
