@@ -45,7 +45,7 @@ from chatproto import (
 )
 from chatproto.dialects import anthropic_messages, native, ollama, openai_chat, openai_responses
 
-from . import routes_anthropic, routes_ollama, routes_openai
+from . import embeddings, routes_anthropic, routes_ollama, routes_openai
 from .asgi import (
     Disconnected,
     Drain,
@@ -61,6 +61,8 @@ from .asgi import (
     request_id,
 )
 from .config import Config, register_providers, registered, resolve_auth_token
+from .cors import CorsPolicy
+from .lister import ModelLister
 from .observe import Observer
 from .relay import DoorEndpoint, Endpoint, chat_route
 from .service import ChatService
@@ -88,9 +90,15 @@ DOOR_ROUTES: Mapping[str, Mapping[str, Endpoint]] = {
     "/v1/chat/completions": chat_route(openai_chat.door),
     "/v1/responses": chat_route(openai_responses.door),
     "/v1/models": {"GET": routes_openai.models},
+    routes_openai.MODEL_PREFIX: {"GET": routes_openai.model},  # a prefix: /v1/models/{id}
+    "/v1/embeddings": {"POST": embeddings.embed_openai},
     "/api/chat": chat_route(ollama.chat_door),
     "/api/generate": chat_route(ollama.generate_door),
     "/api/tags": {"GET": routes_ollama.tags},
+    "/api/show": {"POST": routes_ollama.show},
+    "/api/ps": {"GET": routes_ollama.ps},
+    "/api/embed": {"POST": embeddings.embed},
+    "/api/embeddings": {"POST": embeddings.embed_legacy},
     "/api/version": {"GET": routes_ollama.version},
     "/": {"GET": routes_ollama.heartbeat},  # HEAD too, as for every GET route
     "/v1/messages": chat_route(anthropic_messages.door),
@@ -159,6 +167,9 @@ class ChatdApp:
         self._transport_factory = transport_factory
         self._auth_token = auth_token
         self._service: ChatService | None = None
+        self._lister: ModelLister | None = None
+        origins = config.chatd.cors_allow_origins
+        self._cors = CorsPolicy(origins) if origins else None
         self._lifespan_stack: AsyncExitStack | None = None
         self._metrics: Callable[[], tuple[bytes, bytes]] | None = None
         self.drain = Drain()
@@ -258,6 +269,7 @@ class ChatdApp:
             chain_timeout_secs=self.config.chatd.chain_timeout_secs,
             default_retry_after_secs=self.config.chatd.default_retry_after_secs,
         )
+        self._lister = ModelLister(transport, ttl_secs=self.config.chatd.model_list_ttl_secs)
         if self.metrics_dir is not None and self.config.chatd.metrics:
             await self._share_metrics(stack, self.metrics_dir)
 
@@ -286,6 +298,7 @@ class ChatdApp:
     async def shutdown(self) -> None:
         """Close the transport (its pooled connections)."""
         self._service = None
+        self._lister = None
         stack, self._lifespan_stack = self._lifespan_stack, None
         if stack is not None:
             await stack.aclose()
@@ -298,9 +311,21 @@ class ChatdApp:
         self.drain.begin(anyio.current_time() + grace)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        responder = Responder(send, request_id(scope))
         method = str(scope.get("method", "GET"))
         path = str(scope.get("path", "/"))
+        cors = self._cors
+        if cors is not None:
+            origin = header(scope, b"origin")
+            if origin is not None:
+                if cors.is_preflight(method, origin,
+                                     header(scope, b"access-control-request-method")):
+                    # Before auth: a browser sends no credentials on a preflight.
+                    responder = Responder(send, request_id(scope))
+                    await responder.whole(204, b"", extra=cors.preflight_headers(
+                        origin, header(scope, b"access-control-request-headers")))
+                    return
+                send = cors.wrap(send, origin)
+        responder = Responder(send, request_id(scope))
         # Health and metrics are cheap and must answer while the rest is saturated.
         counted = path not in UNCOUNTED_PATHS
         try:
@@ -343,7 +368,7 @@ class ChatdApp:
     async def _dispatch(self, request: Request, responder: Responder) -> None:
         if request.path != "/healthz":
             self._check_auth(request.scope)
-        methods = self.routes.get(request.path)
+        methods = self.routes.get(request.path) or self._prefix_route(request.path)
         if methods is None:
             raise ChatError("not_found", f"no route {request.path}")
         handler = methods.get(request.method)
@@ -361,6 +386,15 @@ class ChatdApp:
             )
             return
         await handler(request, responder)
+
+    def _prefix_route(self, path: str) -> dict[str, Handler] | None:
+        """The route of the longest route key ending in ``/`` that starts ``path`` (a route
+        whose last segment is an id with slashes: ``/v1/models/{id}``)."""
+        best = ""
+        for key in self.routes:
+            if key.endswith("/") and key != "/" and path.startswith(key) and len(key) > len(best):
+                best = key
+        return self.routes[best] if best else None
 
     def _check_auth(self, scope: Scope) -> None:
         """``Authorization: Bearer <token>``, or ``x-api-key: <token>``: the header the
@@ -386,6 +420,14 @@ class ChatdApp:
         ``client_body_timeout_secs`` (:func:`server.asgi.read_body`)."""
         chatd = self.config.chatd
         return await read_body(request, chatd.max_body_bytes, chatd.client_body_timeout_secs)
+
+    def model_lister(self) -> ModelLister:
+        """The upstream model lists' cache; it exists between lifespan startup and
+        shutdown, like the service."""
+        if self._lister is None:
+            self.service()  # raises the same "not started" error
+        assert self._lister is not None
+        return self._lister
 
     def service(self) -> ChatService:
         """The chat service; it exists between lifespan startup and shutdown."""

@@ -126,6 +126,11 @@ class ChatdConfig:
     never content, never a key)."""
     metrics: bool = True
     """Count requests per door and serve ``GET /metrics``; false: no route, no counting."""
+    model_list_ttl_secs: float = 300.0
+    """How long an upstream's model list is used before it is fetched again."""
+    cors_allow_origins: tuple[str, ...] = ()
+    """``[chatd.cors] allow_origins``: browser origins allowed to call chatd (``"*"`` for
+    any); empty means no CORS headers at all (SPEC §5)."""
 
 
 def _frozen(mapping: dict[str, Any]) -> Mapping[str, Any]:
@@ -336,7 +341,7 @@ LOG_FORMATS = ("text", "json")
 _CHATD_KEYS = (
     "bind", "ollama_url", "timeout_secs", "connect_timeout_secs", "max_body_bytes",
     "auth_token_env", "chain_timeout_secs", "default_retry_after_secs", "providers",
-    *_LIMIT_KEYS, *_OPS_KEYS,
+    "model_list_ttl_secs", "cors", *_LIMIT_KEYS, *_OPS_KEYS,
 )
 _PROVIDER_KEYS = (
     "base_url", "key_env", "key_file", "headers", "timeout_secs", "forward_user_agent",
@@ -459,6 +464,32 @@ def _ops(chatd: Mapping[str, object], d: ChatdConfig) -> dict[str, Any]:
     return out
 
 
+def _origins(raw: object) -> tuple[str, ...]:
+    """``[chatd.cors]``: ``allow_origins``, each ``"*"`` or an origin as a browser sends it
+    (``scheme://host[:port]``, no path; RFC 6454 §6.1)."""
+    table = _table("chatd.cors", raw)
+    _check_keys("chatd.cors", table, ("allow_origins",))
+    value = table.get("allow_origins", [])
+    if not isinstance(value, list):
+        raise _expected("chatd.cors.allow_origins", "a list of origins", value)
+    origins: list[str] = []
+    for i, item in enumerate(value):
+        where = f"chatd.cors.allow_origins[{i}]"
+        origin = _string(where, item)
+        if origin != "*":
+            parts = urlsplit(origin)
+            if (parts.scheme not in ("http", "https") or not parts.hostname
+                    or parts.path or parts.query or parts.fragment or "@" in parts.netloc
+                    or origin != origin.strip()):
+                raise ConfigError(
+                    f"{where}: {origin!r} is not an origin (scheme://host[:port], no path), "
+                    'nor "*"'
+                )
+            origin = origin.lower()
+        origins.append(origin)
+    return tuple(origins)
+
+
 def load_config(text: str | None) -> Config:
     """Parse lakehouse.toml text (None: no file) into a :class:`Config`; pure.
 
@@ -506,6 +537,10 @@ def load_config(text: str | None) -> Config:
             "chatd.default_retry_after_secs",
             chatd.get("default_retry_after_secs", d.default_retry_after_secs),
         ),
+        model_list_ttl_secs=_positive_number(
+            "chatd.model_list_ttl_secs", chatd.get("model_list_ttl_secs", d.model_list_ttl_secs)
+        ),
+        cors_allow_origins=_origins(chatd.get("cors", {})),
         **_limits(chatd, d),
         **_ops(chatd, d),
     )

@@ -46,7 +46,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import anyio
 import sniffio
@@ -77,6 +77,9 @@ from .config import ChatdConfig, Config
 from .observe import CLIENT_CLOSED, Observed, Observer
 from .service import ChatService
 
+if TYPE_CHECKING:
+    from .lister import ModelLister
+
 __all__ = [
     "Bounds", "DoorEndpoint", "Endpoint", "Host", "chat_route", "relay_stream", "relay_whole",
 ]
@@ -94,6 +97,10 @@ class Host(Protocol):
 
     def service(self) -> ChatService:
         """The chat service (raises ChatError before lifespan startup)."""
+        ...
+
+    def model_lister(self) -> ModelLister:
+        """The upstream model lists' cache (raises ChatError before lifespan startup)."""
         ...
 
     async def read_body(self, request: Request) -> bytes:

@@ -13,7 +13,12 @@ shared with ``fake_openai.py``. :class:`FakeOllama` speaks what providers.md §1
   chunks, the case a client's ``finish_reason`` must survive.
 - ``POST /api/generate`` (what chatd sends Ollama Cloud, SPEC §2): the same with
   ``response`` instead of ``message``.
-- ``GET /api/tags`` (OL §1.8) and ``GET /api/version``.
+- ``GET /api/tags`` (OL §1.8) and ``GET /api/version``; ``POST /api/show`` (a minimal
+  ShowResponse with ``capabilities``, 404 for a model it does not have); ``GET /api/ps``
+  (the models it has answered with, as loaded); ``POST /api/embed`` and the legacy
+  ``POST /api/embeddings``, with vectors :func:`vector_for` derives from each text.
+- A turn whose last message is a tool result (role ``tool``) is answered with text, not
+  another call, so a two-turn tool conversation ends as a real one does.
 - Errors as ``{"error": "<message>"}`` (OL §1.7): 404 ``model 'x' not found`` for a model it
   does not have, 400 for a bad body, 401 without the right bearer key when ``key`` is set
   (Ollama Cloud), any status for a model listed in ``failures``, and a mid-stream error
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import sys
 from collections.abc import Iterable, Mapping
@@ -45,7 +51,7 @@ import anyio
 import anyio.abc
 import h11
 
-__all__ = ["DEFAULT_REPLY", "Call", "FakeOllama", "FakeServer", "awkward_pieces"]
+__all__ = ["DEFAULT_REPLY", "Call", "FakeOllama", "FakeServer", "awkward_pieces", "vector_for"]
 
 DEFAULT_REPLY = "Hello from the fake Ollama, one word at a time."
 
@@ -62,6 +68,13 @@ def words(text: str) -> list[str]:
     for i, word in enumerate(text.split(" ")):
         out.append(word if i == 0 else " " + word)
     return out
+
+
+def vector_for(text: str, dimensions: int = 4) -> list[float]:
+    """The fakes' embedding of ``text``: ``dimensions`` eighths from its SHA-256, each exact
+    in float32, so a vector survives OpenAI's base64 float32 encoding unchanged."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return [(digest[i % len(digest)] % 16) / 8 for i in range(dimensions)]
 
 
 def awkward_pieces(data: bytes, step: int = 7) -> list[bytes]:
@@ -250,6 +263,8 @@ class FakeOllama(FakeServer):
         self.awkward = awkward
         self.requests: list[dict[str, Any]] = []
         """Decoded JSON body of every /api/chat and /api/generate request, in arrival order."""
+        self.embed_requests: list[tuple[str, dict[str, Any]]] = []
+        """(path, decoded body) of every /api/embed and /api/embeddings request."""
         self.gate: anyio.Event | None = None
         """When set, streamed answers pause after their first line until the event fires."""
 
@@ -281,6 +296,20 @@ class FakeOllama(FakeServer):
                              "quantization_level": "Q4_K_M"}}
                 for m in sorted(self.models)]}).encode())
             return
+        if target == "/api/ps" and request.method == b"GET":
+            loaded = sorted({p["model"] for p in self.requests if p.get("model") in self.models})
+            await self._whole(conn, stream, 200, json.dumps({"models": [
+                {"name": m, "model": m, "size": 3_300_000_000, "digest": "d" * 64,
+                 "details": {"parent_model": "", "format": "gguf", "family": "qwen3",
+                             "families": ["qwen3"], "parameter_size": "4.0B",
+                             "quantization_level": "Q4_K_M"},
+                 "expires_at": "2031-01-01T00:05:00Z", "size_vram": 3_300_000_000}
+                for m in loaded]}).encode())
+            return
+        if target in ("/api/show", "/api/embed", "/api/embeddings") \
+                and request.method == b"POST":
+            await self._extra(conn, stream, target, body)
+            return
         if target not in ("/api/chat", "/api/generate"):
             # Ollama's router (Go net/http) answers unknown paths with a plain-text 404.
             await self._whole(conn, stream, 404, b"404 page not found", "text/plain")
@@ -311,6 +340,48 @@ class FakeOllama(FakeServer):
             await self._error(conn, stream, 404, f"model '{model}' not found")
             return
         await self._answer(conn, stream, payload, generate=target == "/api/generate")
+
+    async def _extra(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
+                     target: str, body: bytes) -> None:
+        """``/api/show``, ``/api/embed``, ``/api/embeddings`` (OL ``docs/api.md``)."""
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            await self._error(conn, stream, 400, "invalid character in request body")
+            return
+        model = payload.get("model") or payload.get("name")
+        if not model:
+            await self._error(conn, stream, 400, "model is required")
+            return
+        if model in self.failures:
+            status, message, headers = self.failures[model]
+            await self._error(conn, stream, status, message, headers)
+            return
+        if model not in self.models:
+            await self._error(conn, stream, 404, f"model '{model}' not found")
+            return
+        if target == "/api/show":
+            answer: dict[str, Any] = {
+                "modelfile": f"FROM {model}\n", "parameters": "num_ctx 8192",
+                "template": "{{ .Prompt }}", "modified_at": "2025-07-07T20:32:53.1Z",
+                "details": {"parent_model": "", "format": "gguf", "family": "qwen3",
+                            "families": ["qwen3"], "parameter_size": "4.0B",
+                            "quantization_level": "Q4_K_M"},
+                "model_info": {"general.architecture": "qwen3", "qwen3.context_length": 40960},
+                "capabilities": ["completion", "tools", "thinking"]}
+            await self._whole(conn, stream, 200, json.dumps(answer).encode())
+            return
+        self.embed_requests.append((target, payload))
+        dims = payload.get("dimensions") or 4
+        if target == "/api/embeddings":  # legacy: one prompt, one vector
+            answer = {"embedding": vector_for(str(payload.get("prompt", "")), dims)}
+        else:
+            inputs = payload.get("input")
+            texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+            answer = {"model": model, "embeddings": [vector_for(t, dims) for t in texts],
+                      "total_duration": 1_000_000, "load_duration": 100_000,
+                      "prompt_eval_count": sum(len(t.split()) for t in texts)}
+        await self._whole(conn, stream, 200, json.dumps(answer).encode())
 
     def _tool_call(self, payload: dict[str, Any]) -> dict[str, Any] | None:
         tools = payload.get("tools")

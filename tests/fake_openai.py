@@ -22,19 +22,28 @@ last message is the tool's result (then the reply, closing a round trip). Each f
 checks its own bearer key (401 in OpenAI's error shape otherwise). Models listed in
 ``failures`` answer that status; in ``fail_midstream`` they break after the first delta;
 in ``stall`` they never answer (until the client closes the connection).
+
+Besides chat, each flavor serves ``GET /<flavor>/models`` (OpenAI's list shape, the ids in
+``models``) and ``POST /<flavor>/embeddings`` (floats, or base64 float32 when asked, with
+:func:`fake_ollama.vector_for`'s vectors). A tool conversation is checked as OpenAI checks
+it (OAI API reference, "messages"): an assistant ``tool_calls`` entry needs its ``id`` and
+``type``, and a ``tool`` message a ``tool_call_id`` naming a call of an earlier assistant
+turn, else a 400 in OpenAI's shape; a turn ending in a tool result is answered with text.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import anyio.abc
 import h11
-from fake_ollama import Call, FakeServer, Headers, words
+from fake_ollama import Call, FakeServer, Headers, vector_for, words
 
-__all__ = ["FLAVORS", "REPLY", "FakeOpenAI"]
+__all__ = ["FLAVORS", "MODELS", "REPLY", "FakeOpenAI"]
 
 FLAVORS = ("openrouter", "opencode", "kimi")
 
@@ -42,6 +51,14 @@ FLAVORS = ("openrouter", "opencode", "kimi")
 REPLY = "Grüße aus Tōkyō — 東京から 🙂 done."
 
 _COMMENT = b": OPENROUTER PROCESSING\n\n"
+
+#: What each flavor's ``GET /models`` lists by default.
+MODELS: Mapping[str, tuple[str, ...]] = {
+    "openrouter": ("moonshotai/kimi-k2", "openai/gpt-4o-mini",
+                   "openai/text-embedding-3-small"),
+    "opencode": ("glm-5.1", "claude-sonnet-4-6", "gpt-5.4"),
+    "kimi": ("kimi-for-coding",),
+}
 
 
 def _event(obj: object) -> bytes:
@@ -71,6 +88,7 @@ class FakeOpenAI(FakeServer):
         fail_midstream: Iterable[str] = (),
         stall: Iterable[str] = (),
         flavors: Iterable[str] = FLAVORS,
+        models: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         super().__init__()
         self.keys = dict(keys)
@@ -87,6 +105,11 @@ class FakeOpenAI(FakeServer):
         self.stall = set(stall)
         self.requests: list[tuple[str, dict[str, Any]]] = []
         """(flavor, decoded body) of every chat call, in arrival order."""
+        self.models = {f: tuple(ids) for f, ids in (MODELS if models is None
+                                                     else models).items()}
+        """flavor -> the ids its ``GET /models`` lists."""
+        self.embed_requests: list[tuple[str, dict[str, Any]]] = []
+        """(flavor, decoded body) of every embeddings call."""
 
     def base_url(self, flavor: str) -> str:
         return f"{self.url}/{flavor}"
@@ -107,26 +130,45 @@ class FakeOpenAI(FakeServer):
     async def _respond(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
                        request: h11.Request, body: bytes) -> None:
         flavor, _, rest = request.target.decode().lstrip("/").partition("/")
-        if flavor not in self.flavors or rest != "chat/completions":
+        routes = {"chat/completions": b"POST", "embeddings": b"POST", "models": b"GET"}
+        if flavor not in self.flavors or rest not in routes:
             await self._error(conn, stream, 404, "no such route")
             return
-        if request.method != b"POST":
+        if request.method != routes[rest]:
             await self._error(conn, stream, 405, "method not allowed")
             return
         auth = dict(request.headers).get(b"authorization", b"").decode()
         if flavor in self.keys and auth != f"Bearer {self.keys[flavor]}":
             await self._error(conn, stream, 401, "invalid api key")
             return
+        if rest == "models":
+            data = [{"id": m, "object": "model", "created": 1753343279, "owned_by": flavor}
+                    for m in self.models.get(flavor, ())]
+            await self._whole(conn, stream, 200,
+                              json.dumps({"object": "list", "data": data}).encode())
+            return
         try:
             payload = json.loads(body)
         except ValueError:
             await self._error(conn, stream, 400, "body is not JSON")
             return
-        self.requests.append((flavor, payload))
         model = payload.get("model")
+        if rest == "embeddings":
+            self.embed_requests.append((flavor, payload))
+            if model in self.failures:
+                status, message, headers = self.failures[model]
+                await self._error(conn, stream, status, message, headers)
+                return
+            await self._embeddings(conn, stream, payload)
+            return
+        self.requests.append((flavor, payload))
         if model in self.failures:
             status, message, headers = self.failures[model]
             await self._error(conn, stream, status, message, headers)
+            return
+        problem = self._tool_history_problem(payload.get("messages") or [])
+        if problem is not None:
+            await self._error(conn, stream, 400, problem)
             return
         if model in self.stall:
             await self._until_closed(stream)
@@ -135,6 +177,46 @@ class FakeOpenAI(FakeServer):
             await self._stream(conn, stream, flavor, payload)
         else:
             await self._completion(conn, stream, payload)
+
+    @staticmethod
+    def _tool_history_problem(messages: list[dict[str, Any]]) -> str | None:
+        """OpenAI's refusal of a tool history it cannot pair up, or None."""
+        ids: set[str] = set()
+        for i, m in enumerate(messages):
+            for call in m.get("tool_calls") or () if m.get("role") == "assistant" else ():
+                if not call.get("id") or call.get("type") != "function":
+                    return (f"Missing required parameter: 'messages[{i}].tool_calls[0].id'."
+                            if not call.get("id") else
+                            f"Missing required parameter: 'messages[{i}].tool_calls[0].type'.")
+                ids.add(call["id"])
+            if m.get("role") == "tool":
+                if not m.get("tool_call_id"):
+                    return f"Missing required parameter: 'messages[{i}].tool_call_id'."
+                if m["tool_call_id"] not in ids:
+                    return ("Invalid parameter: messages with role 'tool' must be a response "
+                            "to a preceeding message with 'tool_calls'.")
+        return None
+
+    async def _embeddings(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
+                          payload: dict[str, Any]) -> None:
+        inputs = payload.get("input")
+        if isinstance(inputs, str):
+            texts = [inputs]
+        elif isinstance(inputs, list) and inputs and all(isinstance(i, int) for i in inputs):
+            texts = [" ".join(map(str, inputs))]  # one token array
+        else:
+            texts = [i if isinstance(i, str) else " ".join(map(str, i)) for i in inputs or []]
+        dims = payload.get("dimensions") or 4
+        b64 = payload.get("encoding_format") == "base64"
+        data = []
+        for i, text in enumerate(texts):
+            vec = vector_for(text, dims)
+            data.append({"object": "embedding", "index": i, "embedding": base64.b64encode(
+                struct.pack(f"<{len(vec)}f", *vec)).decode() if b64 else vec})
+        tokens = sum(len(t.split()) for t in texts)
+        body = {"object": "list", "data": data, "model": payload.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        await self._whole(conn, stream, 200, json.dumps(body).encode())
 
     def _call(self, payload: dict[str, Any]) -> tuple[str, str] | None:
         tools = payload.get("tools")

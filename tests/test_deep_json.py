@@ -20,7 +20,9 @@ from chatproto import (
     codec_for,
     parse_chat_request,
 )
-from chatproto.dialects.ollama import parse_tags, render_chat
+from chatproto._decoders import dumps
+from chatproto._ollama_api import parse_tags, tag_entry
+from chatproto.dialects.ollama import render_chat
 
 DEEP = b'{"a":' * 300 + b"1" + b"}" * 300
 PROVIDERS = {
@@ -84,7 +86,13 @@ def test_ollama_front_door_refuses_tool_arguments_it_cannot_re_encode() -> None:
     assert (info.value.type, info.value.status) == ("bad_upstream_response", 502)
 
 
-def test_tags_entry_too_deep_is_dropped() -> None:
+def test_tags_entry_too_deep_keeps_only_what_can_be_re_encoded() -> None:
+    """An upstream entry is re-rendered from its documented fields only, so a deep value in
+    it can never make the list unencodable (a 500)."""
     deep = b'{"a":' * 300 + b"1" + b"}" * 300
     body = b'{"models":[{"name":"ok"},{"name":"deep","details":' + deep + b"}]}"
-    assert [m["name"] for m in parse_tags(body)] == ["ok"]
+    listed = parse_tags("ollama", body, limit=10)
+    assert [m.id for m in listed] == ["ok", "deep"]
+    entry = tag_entry("deep", listed[1])
+    assert entry["details"]["family"] == ""
+    dumps(entry)

@@ -33,7 +33,7 @@ import openai
 import pytest
 from chatd_served import served
 from fake_ollama import FakeOllama, awkward_pieces, words
-from fake_openai import FLAVORS, REPLY, FakeOpenAI
+from fake_openai import REPLY, FakeOpenAI
 
 from server.app import ChatdApp, create_app
 from server.config import load_config
@@ -430,16 +430,36 @@ async def test_openai_sdk_mid_stream_failure_raises_after_the_deltas(
     assert caught.value.message
 
 
-async def test_openai_sdk_models_list_tiers_and_providers(tmp_path: Path) -> None:
+#: Every name the stack can use, in menu order (SPEC §3): the tiers, their targets, then
+#: each registered provider's upstream list (local first). Left out: OpenCode's
+#: ``claude-*`` and ``gpt-*`` models, whose wire formats (Anthropic Messages, Responses)
+#: chatd does not speak upstream yet, and the ``<provider>/`` prefixes, each a 400 if sent.
+USABLE = ["fast", "smart", "ollama/qwen3:4b", "kimi-k2.6:cloud", "openrouter/moonshotai/kimi-k2",
+          "llama3.2:1b", "qwen3:4b", "openrouter/openai/gpt-4o-mini",
+          "openrouter/openai/text-embedding-3-small", "opencode/glm-5.1",
+          "kimi/kimi-for-coding"]
+
+
+async def test_openai_sdk_models_list_every_usable_name(tmp_path: Path) -> None:
+    """Exactly the usable names, and each one is: retrievable, and answered when used."""
     async with stack(tmp_path) as s, s.openai() as client:
         ids = [m.id async for m in client.models.list()]
+        assert ids == USABLE
+        for name in ids:
+            model = await client.models.retrieve(name)
+            assert model.id == name
+            r = await client.chat.completions.create(model=name, messages=MESSAGES)
+            assert r.choices[0].finish_reason == "stop", name
+        latest = await client.models.retrieve("smart:latest")
+        assert (latest.id, latest.owned_by) == ("smart", "chatd")
         with pytest.raises(openai.NotFoundError):
-            await client.models.retrieve("fast")  # no per-model route: OpenAI-shaped 404
-    assert ids[:2] == ["fast", "smart"]
-    for target in ("ollama/qwen3:4b", "kimi-k2.6:cloud", "openrouter/moonshotai/kimi-k2"):
-        assert target in ids
-    for provider in ("ollama", "ollama_cloud", *FLAVORS):
-        assert f"{provider}/" in ids
+            await client.models.retrieve("ollama/")  # a prefix is not a model
+        with pytest.raises(openai.NotFoundError):
+            await client.models.retrieve("opencode/claude-sonnet-4-6")
+    # One fetch of each upstream list served every call (cached).
+    assert [c.path for c in s.local.calls if c.path == "/api/tags"] == ["/api/tags"]
+    assert sorted(c.path for c in s.compat.calls if c.path.endswith("/models")) == [
+        "/kimi/models", "/opencode/models", "/openrouter/models"]
 
 
 # --- the ollama client ------------------------------------------------------------------
@@ -567,22 +587,28 @@ async def test_ollama_client_mid_stream_failure_raises_after_the_deltas(
     assert caught.value.error
 
 
-async def test_ollama_client_list_merges_local_models_and_tiers(tmp_path: Path) -> None:
+async def test_ollama_client_list_shows_every_usable_name(tmp_path: Path) -> None:
+    """/api/tags: the same names, tiers also as ``<tier>:latest``; local entries whole."""
     async with stack(tmp_path) as s, s.ollama() as client:
         listed = await client.list()
     names = [m.model for m in listed.models]
-    assert names == ["llama3.2:1b", "qwen3:4b", "fast", "smart"]
-    assert listed.models[1].details is not None
-    assert listed.models[1].details.family == "qwen3"  # the local entry, passed on whole
+    assert names == ["fast", "fast:latest", "smart", "smart:latest", *USABLE[2:]]
+    local = listed.models[names.index("qwen3:4b")]
+    assert local.details is not None
+    assert local.details.family == "qwen3"  # the local entry, passed on whole
+    assert local.size == 2_600_000_000
     assert [c.path for c in s.local.calls] == ["/api/tags"]
 
 
-async def test_ollama_client_list_without_a_local_ollama_lists_tiers(tmp_path: Path) -> None:
+async def test_ollama_client_list_without_a_local_ollama_lists_the_rest(tmp_path: Path) -> None:
+    """An unreachable list never fails the route: the others are still listed."""
     async with stack(tmp_path, local_url=f"http://127.0.0.1:{free_port()}") as s, \
             s.ollama() as client:
         with anyio.fail_after(3):
             listed = await client.list()
-    assert [m.model for m in listed.models] == ["fast", "smart"]
+    names = [m.model for m in listed.models]
+    assert names == ["fast", "fast:latest", "smart", "smart:latest",
+                     *[n for n in USABLE[2:] if n not in ("llama3.2:1b", "qwen3:4b")]]
 
 
 async def test_ollama_load_call_answers_without_an_upstream(tmp_path: Path) -> None:
@@ -602,7 +628,9 @@ WIRE_ERRORS = [
     ("POST", "/v1/chat/completions", {}, b"{}", 401, "openai"),
     ("GET", "/v1/models", {}, b"", 401, "openai"),
     ("GET", "/v1/chat/completions", {"auth": "1"}, b"", 405, "openai"),
-    ("GET", "/v1/models/fast", {"auth": "1"}, b"", 404, "openai"),
+    ("GET", "/v1/models/no-such/model", {"auth": "1"}, b"", 404, "openai"),
+    ("POST", "/v1/embeddings", {"auth": "1"}, b"{", 400, "openai"),
+    ("POST", "/api/embed", {"auth": "1"}, b"[]", 400, "ollama"),
     ("POST", "/v1/chat/completions", {"auth": "1"}, b"x" * 70000, 413, "openai"),
     ("POST", "/v1/chat/completions", {"auth": "1"}, b"[1]", 400, "openai"),
     ("POST", "/api/chat", {}, b"{}", 401, "ollama"),

@@ -33,8 +33,11 @@ from chatproto import (
     ToolCallDelta,
     Usage,
     codec_for,
+    profile,
     resolve,
 )
+from chatproto._models import catalog
+from chatproto._ollama_api import parse_tags
 from chatproto.dialects import ollama as fo
 
 WEATHER_TOOL = {
@@ -605,46 +608,39 @@ LOCAL_TAG = {
                 "quantization_level": "Q4_K_M"},
 }
 TIERS = {"fast": ("ollama/qwen3:4b",), "smart": ("kimi-k2.6:cloud", "openrouter/m/k")}
+OLLAMA = profile("ollama")
+assert OLLAMA is not None
 
 
 @pytest.mark.parametrize(
     ("tiers", "local", "names"),
     [
-        pytest.param(TIERS, [LOCAL_TAG], ["qwen3:4b", "fast", "smart"], id="local-then-tiers"),
-        pytest.param(TIERS, [], ["fast", "smart"], id="tiers-only"),
+        pytest.param(TIERS, [LOCAL_TAG], ["fast", "fast:latest", "ollama/qwen3:4b", "qwen3:4b"],
+                     id="tiers-then-local"),
+        pytest.param(TIERS, [], ["fast", "fast:latest", "ollama/qwen3:4b"], id="tiers-only"),
         pytest.param({}, [LOCAL_TAG], ["qwen3:4b"], id="local-only"),
         pytest.param({}, [], [], id="empty"),
-        pytest.param({"qwen3:4b": ("kimi/k",)}, [LOCAL_TAG], ["qwen3:4b"],
+        pytest.param({"qwen3:4b": ("ollama/llama3",)}, [LOCAL_TAG],
+                     ["qwen3:4b", "qwen3:4b:latest", "ollama/llama3", "ollama/qwen3:4b"],
                      id="tier-shadows-local"),
     ],
 )
 def test_render_tags(tiers: dict[str, tuple[str, ...]], local: list[dict[str, Any]],
                      names: list[str]) -> None:
-    raw = fo.render_tags(tiers, local)
-    listed = ot.ListResponse.model_validate_json(raw)
-    assert [m.model for m in listed.models] == names
-    entries = orjson.loads(raw)["models"]
-    assert [m["name"] for m in entries] == names
-    for entry in entries:
-        if entry["name"] in tiers:
-            assert (entry["size"], entry["digest"]) == (0, "")
+    """Only names that route where they claim (``smart`` needs Ollama Cloud or OpenRouter,
+    neither registered here); a local model a tier shadows keeps its ``ollama/`` name."""
+    listed = parse_tags("ollama", orjson.dumps({"models": local}), limit=100)
+    entries = catalog(tiers=tiers, providers={"ollama": OLLAMA}, listed={"ollama": listed},
+                      speaks=lambda api: True)
+    raw = fo.render_tags(entries)
+    got = ot.ListResponse.model_validate_json(raw)
+    assert [m.model for m in got.models] == names
+    from_local = {e.name for e in entries if e.listed is not None}
+    for entry in orjson.loads(raw)["models"]:
+        if entry["name"] in from_local:  # the local Ollama's own entry, under its name
+            assert entry == {**LOCAL_TAG, "name": entry["name"], "model": entry["name"]}
         else:
-            assert entry == LOCAL_TAG
-
-
-@pytest.mark.parametrize(
-    ("raw", "names"),
-    [
-        pytest.param(orjson.dumps({"models": [LOCAL_TAG]}), ["qwen3:4b"], id="ollama-body"),
-        pytest.param(orjson.dumps({"models": [LOCAL_TAG, 1, {"size": 3}, {"name": 2}]}),
-                     ["qwen3:4b"], id="bad-entries-skipped"),
-        pytest.param(b"<html>", [], id="not-json"),
-        pytest.param(b"[]", [], id="not-object"),
-        pytest.param(b'{"models": null}', [], id="models-null"),
-    ],
-)
-def test_parse_tags(raw: bytes, names: list[str]) -> None:
-    assert [m["name"] for m in fo.parse_tags(raw)] == names
+            assert (entry["size"], entry["digest"]) == (0, "")
 
 
 @pytest.mark.parametrize(
@@ -690,7 +686,10 @@ class FakeChatd:
         path = request.url.path
         try:
             if path == "/api/tags":
-                return self.whole(200, fo.render_tags(TIERS, [LOCAL_TAG]))
+                local = parse_tags("ollama", orjson.dumps({"models": [LOCAL_TAG]}), limit=9)
+                return self.whole(200, fo.render_tags(catalog(
+                    tiers=TIERS, providers={"ollama": OLLAMA}, listed={"ollama": local},
+                    speaks=lambda api: True)))
             if path == "/api/version":
                 return self.whole(200, fo.render_version())
             endpoint = fo.ENDPOINTS[path]
@@ -795,7 +794,8 @@ def test_client_chat_load(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_client_list(monkeypatch: pytest.MonkeyPatch) -> None:
     listed = client(FakeChatd([]), monkeypatch).list()
-    assert [m.model for m in listed.models] == ["qwen3:4b", "fast", "smart"]
+    assert [m.model for m in listed.models] == [
+        "fast", "fast:latest", "ollama/qwen3:4b", "qwen3:4b"]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])

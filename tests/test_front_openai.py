@@ -40,12 +40,15 @@ from chatproto import (
     ToolCallDelta,
     Usage,
     codec_for,
+    profile,
 )
+from chatproto._models import catalog
 from chatproto.dialects.openai_chat import (
     CompletionStream,
     parse_request,
     render_completion,
     render_error,
+    render_model,
     render_models,
 )
 
@@ -673,18 +676,16 @@ TIERS = {"fast": ("ollama/qwen3:4b",),
          "twin": ("ollama/qwen3:4b", " ollama/llama3 ")}
 MODELS = [
     ({}, [], []),
-    ({}, ["ollama"], [("ollama/", "ollama")]),
+    ({}, ["ollama"], []),
     (TIERS, ["ollama"],
      [("fast", "chatd"), ("twin", "chatd"), ("ollama/qwen3:4b", "ollama"),
-      ("ollama/llama3", "ollama"), ("ollama/", "ollama")]),
+      ("ollama/llama3", "ollama")]),
     (TIERS, ["ollama", "openrouter", "ollama_cloud"],
      [("fast", "chatd"), ("smart", "chatd"), ("cloudy", "chatd"), ("twin", "chatd"),
       ("ollama/qwen3:4b", "ollama"), ("kimi-k2.6:cloud", "ollama_cloud"),
       ("openrouter/moonshotai/kimi-k2", "openrouter"), ("gpt-oss:120b:cloud", "ollama_cloud"),
-      ("ollama/llama3", "ollama"),
-      ("ollama/", "ollama"), ("openrouter/", "openrouter"), ("ollama_cloud/", "ollama_cloud")]),
-    ({"odd": ("openrouter/bare", "")}, ["ollama", "openrouter", "custom"],
-     [("ollama/", "ollama"), ("openrouter/", "openrouter")]),
+      ("ollama/llama3", "ollama")]),
+    ({"odd": ("openrouter/bare", "")}, ["ollama", "openrouter", "custom"], []),
 ]
 
 
@@ -693,7 +694,10 @@ MODELS = [
                               "malformed-targets-and-unknown-provider"])
 def test_render_models(tiers: dict[str, tuple[str, ...]], providers: list[str],
                        expected: list[tuple[str, str]]) -> None:
-    raw = render_models(tiers, providers, created=1_700_000_002)
+    """Only names that route (no ``<provider>/`` prefix entries, which would be a 400)."""
+    registered = {n: row for n in providers if (row := profile(n)) is not None}
+    entries = catalog(tiers=tiers, providers=registered, listed={}, speaks=lambda api: True)
+    raw = render_models(entries, created=1_700_000_002)
     obj = orjson.loads(raw)
     assert obj["object"] == "list"
     models = [Model.model_validate(m) for m in obj["data"]]
@@ -701,3 +705,6 @@ def test_render_models(tiers: dict[str, tuple[str, ...]], providers: list[str],
     assert all(m.object == "model" and m.created == 1_700_000_002 for m in models)
     listed = answering(200, raw).models.list()
     assert [m.id for m in listed] == [i for i, _ in expected]
+    for entry in entries:
+        one = Model.model_validate_json(render_model(entry, created=5))
+        assert (one.id, one.owned_by, one.created) == (entry.name, entry.provider or "chatd", 5)

@@ -144,6 +144,7 @@ from .._door import Answer, CallContext, DoorCall, Served
 from .._errors import ChatError, Headers, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._lifecycle import StreamLifecycle
+from .._models import CatalogEntry
 from .._request import (
     boolean,
     decode_body,
@@ -197,7 +198,6 @@ __all__ = [
     "is_load",
     "parse_chat",
     "parse_generate",
-    "parse_tags",
     "render_chat",
     "render_error",
     "render_generate",
@@ -1319,56 +1319,21 @@ generate_door = OllamaDoor(GENERATE, "ollama_generate")
 # --- server end: model list and version --------------------------------------------------
 
 
-def parse_tags(body: bytes) -> tuple[dict[str, Any], ...]:
-    """The model entries of an upstream Ollama's ``/api/tags`` body (OL §1.8), leniently.
+def render_tags(entries: Sequence[CatalogEntry]) -> bytes:
+    """``GET /api/tags``: one entry per usable name (:func:`chatproto._models.catalog`,
+    SPEC §3), with both ``name`` and ``model`` (OL §1.8; Open WebUI merges by ``model``).
 
-    A listing is advisory: a malformed body or entry yields nothing rather than an error,
-    so a broken local Ollama never hides chatd's own tiers.
+    A model an upstream Ollama listed keeps its own entry (size, digest, details) under the
+    name chatd routes to it; a tier is listed also as ``<tier>:latest``, the name Ollama
+    clients such as Open WebUI make of a name without a tag, and which langchain-ollama's
+    model check (``m.startswith(name + ":")``) then finds for the bare tier too.
     """
-    try:
-        obj = _loads(body)
-    except orjson.JSONDecodeError:
-        return ()
-    models = obj.get("models") if isinstance(obj, dict) else None
-    if not isinstance(models, list):
-        return ()
-    return tuple(m for m in models
-                 if isinstance(m, dict) and isinstance(m.get("name"), str) and _encodable(m))
+    from .._ollama_api import tag_entry
 
-
-def _tier_entry(name: str, modified_at: str) -> dict[str, Any]:
-    """One tier in Ollama's model-entry shape (OL §1.8), so ``ollama.list()`` validates."""
-    return {
-        "name": name,
-        "model": name,
-        "modified_at": modified_at,
-        "size": 0,
-        "digest": "",
-        "details": {
-            "parent_model": "",
-            "format": "",
-            "family": "",
-            "families": None,
-            "parameter_size": "",
-            "quantization_level": "",
-        },
-    }
-
-
-def render_tags(
-    tiers: Mapping[str, tuple[str, ...]],
-    local_models: Sequence[Mapping[str, object]] = (),
-    *,
-    modified_at: str = ZERO_TIME,
-) -> bytes:
-    """``GET /api/tags``: the local Ollama's own models, then one entry per chatd tier.
-
-    Any model name routes (SPEC §1), so the list only advertises what a client may want to
-    pick from a menu. A local model whose name is also a tier's is left out: the tier wins
-    routing (SPEC §1 rule 2), so listing both would show a model the name does not reach.
-    """
-    models: list[object] = [dict(m) for m in local_models if m.get("name") not in tiers]
-    models.extend(_tier_entry(name, modified_at) for name in tiers)
+    models: list[object] = []
+    for entry in entries:
+        models.append(tag_entry(entry.name, entry.listed))
+        models.extend(tag_entry(alias) for alias in entry.aliases)
     return dumps({"models": models})
 
 

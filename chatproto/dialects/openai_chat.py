@@ -91,6 +91,7 @@ from .._door import Answer, CallContext, DoorCall, Served
 from .._errors import ChatError, Headers, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._lifecycle import StreamLifecycle
+from .._models import CatalogEntry
 from .._request import (
     boolean,
     decode_body,
@@ -106,7 +107,6 @@ from .._request import (
     positive_int,
     string,
 )
-from .._routing import PROVIDER_APIS, resolve
 from .._types import (
     JSON,
     ChatRequest,
@@ -133,6 +133,7 @@ __all__ = [
     "parse_request",
     "render_completion",
     "render_error",
+    "render_model",
     "render_models",
 ]
 
@@ -1245,17 +1246,26 @@ class OpenAIChatDoor:
 door = OpenAIChatDoor()
 
 
-def render_models(
-    tiers: Mapping[str, tuple[str, ...]], providers: Sequence[str], *, created: int
-) -> bytes:
-    """``GET /v1/models``: ``{"object": "list", "data": [{"id", "object", "created",
-    "owned_by"}]}``, listing only names chatd can route now (``providers`` = registered).
+def _model(entry: CatalogEntry, created: int) -> dict[str, object]:
+    listed = entry.listed
+    when = listed.created if listed is not None and listed.created is not None else created
+    return {
+        "id": entry.name,
+        "object": "model",
+        "created": when,
+        "owned_by": entry.provider or "chatd",
+        "type": "model",
+        "display_name": entry.name,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)),
+    }
 
-    In order: each tier with at least one registered target (``owned_by: "chatd"``); each
-    such target, a concrete model id (``owned_by`` its provider); then one ``"<provider>/"``
-    entry per registered provider. That last entry is a prefix, not a model: chatd cannot
-    list upstream catalogues without I/O, so it says "append a model name here"; sending
-    it bare gets a 400 that explains the rule (SPEC §1).
+
+def render_models(entries: Sequence[CatalogEntry], *, created: int) -> bytes:
+    """``GET /v1/models``: ``{"object": "list", "data": [{"id", "object", "created",
+    "owned_by"}]}``, one per usable name (:func:`chatproto._models.catalog`, SPEC §3).
+
+    ``owned_by`` is the provider the name routes to, ``"chatd"`` for a tier; ``created``
+    is the upstream's where it listed one, else ``created``.
 
     The same body is also Anthropic's model list (SPEC §3: Claude Code's gateway model
     discovery and the anthropic SDK's ``models.list`` read it): each entry carries
@@ -1263,35 +1273,14 @@ def render_models(
     fields, and the page ``has_more``, ``first_id`` and ``last_id``. Each client ignores
     the other's fields.
     """
-    data: list[dict[str, object]] = []
-    seen: set[str] = set()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
-
-    def add(model_id: str, owner: str) -> None:
-        if model_id not in seen:
-            seen.add(model_id)
-            data.append({"id": model_id, "object": "model", "created": created,
-                         "owned_by": owner, "type": "model", "display_name": model_id,
-                         "created_at": stamp})
-
-    targets: list[tuple[str, str]] = []
-    for tier, names in tiers.items():
-        usable = []
-        for name in names:
-            try:
-                (route,) = resolve(name, providers)
-            except ChatError:
-                continue
-            usable.append((name.strip(), route.provider))
-        if usable:
-            add(tier, "chatd")
-            targets.extend(usable)
-    for name, provider in targets:
-        add(name, provider)
-    for provider in providers:
-        if provider in PROVIDER_APIS:
-            add(f"{provider}/", provider)
+    data = [_model(e, created) for e in entries]
     return dumps({"object": "list", "data": data, "has_more": False,
                   "first_id": data[0]["id"] if data else None,
                   "last_id": data[-1]["id"] if data else None})
 
+
+def render_model(entry: CatalogEntry, *, created: int) -> bytes:
+    """``GET /v1/models/{id}``: the one model object (OAI ``types/model.py``; Anthropic's
+    ``models.retrieve`` reads the same object's ``type``, ``display_name``,
+    ``created_at``)."""
+    return dumps(_model(entry, created))
