@@ -17,8 +17,6 @@ shared with ``fake_openai.py``. :class:`FakeOllama` speaks what providers.md §1
   ShowResponse with ``capabilities``, 404 for a model it does not have); ``GET /api/ps``
   (the models it has answered with, as loaded); ``POST /api/embed`` and the legacy
   ``POST /api/embeddings``, with vectors :func:`vector_for` derives from each text.
-- A turn whose last message is a tool result (role ``tool``) is answered with text, not
-  another call, so a two-turn tool conversation ends as a real one does.
 - Errors as ``{"error": "<message>"}`` (OL §1.7): 404 ``model 'x' not found`` for a model it
   does not have, 400 for a bad body, 401 without the right bearer key when ``key`` is set
   (Ollama Cloud), any status for a model listed in ``failures``, and a mid-stream error
