@@ -60,6 +60,21 @@ if TYPE_CHECKING:
     from ._door import DoorCall as DoorCall
     from ._door import DoorStream as DoorStream
     from ._door import Served as Served
+    from ._embed import EMBED_APIS as EMBED_APIS
+    from ._embed import EmbedAttempt as EmbedAttempt
+    from ._embed import EmbedCodec as EmbedCodec
+    from ._embed import EmbedPlan as EmbedPlan
+    from ._embed import EmbedRequest as EmbedRequest
+    from ._embed import EmbedResponse as EmbedResponse
+    from ._embed import embed_codec_for as embed_codec_for
+    from ._models import MAX_LISTED as MAX_LISTED
+    from ._models import CatalogEntry as CatalogEntry
+    from ._models import ListedModel as ListedModel
+    from ._models import catalog as catalog
+    from ._models import find_model as find_model
+    from ._models import model_list_request as model_list_request
+    from ._models import name_for as name_for
+    from ._models import parse_model_list as parse_model_list
     from ._plan import Attempt as Attempt
     from ._plan import CallPlan as CallPlan
     from ._plan import blame as blame
@@ -99,6 +114,21 @@ _LAZY: dict[str, str] = {
     "DoorCall": "._door",
     "DoorStream": "._door",
     "Served": "._door",
+    "MAX_LISTED": "._models",
+    "CatalogEntry": "._models",
+    "ListedModel": "._models",
+    "catalog": "._models",
+    "find_model": "._models",
+    "model_list_request": "._models",
+    "name_for": "._models",
+    "parse_model_list": "._models",
+    "EMBED_APIS": "._embed",
+    "EmbedAttempt": "._embed",
+    "EmbedCodec": "._embed",
+    "EmbedPlan": "._embed",
+    "EmbedRequest": "._embed",
+    "EmbedResponse": "._embed",
+    "embed_codec_for": "._embed",
     "Attempt": "._plan",
     "CallPlan": "._plan",
     "blame": "._plan",
@@ -125,9 +155,11 @@ _LAZY: dict[str, str] = {
 
 __all__ = [
     "DEFAULT_PROVIDER",
+    "EMBED_APIS",
     "ERROR_STATUS",
     "JSON",
     "LATENCY_BUCKETS",
+    "MAX_LISTED",
     "OVERHEAD_BUCKETS",
     "PROFILES",
     "PROVIDER_APIS",
@@ -137,6 +169,7 @@ __all__ = [
     "Attempt",
     "CallContext",
     "CallPlan",
+    "CatalogEntry",
     "ChatError",
     "ChatRequest",
     "ChatResponse",
@@ -144,12 +177,18 @@ __all__ = [
     "Door",
     "DoorCall",
     "DoorStream",
+    "EmbedAttempt",
+    "EmbedCodec",
+    "EmbedPlan",
+    "EmbedRequest",
+    "EmbedResponse",
     "Event",
     "HTTPRequest",
     "Headers",
     "Histogram",
     "ImagePart",
     "LineDecoder",
+    "ListedModel",
     "Message",
     "Part",
     "Provider",
@@ -173,13 +212,19 @@ __all__ = [
     "Usage",
     "blame",
     "cannot_carry",
+    "catalog",
     "check_prefixes",
     "codec_for",
     "door_for",
+    "embed_codec_for",
     "error_from_upstream",
+    "find_model",
     "header_value",
     "mask_secret",
+    "model_list_request",
+    "name_for",
     "parse_chat_request",
+    "parse_model_list",
     "parse_retry_after",
     "parse_tiers",
     "profile",

@@ -8,8 +8,8 @@ or an OpenAI-family ``/embeddings``, :data:`EMBED_APIS`); :class:`EmbedPlan` giv
 attempts and the decision after each failure exactly as :class:`~chatproto.CallPlan` does
 for chat (skip a target that cannot carry the request, move on only after a retryable
 upstream failure, one budget for the chain, :func:`~chatproto.blame` on every failure).
-The codecs are in :mod:`chatproto._ollama_api` and :mod:`chatproto._openai_api`, beside
-the doors of the same wire format.
+The codecs live in the dialect modules of their wire formats
+(:mod:`chatproto.dialects.ollama`, :mod:`chatproto.dialects.openai_chat`), beside the doors.
 
 Vectors stay the lists the JSON decoder made (no copy into tuples): an answer holds up to
 thousands of floats per input and is only ever re-encoded.
@@ -37,6 +37,7 @@ __all__ = [
     "EmbedRequest",
     "EmbedResponse",
     "embed_codec_for",
+    "embed_vector",
 ]
 
 _EMPTY: Mapping[str, JSON] = MappingProxyType({})
@@ -113,14 +114,22 @@ class EmbedCodec(Protocol):
     ) -> ChatError: ...
 
 
+def embed_vector(value: object, provider: str, index: int) -> Sequence[float]:
+    """One vector from an upstream: a list of numbers, else ``bad_upstream_response``."""
+    if isinstance(value, list) and all(type(x) is float or type(x) is int for x in value):
+        return value
+    raise ChatError("bad_upstream_response",
+                    f"upstream embedding {index} is not an array of numbers", provider=provider)
+
+
 def embed_codec_for(api: str) -> EmbedCodec:
     """The codec of an embeddings wire format (a value of :data:`EMBED_APIS`)."""
     if api == "ollama_embed":
-        from ._ollama_api import embed_codec
+        from .dialects.ollama import embed_codec
 
         return embed_codec
     if api == "openai_embed":
-        from ._openai_api import embed_codec as openai_codec
+        from .dialects.openai_chat import embed_codec as openai_codec
 
         return openai_codec
     raise KeyError(api)

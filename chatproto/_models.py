@@ -30,7 +30,7 @@ __all__ = [
     "CatalogEntry",
     "ListedModel",
     "catalog",
-    "find",
+    "find_model",
     "model_list_request",
     "name_for",
     "parse_model_list",
@@ -130,11 +130,11 @@ def parse_model_list(
     """
     wire = _LIST_FORMAT.get(provider.api)
     if wire == "ollama":
-        from ._ollama_api import parse_tags
+        from .dialects.ollama import parse_tags
 
         return parse_tags(provider.name, body, limit=limit)
     if wire == "openai":
-        from ._openai_api import parse_models
+        from .dialects.openai_chat import parse_models
 
         return parse_models(provider.name, body, limit=limit)
     raise ChatError(
@@ -263,7 +263,7 @@ def name_for(
     return None
 
 
-def find(entries: Sequence[CatalogEntry], name: str) -> CatalogEntry | None:
+def find_model(entries: Sequence[CatalogEntry], name: str) -> CatalogEntry | None:
     """The entry ``name`` is, by its name or an alias; None when it is not listed."""
     for entry in entries:
         if entry.name == name or name in entry.aliases:

@@ -16,11 +16,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from chatproto import ChatError, Usage
-from chatproto._embed import EmbedAttempt, EmbedPlan, EmbedRequest, EmbedResponse
-from chatproto._ollama_api import parse_embed, parse_embeddings, render_embed, render_embeddings
-from chatproto._openai_api import parse_embeddings as parse_openai_embeddings
-from chatproto._openai_api import render_embeddings as render_openai_embeddings
+from chatproto import ChatError, EmbedAttempt, EmbedPlan, EmbedRequest, EmbedResponse, Usage
+from chatproto.dialects.ollama import parse_embed, parse_embeddings, render_embed, render_embeddings
+from chatproto.dialects.openai_chat import parse_embeddings as parse_openai_embeddings
+from chatproto.dialects.openai_chat import render_embeddings as render_openai_embeddings
 from transports import Timeouts
 
 from .asgi import Request, Responder, until_disconnect

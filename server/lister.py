@@ -27,10 +27,11 @@ from dataclasses import dataclass
 
 import anyio
 
-from chatproto import ChatError, Provider
-from chatproto._models import (
+from chatproto import (
     CatalogEntry,
+    ChatError,
     ListedModel,
+    Provider,
     catalog,
     model_list_request,
     parse_model_list,

@@ -15,18 +15,26 @@ import time
 
 import anyio
 
-from chatproto import DEFAULT_PROVIDER, ChatError
-from chatproto._models import MAX_LISTED, CatalogEntry, ListedModel, name_for
-from chatproto._ollama_api import (
+from chatproto import (
+    DEFAULT_PROVIDER,
+    MAX_LISTED,
+    CatalogEntry,
+    ChatError,
+    ListedModel,
+    codec_for,
+    name_for,
+)
+from chatproto.dialects.ollama import (
+    JSON_CONTENT_TYPE,
     parse_ps,
     parse_show,
     ps_request,
     render_ps,
     render_show,
+    render_tags,
+    render_version,
     show_request,
 )
-from chatproto.dialects import codec_for
-from chatproto.dialects.ollama import JSON_CONTENT_TYPE, render_tags, render_version
 from transports import Timeouts
 
 from .asgi import Request, Responder, until_disconnect
@@ -80,7 +88,7 @@ async def tags(host: Host, request: Request, responder: Responder) -> None:
 async def show(host: Host, request: Request, responder: Responder) -> None:
     """``POST /api/show``: the local Ollama's own answer for a model it serves; for a model
     chatd routes elsewhere, a synthesized minimal one
-    (:func:`chatproto._ollama_api.render_show`) whose ``capabilities`` say what chatd can
+    (:func:`chatproto.dialects.ollama.render_show`) whose ``capabilities`` say what chatd can
     carry to it. A name chatd cannot route is refused as a chat call with it would be."""
     model, verbose = parse_show(await host.read_body(request))
     service = host.service()

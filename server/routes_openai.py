@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import time
 
-from chatproto import ChatError
-from chatproto._models import CatalogEntry, find
+from chatproto import CatalogEntry, ChatError, find_model
 from chatproto.dialects.openai_chat import JSON_CONTENT_TYPE, render_model, render_models
 
 from .asgi import Request, Responder, until_disconnect
@@ -54,7 +53,7 @@ async def models(host: Host, request: Request, responder: Responder) -> None:
 async def model(host: Host, request: Request, responder: Responder) -> None:
     """``GET /v1/models/{id}``: one listed name, or OpenAI's 404 for a name not listed."""
     name = request.path[len(MODEL_PREFIX):]
-    entry = find(await _names(host, request, responder), name) if name else None
+    entry = find_model(await _names(host, request, responder), name) if name else None
     if entry is None:
         raise ChatError("not_found", f"The model {name!r} does not exist or is not one "
                         "chatd can route now (GET /v1/models lists those)")

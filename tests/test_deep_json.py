@@ -20,9 +20,7 @@ from chatproto import (
     codec_for,
     parse_chat_request,
 )
-from chatproto._decoders import dumps
-from chatproto._ollama_api import parse_tags, tag_entry
-from chatproto.dialects.ollama import render_chat
+from chatproto.dialects.ollama import parse_tags, render_chat, tag_entry
 
 DEEP = b'{"a":' * 300 + b"1" + b"}" * 300
 PROVIDERS = {
@@ -95,4 +93,4 @@ def test_tags_entry_too_deep_keeps_only_what_can_be_re_encoded() -> None:
     assert [m.id for m in listed] == ["ok", "deep"]
     entry = tag_entry("deep", listed[1])
     assert entry["details"]["family"] == ""
-    dumps(entry)
+    orjson.dumps(entry)

@@ -16,30 +16,13 @@ from fake_ollama import vector_for
 from test_front_doors import TOKEN, stack
 from test_front_doors import pytestmark as _front_doors_marks
 
-from chatproto import ChatError, Provider, Route, Secret
-from chatproto._embed import EmbedPlan, EmbedRequest, EmbedResponse
-from chatproto._ollama_api import (
-    embed_codec as ollama_codec,
-)
-from chatproto._ollama_api import (
-    parse_embed,
-    parse_embeddings,
-    render_embed,
-    render_embeddings,
-)
-from chatproto._openai_api import (
-    decode_base64_vector,
-    encode_base64_vector,
-)
-from chatproto._openai_api import (
-    embed_codec as openai_codec,
-)
-from chatproto._openai_api import (
-    parse_embeddings as parse_openai,
-)
-from chatproto._openai_api import (
-    render_embeddings as render_openai,
-)
+from chatproto import ChatError, EmbedPlan, EmbedRequest, EmbedResponse, Provider, Route, Secret
+from chatproto.dialects.ollama import embed_codec as ollama_codec
+from chatproto.dialects.ollama import parse_embed, parse_embeddings, render_embed, render_embeddings
+from chatproto.dialects.openai_chat import decode_base64_vector, encode_base64_vector
+from chatproto.dialects.openai_chat import embed_codec as openai_codec
+from chatproto.dialects.openai_chat import parse_embeddings as parse_openai
+from chatproto.dialects.openai_chat import render_embeddings as render_openai
 
 OLLAMA = Provider(name="ollama", api="ollama_chat", base_url="http://o.test/", prefix="ollama/")
 OPENROUTER = Provider(name="openrouter", api="openai_chat", base_url="https://or.test/v1",

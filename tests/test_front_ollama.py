@@ -32,13 +32,13 @@ from chatproto import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    catalog,
     codec_for,
     profile,
     resolve,
 )
-from chatproto._models import catalog
-from chatproto._ollama_api import parse_tags
 from chatproto.dialects import ollama as fo
+from chatproto.dialects.ollama import parse_tags
 
 WEATHER_TOOL = {
     "type": "function",

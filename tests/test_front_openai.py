@@ -39,10 +39,10 @@ from chatproto import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    catalog,
     codec_for,
     profile,
 )
-from chatproto._models import catalog
 from chatproto.dialects.openai_chat import (
     CompletionStream,
     parse_request,

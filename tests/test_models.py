@@ -14,16 +14,20 @@ import anyio
 import orjson
 import pytest
 
-from chatproto import ChatError, Provider, Route, Secret, profile
-from chatproto._models import (
+from chatproto import (
     MAX_LISTED,
     CatalogEntry,
+    ChatError,
     ListedModel,
+    Provider,
+    Route,
+    Secret,
     catalog,
-    find,
+    find_model,
     model_list_request,
     name_for,
     parse_model_list,
+    profile,
 )
 from server.lister import RETRY_SECS, ModelLister
 from transports import MockResponse, MockTransport
@@ -171,13 +175,13 @@ def test_every_catalog_entry_routes_where_it_claims() -> None:
             assert resolve(name, ALL, tiers) == entry.routes, name
 
 
-def test_tier_alias_and_find() -> None:
+def test_tier_alias_and_find_model() -> None:
     entries = catalog(tiers={"smart": ("ollama/q",)}, providers={"ollama": OLLAMA}, listed={},
                       speaks=lambda api: True)
-    smart = find(entries, "smart:latest")
+    smart = find_model(entries, "smart:latest")
     assert smart is not None and smart.name == "smart" and smart.is_tier
     assert smart.routes == (Route(provider="ollama", upstream_model="q"),)
-    assert find(entries, "nope") is None
+    assert find_model(entries, "nope") is None
 
 
 @pytest.mark.parametrize(("provider", "model", "tiers", "expected"), [

@@ -17,7 +17,7 @@ from test_front_doors import LOCAL_MODEL, MESSAGES, TOKEN, free_port, stack
 from test_front_doors import pytestmark as _front_doors_marks
 
 from chatproto import Route, profile
-from chatproto._ollama_api import capabilities, parse_ps, parse_show, render_show
+from chatproto.dialects.ollama import capabilities, parse_ps, parse_show, render_show
 
 
 def _marks(f: Any) -> Any:

@@ -1,5 +1,7 @@
 """OpenAI Chat Completions, both ends: the ``openai_chat`` codec (openrouter, opencode,
-kimi and configured OpenAI-compatible providers) and the ``/v1/chat/completions`` door.
+kimi and configured OpenAI-compatible providers) and the ``/v1/chat/completions`` door;
+and, at the end of the module, the model list (``GET /models``) and embeddings
+(``POST /embeddings``), both ends too.
 
 Strategy: one module owns every byte of the format, so the two directions of each mapping
 sit side by side ("Both ends" below): the tool-call object, the
@@ -78,7 +80,10 @@ source is beside it):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+import struct
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -88,10 +93,11 @@ import orjson
 
 from .._decoders import SSEDecoder, dumps, loads
 from .._door import Answer, CallContext, DoorCall, Served
+from .._embed import MAX_INPUTS, EmbedRequest, EmbedResponse, embed_vector
 from .._errors import ChatError, Headers, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._lifecycle import StreamLifecycle
-from .._models import CatalogEntry
+from .._models import CatalogEntry, ListedModel, usable_id
 from .._request import (
     boolean,
     decode_body,
@@ -121,17 +127,26 @@ from .._types import (
 
 __all__ = [
     "API",
+    "ENCODINGS",
     "JSON_CONTENT_TYPE",
     "SSE_CONTENT_TYPE",
     "CompletionStream",
     "OpenAIChatCodec",
     "OpenAIChatDoor",
     "OpenAIChatStreamParser",
+    "OpenAIEmbedCall",
+    "OpenAIEmbedCodec",
     "OpenAIRequest",
     "codec",
+    "decode_base64_vector",
     "door",
+    "embed_codec",
+    "encode_base64_vector",
+    "parse_embeddings",
+    "parse_models",
     "parse_request",
     "render_completion",
+    "render_embeddings",
     "render_error",
     "render_model",
     "render_models",
@@ -1284,3 +1299,228 @@ def render_model(entry: CatalogEntry, *, created: int) -> bytes:
     ``models.retrieve`` reads the same object's ``type``, ``display_name``,
     ``created_at``)."""
     return dumps(_model(entry, created))
+
+
+# =========================================================================================
+# The rest of OpenAI's API, both ends: the model list (GET /models) and embeddings
+# (POST /embeddings) (OAI ``types/embedding_create_params.py``,
+# ``create_embedding_response.py``, ``model.py``).
+#
+# - ``GET /models`` -> ``{"object": "list", "data": [{"id", "object", "created",
+#   "owned_by"}]}``; OpenRouter's entries carry much more (pricing, context length), and
+#   only the id and ``created`` are read.
+# - ``encoding_format`` defaults to ``float``, but the official SDKs (openai-python,
+#   openai-node) send ``base64`` whenever their caller did not choose and decode it
+#   themselves (``np.frombuffer(..., dtype="float32")`` / a ``Float32Array``), so chatd
+#   renders base64 as asked: little-endian float32, as OpenAI does. Upstream, the client's
+#   choice is passed on only on the same wire format; an answer is read in either form,
+#   since some compatible servers ignore the field and send floats.
+# - Usage is OpenAI's required object; when the upstream counted nothing (an Ollama that
+#   omits ``prompt_eval_count``) both counts are 0 rather than a made-up estimate.
+# =========================================================================================
+
+#: The values ``encoding_format`` takes (OAI ``embedding_create_params.py``).
+ENCODINGS = ("float", "base64")
+
+
+# --- GET /models ------------------------------------------------------------------------
+
+def parse_models(provider: str, body: bytes, *, limit: int) -> tuple[ListedModel, ...]:
+    """An upstream's ``GET /models``: each entry's ``id`` (and ``created``), at most
+    ``limit``; entries without a usable id are skipped."""
+    obj = loads(body, provider)
+    data = obj.get("data") if isinstance(obj, dict) else None
+    if not isinstance(data, list):
+        raise ChatError("bad_upstream_response", "upstream model list has no \"data\" array",
+                        provider=provider)
+    out: list[ListedModel] = []
+    for item in data:
+        if len(out) >= limit:
+            break
+        if not isinstance(item, dict):
+            continue
+        model_id = usable_id(item.get("id"))
+        if model_id is None:
+            continue
+        created = item.get("created")
+        out.append(ListedModel(
+            id=model_id,
+            created=created if isinstance(created, int) and not isinstance(created, bool)
+            else None,
+        ))
+    return tuple(out)
+
+
+# --- POST /embeddings: the door ------------------------------------------------------------
+
+class OpenAIEmbedCall:
+    """A parsed ``/v1/embeddings`` body: the request, and how the client wants vectors."""
+
+    __slots__ = ("encoding_format", "request")
+
+    def __init__(self, request: EmbedRequest, encoding_format: str) -> None:
+        self.request = request
+        self.encoding_format = encoding_format
+
+
+def _token_array(value: list[object], field: str) -> tuple[int, ...]:
+    for i, item in enumerate(value):
+        if not isinstance(item, int) or isinstance(item, bool) or item < 0:
+            raise invalid(f"{field}[{i}] must be a token id (a non-negative integer), not "
+                          f"{json_type(item)}")
+    return tuple(value)  # type: ignore[arg-type]  # checked: every item is an int
+
+
+def _embed_inputs(value: object) -> tuple[str | tuple[int, ...], ...]:
+    """``input``: a string, an array of strings, one token array, or an array of them."""
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list):
+        raise invalid(f"input must be a string or an array, not {json_type(value)}")
+    if not value:
+        raise invalid("input must not be empty")
+    if len(value) > MAX_INPUTS:
+        raise invalid(f"input has {len(value)} items; at most {MAX_INPUTS} are taken")
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return (_token_array(value, "input"),)
+    out: list[str | tuple[int, ...]] = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, list) and item:
+            out.append(_token_array(item, f"input[{i}]"))
+        else:
+            raise invalid(f"input[{i}] must be a string or a non-empty token array, not "
+                          f"{json_type(item)}")
+    return tuple(out)
+
+
+_OPENAI_EMBED_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions"})
+
+
+def parse_embeddings(body: bytes) -> OpenAIEmbedCall:
+    """A client's ``POST /v1/embeddings`` body."""
+    obj = decode_body(body)
+    model = parse_model(obj)
+    if obj.get("input") is None:
+        raise invalid("input is required")
+    encoding = string(obj.get("encoding_format"), "encoding_format") or "float"
+    if encoding not in ENCODINGS:
+        raise invalid(f"encoding_format must be one of {', '.join(ENCODINGS)}, not "
+                      f"{encoding!r}")
+    extras: dict[str, JSON] = {k: v for k, v in obj.items() if k not in _OPENAI_EMBED_FIELDS}
+    if "encoding_format" in obj:
+        extras["encoding_format"] = encoding
+    request = EmbedRequest(
+        model=model,
+        inputs=_embed_inputs(obj["input"]),
+        dimensions=positive_int(obj.get("dimensions"), "dimensions"),
+        dialect="openai_embed",
+        extras=extras,
+    )
+    return OpenAIEmbedCall(request, encoding)
+
+
+def encode_base64_vector(vec: Sequence[float]) -> str:
+    """A vector as OpenAI's base64: little-endian float32, base64 (standard alphabet)."""
+    return base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode("ascii")
+
+
+def decode_base64_vector(text: str, provider: str, index: int) -> list[float]:
+    """The inverse of :func:`encode_base64_vector`; a malformed one is the upstream's fault."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b"\0"  # fails the length check below
+    if len(raw) % 4:
+        raise ChatError("bad_upstream_response",
+                        f"upstream embedding {index} is not base64 float32 data",
+                        provider=provider)
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+def render_embeddings(
+    resp: EmbedResponse, *, model: str, encoding_format: str = "float"
+) -> bytes:
+    """The ``/v1/embeddings`` answer, vectors as floats or base64 as the client asked."""
+    b64 = encoding_format == "base64"
+    data: list[dict[str, Any]] = [
+        {"object": "embedding", "index": i,
+         "embedding": encode_base64_vector(v) if b64 else v}
+        for i, v in enumerate(resp.vectors)
+    ]
+    tokens = resp.prompt_tokens or 0
+    return dumps({"object": "list", "data": data, "model": model,
+                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+
+# --- POST /embeddings: the upstream call -----------------------------------------------------
+
+class OpenAIEmbedCodec:
+    """``POST {base}/embeddings`` for the OpenAI family."""
+
+    api = "openai_embed"
+
+    def build_request(
+        self, request: EmbedRequest, route: Route, provider: Provider
+    ) -> HTTPRequest:
+        body: dict[str, JSON] = {}
+        if request.dialect == self.api:
+            body.update(request.extras)
+        body["model"] = route.upstream_model
+        inputs = request.inputs
+        body["input"] = (
+            inputs[0] if len(inputs) == 1 and isinstance(inputs[0], str)
+            else [list(i) if isinstance(i, tuple) else i for i in inputs]
+        )
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        headers = [("Content-Type", "application/json"), ("Accept", "application/json")]
+        if provider.key is not None:
+            headers.append(("Authorization", f"Bearer {provider.key.reveal()}"))
+        if provider.headers:
+            configured = {k.lower() for k, _ in provider.headers}
+            headers = [h for h in headers if h[0].lower() not in configured]
+            headers.extend(provider.headers)
+        try:
+            encoded = dumps(body)
+        except TypeError as exc:
+            raise ChatError("invalid_request", f"request cannot be encoded as JSON: {exc}",
+                            provider=provider.name) from None
+        return HTTPRequest(method="POST", url=provider.base_url.rstrip("/") + "/embeddings",
+                           headers=tuple(headers), body=encoded)
+
+    def parse_response(self, provider: str, body: bytes, count: int) -> EmbedResponse:
+        obj = loads(body, provider)
+        data = obj.get("data") if isinstance(obj, dict) else None
+        if not isinstance(obj, dict) or not isinstance(data, list) or len(data) != count:
+            raise ChatError(
+                "bad_upstream_response",
+                f"upstream embeddings answer has no \"data\" array of {count} embeddings",
+                provider=provider,
+            )
+        vectors: list[Sequence[float] | None] = [None] * count
+        for i, item in enumerate(data):
+            index = item.get("index", i) if isinstance(item, dict) else None
+            if not isinstance(index, int) or not 0 <= index < count \
+                    or vectors[index] is not None:
+                raise ChatError("bad_upstream_response",
+                                f"upstream embedding {i} has no valid index", provider=provider)
+            raw = item.get("embedding") if isinstance(item, dict) else None
+            vectors[index] = (decode_base64_vector(raw, provider, i) if isinstance(raw, str)
+                              else embed_vector(raw, provider, i))
+        usage = obj.get("usage")
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        return EmbedResponse(
+            vectors=tuple(v for v in vectors if v is not None),
+            prompt_tokens=tokens if isinstance(tokens, int) and not isinstance(tokens, bool)
+            and tokens >= 0 else None,
+        )
+
+    def parse_error(
+        self, provider: str, status: int, headers: Headers, body: bytes, *, now: float
+    ) -> ChatError:
+        return codec.parse_error(provider, status, headers, body, now=now)
+
+
+embed_codec = OpenAIEmbedCodec()
