@@ -49,6 +49,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import anyio
+import orjson
 import sniffio
 
 from chatproto import (
@@ -131,6 +132,17 @@ class Bounds:
         return ChatError(
             "shutting_down", "chatd is shutting down and its grace for this call has ended"
         )
+
+
+def unencodable(exc: orjson.JSONEncodeError, provider: str) -> ChatError:
+    """A door could not encode what the upstream sent (JSON nested past the 254 levels
+    orjson writes, after it read up to 1,024): the upstream's data, so a 502, never a 500.
+    Everything chatd itself puts in an answer encodes; whatever a door re-encodes from an
+    upstream (a relayed body, a tool call's arguments as an object) may not."""
+    return ChatError(
+        "bad_upstream_response", f"the upstream's answer cannot be re-encoded: {exc}",
+        provider=provider,
+    )
 
 
 Write = Callable[[bytes, bool], Awaitable[None]]
@@ -269,7 +281,10 @@ async def relay_whole(
         response=result.response, route=result.route, latency_ms=result.latency_ms,
         elapsed_ns=time.perf_counter_ns() - started, fallbacks=result.fallbacks,
     )
-    body = door.render(call, answer, ctx)
+    try:
+        body = door.render(call, answer, ctx)
+    except orjson.JSONEncodeError as exc:
+        raise unencodable(exc, result.route.provider) from None
     if obs is not None:
         responder.extra = obs.served_headers()
     await responder.whole(200, body, door.content_type)
@@ -344,6 +359,16 @@ async def _relay_stream(
                 return
             except Disconnected:
                 raise
+            except orjson.JSONEncodeError as exc:
+                failure = unencodable(exc, stream.route.provider)
+                phase = "client"
+                scope.deadline = min(clock() + FINAL_WRITE_SECS, drain.deadline)
+                logger.info("%s stream from %s failed (request %s): %s", door.name,
+                            failure.provider, responder.request_id, failure.message)
+                if obs is not None:
+                    obs.error = failure
+                await write(pending + renderer.error(failure), False)
+                return
             except Exception:
                 # A bug after the head: logged once here, and the stream still ends in the
                 # door's way (SPEC §4), not as a cut body.

@@ -15,7 +15,7 @@ import orjson
 from server.app import DOOR_ROUTES
 from server.relay import DoorEndpoint
 
-__all__ = ["door_paths", "error_type", "request_body", "stream_error_type"]
+__all__ = ["door_api", "door_paths", "error_type", "request_body", "stream_error_type"]
 
 
 def door_paths() -> dict[str, str]:
@@ -30,6 +30,13 @@ def door_paths() -> dict[str, str]:
     missing_paths = set(out) - set(_BODIES)
     assert not missing_paths, f"add a request body for {sorted(missing_paths)}"
     return out
+
+
+def door_api(path: str) -> str | None:
+    """The upstream API the door at ``path`` speaks (same-dialect passthrough), if any."""
+    endpoint = DOOR_ROUTES[path]["POST"]
+    assert isinstance(endpoint, DoorEndpoint)
+    return endpoint.door.api
 
 
 def _messages(model: str, stream: bool) -> dict[str, Any]:
@@ -170,7 +177,16 @@ def _stream_responses(body: bytes) -> str | None:
         return None
     assert name == "response.failed", (name, obj)
     assert obj["response"]["status"] == "failed", obj
-    return str(obj["response"]["error"]["type"])
+    error = obj["response"]["error"]
+    if "type" in error:
+        return str(error["type"])
+    # A same-dialect upstream's own response.failed, relayed: its code says which.
+    return _RESPONSES_CODES[error["code"]]
+
+
+#: Responses ``response.error.code`` (``response_error.py``) -> SPEC §4 type.
+_RESPONSES_CODES = {"server_error": "upstream_error", "rate_limit_exceeded": "rate_limited",
+                    "invalid_prompt": "upstream_rejected"}
 
 
 _STREAM = {"native": _stream_native, "openai": _stream_openai, "ollama": _stream_ollama,

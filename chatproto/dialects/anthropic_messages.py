@@ -1406,7 +1406,11 @@ def _tool_call(block: Mapping[str, Any], provider: str) -> ToolCall:
         arguments = {}
     if type(arguments) is not dict:
         raise _bad(provider, "a tool_use input that is not an object")
-    return ToolCall(id=call_id or None, name=name, arguments=dumps(arguments).decode())
+    try:
+        text = dumps(arguments).decode()
+    except TypeError:  # orjson writes 254 levels of nesting; it read up to 1,024
+        raise _bad(provider, "a tool_use input nested too deeply") from None
+    return ToolCall(id=call_id or None, name=name, arguments=text)
 
 
 def _parse_message(provider: str, obj: Mapping[str, Any], passthrough: bool) -> ChatResponse:
