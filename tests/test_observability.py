@@ -17,6 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -346,3 +347,23 @@ async def test_gauges_while_a_stream_is_open() -> None:
     assert (during["chatd_in_flight"], during["chatd_open_streams"]) == (1, 1)
     snap = app.telemetry.export()
     assert (snap.in_flight, snap.open_streams) == (0, 0)
+
+
+def _readme_section(title: str) -> str:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end]
+
+
+def test_readme_documents_every_key_and_metric() -> None:
+    """The operators' reference in the README keeps up with the schema and the metrics."""
+    from server import config
+    from server.metrics import METRICS
+
+    section = _readme_section("Operating chatd")
+    rows = {m.group(1) for m in re.finditer(r"^\| `([a-z_]+)` \|", section, re.M)}
+    keys = {*config._CHATD_KEYS, *config._CONFIGURED_KEYS}
+    assert keys - rows == set(), f"document these keys in README's reference: {keys - rows}"
+    metrics = {name for name, *_ in METRICS}
+    assert metrics - rows == set(), f"document these metrics in README: {metrics - rows}"
