@@ -132,13 +132,26 @@ def _resolve(model: str, config: Config) -> int:
     return 0
 
 
-def _listen(bind: str) -> socket.socket:
-    """A listening TCP socket on ``bind`` (port 0: any free port)."""
+def _listen(bind: str, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on ``bind`` (port 0: any free port); with ``reuse_port``
+    (several workers, on Linux) the first of a ``SO_REUSEPORT`` group the workers join
+    with sockets of their own (server/process.py)."""
     host, port = parse_bind(bind)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    reuse_port = reuse_port and sys.platform.startswith("linux") and hasattr(
+        socket, "SO_REUSEPORT")
+    if reuse_port:
+        # SO_REUSEPORT would let this bind join another process's listener on the port
+        # (an older chatd still running): it must fail as a plain bind would.
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            port = probe.getsockname()[1]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
         sock.listen(1024)
@@ -191,7 +204,7 @@ def _serve(args: argparse.Namespace, path: Path | None, config: Config) -> int:
     _setup_logging(config)
     _raise_file_limit()
     try:
-        sock = _listen(bind)
+        sock = _listen(bind, reuse_port=args.workers > 1)
     except OSError as exc:
         print(f"chatd: cannot listen on {bind}: {exc}", file=sys.stderr)
         return 1

@@ -23,8 +23,8 @@ back.
 record is one JSON object on one line, its strings escaped by the same :func:`escape`
 first (so even a decoded value holds no control character), a traceback a string field.
 A record may carry structured fields (``extra={"fields": {...}}``, the request line of
-:mod:`server.observe`), which become top-level keys beside ``ts``, ``level``, ``logger``
-and ``msg``.
+:mod:`server.observe`), which become top-level keys beside ``ts``, ``level``, ``logger``,
+``pid`` and ``msg``.
 """
 
 from __future__ import annotations
@@ -129,6 +129,7 @@ class JsonFormatter(logging.Formatter):
             "ts": f"{self._stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,  # which worker, with --workers N
             # A structured event (a message object with an ``event`` name, such as the
             # request line) is that name here; its facts are the fields.
             "msg": escape(

@@ -13,11 +13,21 @@ systemd sends SIGTERM to every process of the unit at once, and the supervisor f
 the one it gets.
 
 With ``--workers N`` the supervisor (this process) spawns N workers (``spawn``: fresh
-interpreters, the socket passed as a descriptor), closes its own copy of the listening
-socket so that only workers accept, forwards SIGTERM/SIGINT to them, and exits 0 when all
-of them have drained and exited 0. A worker that dies on its own stops the others (exit 1):
-a supervisor that quietly runs on with fewer workers hides the failure. This replaces
-hypercorn's ``run``, whose workers could not tell the app that a drain had begun.
+interpreters), closes its own copy of the listening socket so that only workers accept,
+forwards SIGTERM/SIGINT to them, and exits 0 when all of them have drained and exited 0. A
+worker that dies on its own stops the others (exit 1): a supervisor that quietly runs on
+with fewer workers hides the failure. This replaces hypercorn's ``run``, whose workers
+could not tell the app that a drain had begun.
+
+Each worker accepts on a listening socket of its own (Linux ``SO_REUSEPORT``): the kernel
+hashes every new connection to one socket of the group, so the load spreads over the
+workers. Sharing one socket does not: all workers wait in ``epoll`` on the same queue and
+whichever wakes first takes the whole burst (50 keep-alive connections opened at once all
+went to one of two workers in most runs, measured with ``bench/serve.py --workers 1,2``).
+The first worker is handed the supervisor's socket, which was listening before any worker
+existed, so a connection made as soon as the startup line is logged waits in its backlog;
+the others bind their own to the same address when they start. Where ``SO_REUSEPORT``
+does not balance (not Linux), the workers share the one socket as before.
 
 The connection cap (``max_connections``) sits where hypercorn turns an accepted socket
 into a connection (its ``TCPServer``, one name in each worker module). Past the cap a
@@ -331,11 +341,43 @@ def block_signals() -> None:
 # -- several workers -------------------------------------------------------------------
 
 
-def _worker_main(sock: socket.socket, worker: Worker) -> None:
-    """A spawned worker process: the app rebuilt from the config file, then served."""
+#: Listen backlog of every listening socket (the supervisor's and each worker's own).
+BACKLOG = 1024
+
+
+def spreads_load(sock: socket.socket) -> bool:
+    """Whether ``sock`` is in a ``SO_REUSEPORT`` group the kernel balances (Linux)."""
+    if not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
+        return False
+    return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT))
+
+
+def own_listener(family: int, address: tuple[Any, ...]) -> socket.socket:
+    """A worker's own listening socket on the supervisor's ``address``, in its
+    ``SO_REUSEPORT`` group."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _worker_main(
+    sock: socket.socket | None, worker: Worker, family: int, address: tuple[Any, ...]
+) -> None:
+    """A spawned worker process: its listening socket (``sock``, or its own on
+    ``address``), the app rebuilt from the config file, then served."""
     from .app import create_app
     from .logs import setup
 
+    if sock is None:
+        sock = own_listener(family, address)
     config = read_config(Path(worker.config_path) if worker.config_path else None)
     setup(logging.INFO, sys.stderr, json=config.chatd.log_format == "json")
     app = create_app(config, transport=worker.transport)
@@ -373,8 +415,15 @@ def supervise(sock: socket.socket, workers: int, worker: Worker) -> int:
     worker = replace(worker, metrics_dir=shared.name)
     try:
         context = multiprocessing.get_context("spawn")
-        for _ in range(workers):
-            process: BaseProcess = context.Process(target=_worker_main, args=(sock, worker))
+        spread = spreads_load(sock)
+        family, address = sock.family, sock.getsockname()
+        for index in range(workers):
+            # The first worker takes over the supervisor's socket (and what waits in its
+            # backlog); with SO_REUSEPORT each other one listens on a socket of its own.
+            handed = sock if index == 0 or not spread else None
+            process: BaseProcess = context.Process(
+                target=_worker_main, args=(handed, worker, family, address)
+            )
             process.start()
             processes.append(process)
         sock.close()  # only the workers accept from now on

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,7 +166,8 @@ def test_json_record_is_one_object_on_one_line_without_control_characters() -> N
     assert out.splitlines() == [out]
     assert RAW_CONTROL.search(out) is None
     record = json.loads(out)
-    assert set(record) == {"ts", "level", "logger", "msg"}
+    assert set(record) == {"ts", "level", "logger", "pid", "msg"}
+    assert record["pid"] == os.getpid()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["ts"])
     assert (record["level"], record["logger"]) == ("INFO", "chatd.app")
     # Decoded, the value is the visible escape, never the control character itself.
