@@ -227,21 +227,33 @@ async def test_thinking_goes_back_to_kimi_as_reasoning_content(tmp_path: Path) -
 @pytest.mark.parametrize("name", list(FAMILIES))
 async def test_images(tmp_path: Path, name: str) -> None:
     family = FAMILIES[name]
+    url = "https://example.com/cat.jpg"
+    remote = name in ("openrouter", "opencode")  # Ollama takes base64 only
+    images: list[Any] = [{"type": "image", "source": {"type": "base64",
+                                                      "media_type": "image/png", "data": PNG}}]
+    if remote:
+        images.append({"type": "image", "source": {"type": "url", "url": url}})
     async with stack(tmp_path) as s, s.client() as client:
         await client.messages.create(model=family.model, max_tokens=64, messages=[{
-            "role": "user", "content": [
-                {"type": "text", "text": "What is in it?"},
-                {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                             "data": PNG}}]}])
+            "role": "user", "content": [{"type": "text", "text": "What is in it?"}, *images]}])
+        if not remote:
+            # SPEC §1: a target whose API cannot carry the request is refused, clearly.
+            with pytest.raises(anthropic.BadRequestError) as caught:
+                await client.messages.create(model=family.model, max_tokens=64, messages=[{
+                    "role": "user", "content": [{"type": "image", "source": {
+                        "type": "url", "url": url}}]}])
+            assert "base64" in caught.value.message
     [message] = upstream_messages(s, family)
     if family.provider == "opencode":
-        assert message["content"][1]["source"] == {"type": "base64", "media_type": "image/png",
-                                                   "data": PNG}
+        assert [b["source"] for b in message["content"][1:]] == [
+            {"type": "base64", "media_type": "image/png", "data": PNG},
+            {"type": "url", "url": url}]
     elif family.provider in ("ollama", "ollama_cloud"):
         assert message["images"] == [PNG]
     else:
-        assert {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}} in (
-            message["content"])
+        assert message["content"][1:] == [
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+            {"type": "image_url", "image_url": {"url": url}}]
 
 
 # --- errors -----------------------------------------------------------------------------

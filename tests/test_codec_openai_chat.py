@@ -384,8 +384,8 @@ def one_choice(message: dict[str, Any], finish: Any = "stop", **extra: Any) -> d
     ("body", "expected"),
     [
         pytest.param(OPENAI_TOOL_BODY, ChatResponse(
-            content="", finish_reason="tool_calls", usage=Usage(prompt_tokens=60,
-                                                                completion_tokens=15),
+            content="", finish_reason="tool_calls", usage=Usage(
+                prompt_tokens=60, completion_tokens=15, cached_tokens=0, reasoning_tokens=0),
             tool_calls=(ToolCall(id="call_KjzAbhiZC6nk", name="read_file",
                                  arguments='{"path":"README.md"}'),)), id="openai-tool-calls"),
         pytest.param(OPENROUTER_BODY, ChatResponse(
@@ -393,7 +393,7 @@ def one_choice(message: dict[str, Any], finish: Any = "stop", **extra: Any) -> d
             usage=Usage(prompt_tokens=14, completion_tokens=9)), id="openrouter-reasoning"),
         pytest.param(KIMI_BODY, ChatResponse(
             content="你好", finish_reason="stop", thinking="The user greets me.",
-            usage=Usage(prompt_tokens=19, completion_tokens=13)),
+            usage=Usage(prompt_tokens=19, completion_tokens=13, cached_tokens=0)),
             id="kimi-reasoning-content-and-nested-usage"),
         pytest.param(OPENCODE_BODY, ChatResponse(
             content="Hi", finish_reason="length", usage=Usage(prompt_tokens=5,
@@ -639,7 +639,8 @@ def tool(index: int, id: str | None = None, name: str | None = None, arguments: 
 STREAMS: list[Any] = [
     pytest.param("openai_text.sse", [
         TextDelta(text="Hello"), TextDelta(text=", wörld 🌍"),
-        StreamEnded(finish_reason="length", usage=Usage(prompt_tokens=12, completion_tokens=3)),
+        StreamEnded(finish_reason="length", usage=Usage(
+            prompt_tokens=12, completion_tokens=3, cached_tokens=0, reasoning_tokens=0)),
     ], None, id="openai-text-usage-chunk-with-no-choices"),
     pytest.param("openai_tool_calls.sse", [
         tool(0, "call_abc", "read_file"), tool(0, arguments='{"'),
@@ -649,11 +650,13 @@ STREAMS: list[Any] = [
     ], None, id="openai-tool-call-fragments"),
     pytest.param("openai_openrouter_reasoning.sse", [
         ThinkingDelta(text="Let me think"), ThinkingDelta(text="."), TextDelta(text="4"),
-        StreamEnded(finish_reason="stop", usage=Usage(prompt_tokens=14, completion_tokens=9)),
+        StreamEnded(finish_reason="stop", usage=Usage(
+            prompt_tokens=14, completion_tokens=9, cached_tokens=0, reasoning_tokens=7)),
     ], None, id="openrouter-reasoning-and-comments"),
     pytest.param("openai_kimi_nested_usage.sse", [
         ThinkingDelta(text="The user"), ThinkingDelta(text=" greets me."), TextDelta(text="你好"),
-        StreamEnded(finish_reason="stop", usage=Usage(prompt_tokens=19, completion_tokens=13)),
+        StreamEnded(finish_reason="stop", usage=Usage(
+            prompt_tokens=19, completion_tokens=13, cached_tokens=0)),
     ], None, id="kimi-reasoning-content-nested-usage"),
     pytest.param("openai_opencode_cost_after_done.sse", [
         TextDelta(text="Hi"),

@@ -862,6 +862,26 @@ def test_render_stop_reasons(finish: str, stop_sequence: str | None, stop_reason
     assert out["usage"] == {"input_tokens": 0, "output_tokens": 0}
 
 
+@pytest.mark.parametrize(("usage", "expected"), [
+    # OpenRouter: cache reads and writes in prompt_tokens_details (providers.md §4.2).
+    ({"prompt_tokens": 150, "completion_tokens": 9,
+      "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 20}},
+     {"input_tokens": 30, "output_tokens": 9, "cache_creation_input_tokens": 20,
+      "cache_read_input_tokens": 100}),
+    # Kimi: a top-level cached_tokens (providers.md §6.1).
+    ({"prompt_tokens": 40, "completion_tokens": 2, "cached_tokens": 32},
+     {"input_tokens": 8, "output_tokens": 2, "cache_read_input_tokens": 32}),
+    ({"prompt_tokens": 5, "completion_tokens": 1}, {"input_tokens": 5, "output_tokens": 1}),
+])
+def test_cache_counts_of_an_openai_family_upstream(usage: dict[str, Any],
+                                                   expected: dict[str, int]) -> None:
+    body = {"id": "c", "object": "chat.completion", "model": "m", "usage": usage,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "ok"}}]}
+    resp = codec_for("openai_chat").parse_response("openrouter", orjson.dumps(body))
+    assert orjson.loads(door.render(CALL, answer(resp), CTX))["usage"] == expected
+
+
 def test_render_a_same_dialect_answer_as_it_came() -> None:
     resp = codec.parse_response("opencode", json.dumps(ANSWER).encode(), passthrough=True)
     assert orjson.loads(door.render(CALL, answer(resp), CTX)) == {**ANSWER, "model": "smart"}
@@ -888,6 +908,10 @@ def test_render_refuses_tool_arguments_that_are_not_an_object() -> None:
     ("bad_upstream_response", 502, "api_error"),
     ("upstream_overloaded", 503, "overloaded_error"),
     ("upstream_timeout", 504, "api_error"),
+    ("request_timeout", 408, "invalid_request_error"),
+    ("overloaded", 503, "overloaded_error"),
+    ("shutting_down", 503, "overloaded_error"),
+    ("internal_error", 500, "api_error"),
 ])
 def test_render_errors(kind: str, status: int, anthropic: str) -> None:
     exc = ChatError(kind, "went wrong", provider="kimi", upstream_status=418)

@@ -439,10 +439,15 @@ def _message_json(msg: Message, echo_reasoning: bool) -> dict[str, JSON]:
     as the participant name).
     """
     out: dict[str, JSON] = {"role": msg.role}
-    if msg.images:
+    images = msg.image_parts
+    if images:
+        # A URL image (the Anthropic and Responses doors take them) goes as its URL; a
+        # base64 one as a data URL of its media type, when the client said it.
         parts: list[JSON] = [{"type": "text", "text": msg.content}] if msg.content else []
-        parts.extend({"type": "image_url", "image_url": {"url": _image_url(i)}}
-                     for i in msg.images)
+        parts.extend({"type": "image_url", "image_url": {"url": (
+            p.url if p.url is not None else
+            f"data:{p.media_type};base64,{p.data}" if p.media_type else
+            _image_url(p.data or ""))}} for p in images)
         out["content"] = parts
     elif msg.content or not msg.tool_calls:
         out["content"] = msg.content
@@ -485,15 +490,39 @@ def _text(value: Any, provider: str) -> str:
     raise _bad(provider, "upstream sent content that is not a string")
 
 
+def _count(value: Any) -> int | None:
+    return value if type(value) is int and value >= 0 else None
+
+
 def _usage(value: Any, provider: str) -> Usage:
-    """OpenAI ``usage`` -> Usage; missing counts are 0 (extra fields ignored: cost...)."""
+    """OpenAI ``usage`` -> Usage; missing counts are 0 (extra fields ignored: cost...).
+
+    The cache and reasoning counts, where the upstream reports them (a door such as
+    Anthropic's shows them): ``prompt_tokens_details.cached_tokens`` (OpenAI, OpenRouter;
+    Kimi may put it at top level as ``cached_tokens``, providers.md §6.1),
+    ``prompt_tokens_details.cache_write_tokens`` (OpenRouter, providers.md §4.2) and
+    ``completion_tokens_details.reasoning_tokens``; None where absent.
+    """
     if not isinstance(value, dict):
         raise _bad(provider, "upstream sent usage that is not an object")
     prompt = value.get("prompt_tokens")
     completion = value.get("completion_tokens")
+    details = value.get("prompt_tokens_details")
+    cached = written = reasoning = None
+    if isinstance(details, dict):
+        cached = _count(details.get("cached_tokens"))
+        written = _count(details.get("cache_write_tokens"))
+    if cached is None:
+        cached = _count(value.get("cached_tokens"))
+    out_details = value.get("completion_tokens_details")
+    if isinstance(out_details, dict):
+        reasoning = _count(out_details.get("reasoning_tokens"))
     return Usage(
         prompt_tokens=prompt if type(prompt) is int and prompt >= 0 else 0,
         completion_tokens=completion if type(completion) is int and completion >= 0 else 0,
+        cached_tokens=cached,
+        cache_creation_tokens=written,
+        reasoning_tokens=reasoning,
     )
 
 
