@@ -81,7 +81,7 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
     def client(self, *, bearer: bool = False, retries: int = 0) -> anthropic.AsyncAnthropic:
-        auth: dict[str, str] = {"auth_token": TOKEN} if bearer else {"api_key": TOKEN}
+        auth: dict[str, Any] = {"auth_token": TOKEN} if bearer else {"api_key": TOKEN}
         return anthropic.AsyncAnthropic(
             base_url=self.url, max_retries=retries, timeout=10,
             http_client=anthropic.DefaultAsyncHttpxClient(verify=tls()), **auth)

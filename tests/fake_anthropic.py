@@ -162,12 +162,12 @@ class FakeAnthropic(FakeServer):
         if model in self.stall:
             await self._until_closed(stream)
             return
-        message = self._message(payload)
+        answer = self._message(payload)
         if payload.get("stream"):
-            await self._stream(conn, stream, payload, message, zen=path.startswith("/zen"))
+            await self._stream(conn, stream, payload, answer, zen=path.startswith("/zen"))
         else:
             await self._whole(conn, stream, 200,
-                              json.dumps(message, ensure_ascii=False).encode())
+                              json.dumps(answer, ensure_ascii=False).encode())
 
     @staticmethod
     def _invalid(payload: object, *, count: bool) -> str | None:

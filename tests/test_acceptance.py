@@ -97,7 +97,7 @@ def launch(fake: FakeOllama, tmp: Path, *args: str) -> Iterator[Chatd]:
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            code = process.wait(timeout=10)
+            code: int | None = process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

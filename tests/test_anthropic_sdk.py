@@ -151,7 +151,7 @@ async def test_tools_over_two_turns(tmp_path: Path, name: str, stream: bool) -> 
         [call] = [b for b in first.content if b.type == "tool_use"]
         assert call.name == "get_weather" and call.input == ARGUMENTS
         assert call.id
-        result = {"role": "user", "content": [
+        result: Any = {"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": call.id, "content": "12°C, clear"}]}
         second = await client.messages.create(
             messages=[question, {"role": "assistant", "content": first.content}, result],
@@ -319,10 +319,10 @@ async def test_not_found_for_a_provider_that_is_not_registered(tmp_path: Path) -
 async def test_bad_requests_are_refused_before_any_upstream_call(tmp_path: Path) -> None:
     async with stack(tmp_path) as s, s.client() as client:
         with pytest.raises(anthropic.BadRequestError) as caught:
-            await client.messages.create(
+            await client.messages.create(  # type: ignore[call-overload]
                 model="ollama/qwen3:4b", max_tokens=16,
                 messages=[{"role": "user", "content": "hi"}],
-                tool_choice={"type": "sometimes"})  # type: ignore[typeddict-item]
+                tool_choice={"type": "sometimes"})
         assert "tool_choice.type" in caught.value.message
         with pytest.raises(anthropic.AuthenticationError):
             async with anthropic.AsyncAnthropic(base_url=s.url, api_key="wrong",

@@ -38,7 +38,7 @@ COMMAND = "echo chatd-tool-$((6 * 7))"
 OUTPUT = "chatd-tool-42"
 TOOL_CALL = {"command": COMMAND, "description": "Print the marker"}
 #: The fakes call Bash only when asked to: Claude Code offers tools with every request.
-AGENT = {f"{fake}_{k}": v for fake in ("local", "compat", "claude")
+AGENT: dict[str, Any] = {f"{fake}_{k}": v for fake in ("local", "compat", "claude")
          for k, v in (("trigger", "RUN_TOOL"), ("tool_name", "Bash"),
                       ("tool_arguments", TOOL_CALL))}
 

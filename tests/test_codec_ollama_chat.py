@@ -300,7 +300,8 @@ def test_bad_tool_call_arguments_are_invalid_request(arguments: str, message: st
 
 
 def answer(message: dict[str, Any], **top: Any) -> bytes:
-    obj = {"model": "qwen3:4b", "created_at": "2025-07-07T20:32:53Z", "message": message}
+    obj: dict[str, Any] = {"model": "qwen3:4b", "created_at": "2025-07-07T20:32:53Z",
+                           "message": message}
     obj.update({"done": True, **top})
     return orjson.dumps(obj)
 

@@ -31,8 +31,8 @@ from chatproto import (
     ToolCallDelta,
     Usage,
     codec_for,
+    profile,
 )
-from chatproto import profile as _row
 from chatproto.dialects.openai_chat import codec
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -44,6 +44,12 @@ BASE_URLS = {
 }
 KEY = "sk-test-0123456789"
 # The built-in rows, keyed: the codec reads their quirk flags, never their names.
+def _row(name: str) -> Provider:
+    row = profile(name)
+    assert row is not None, name
+    return row
+
+
 PROVIDERS = {
     name: replace(_row(name), base_url=url, key=Secret(KEY)) for name, url in BASE_URLS.items()
 }

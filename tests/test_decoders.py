@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
-from helpers import bytewise, cut_at, cuts, every_split, feed, outcome
+from helpers import Feedable, bytewise, cut_at, cuts, every_split, feed, outcome
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 
 def assert_split_invariant(
-    make: Callable[[], LineDecoder | SSEDecoder], data: bytes, expected: list[object]
+    make: Callable[[], Feedable[Any]], data: bytes, expected: list[object]
 ) -> None:
     for how, chunks in every_split(data):
         assert feed(make(), chunks) == expected, how
@@ -254,7 +254,7 @@ def test_sse_typed_event_near_the_bound_is_the_same_at_every_split(size: int) ->
     """``event:`` + ``data:`` blocks around the bound: the whole-block path and the
     line-by-line one agree on which are refused."""
     data = b"event: e\ndata: " + b"x" * size + b"\n\n"
-    outcomes = set()
+    outcomes: set[tuple[Any, ...]] = set()
     for _how, chunks in every_split(data):
         try:
             outcomes.add(tuple(feed(SSEDecoder(max_event_bytes=64), chunks)))
@@ -277,7 +277,7 @@ def test_sse_typed_event_near_the_bound_is_the_same_at_every_split(size: int) ->
     ids=["lines-complete", "lines-unterminated", "sse-lf", "sse-many-data-lines-crlf"],
 )
 def test_what_precedes_an_over_long_item_comes_first_at_every_split(
-    make: Callable[[], LineDecoder | SSEDecoder], data: bytes, before: list[object]
+    make: Callable[[], Feedable[Any]], data: bytes, before: list[object]
 ) -> None:
     for how, chunks in every_split(data):
         d = make()

@@ -456,7 +456,8 @@ def test_whole_answer_echoes_the_request() -> None:
     got = Response.model_validate_json(whole(ChatResponse(content="{}", finish_reason="stop"),
                                              call))
     assert (got.instructions, got.max_output_tokens, got.temperature, got.tool_choice,
-            got.parallel_tool_calls, got.metadata, got.store) == (
+            got.parallel_tool_calls, got.metadata,
+            got.store) == (  # type: ignore[attr-defined]  # the SDK's model lags the wire
         "Be brief.", 50, 0.5, "required", False, {"k": "v"}, False)
     assert got.reasoning is not None and got.reasoning.effort == "low"
     assert got.text is not None and got.text.format is not None
@@ -819,7 +820,7 @@ def test_tool_result_naming_no_call_is_400() -> None:
 
 
 def test_same_dialect_request_is_the_clients_body_with_model_and_stream_rewritten() -> None:
-    client = {"model": "smart", "input": [
+    client: dict[str, Any] = {"model": "smart", "input": [
         {"type": "message", "id": "msg_1", "role": "developer", "content": [
             {"type": "input_text", "text": "rules"}]},
         {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAA"},

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -57,7 +57,7 @@ LOCAL_REPLY = "Hej från den lokala Ollama — ça marche 🙂 !"
 CLOUD_REPLY = "Cloud says こんにちは, über alles ☁️ ok"
 LOCAL_MODEL, CLOUD_MODEL = "qwen3:4b", "kimi-k2.6"
 
-TOOL = {"type": "function", "function": {
+TOOL: Any = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                    "required": ["city"]}}}
@@ -345,7 +345,7 @@ async def test_openai_sdk_json_mode_reaches_the_upstream(
 
 
 async def test_openai_sdk_json_schema_reaches_ollama_as_its_format(tmp_path: Path) -> None:
-    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    schema: Any = {"type": "object", "properties": {"n": {"type": "integer"}}}
     async with stack(tmp_path) as s, s.openai() as client:
         await client.chat.completions.create(
             model="qwen3:4b", messages=MESSAGES,
@@ -568,7 +568,7 @@ async def test_ollama_client_raises_response_error(
         with pytest.raises(ollama.ResponseError) as caught:
             result = await client.chat(model=model, messages=MESSAGES, stream=stream)
             if stream:
-                async for _ in result:  # type: ignore[union-attr]
+                async for _ in result:
                     pass
     assert caught.value.status_code == status
     assert caught.value.error and caught.value.error[0] != "{"  # the message, unwrapped
@@ -716,7 +716,7 @@ async def test_openai_sdk_reasoning_effort_becomes_think_and_thinking_comes_back
     async with stack(tmp_path) as s, s.openai() as client:
         if stream:
             chunks = [c async for c in await client.chat.completions.create(
-                model="qwen3:4b", messages=MESSAGES, reasoning_effort=effort,
+                model="qwen3:4b", messages=MESSAGES, reasoning_effort=cast(Any, effort),
                 stream=True)]
             deltas = [c.choices[0].delta for c in chunks if c.choices]
             reasoning = "".join((d.model_extra or {}).get("reasoning_content") or ""
@@ -724,7 +724,7 @@ async def test_openai_sdk_reasoning_effort_becomes_think_and_thinking_comes_back
             content = "".join(d.content or "" for d in deltas)
         else:
             r = await client.chat.completions.create(
-                model="qwen3:4b", messages=MESSAGES, reasoning_effort=effort)
+                model="qwen3:4b", messages=MESSAGES, reasoning_effort=cast(Any, effort))
             reasoning = (r.choices[0].message.model_extra or {}).get("reasoning_content") or ""
             content = r.choices[0].message.content or ""
     assert s.local.requests[-1]["think"] == think

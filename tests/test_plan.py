@@ -6,6 +6,7 @@ Table-driven over requests and chains; the clock is a number passed in.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -238,7 +239,7 @@ def test_the_readme_routing_table_names_every_built_in_prefix() -> None:
 
 # --- a provider at its concurrency bound -----------------------------------------------
 
-def _bounded(**kw: object) -> dict[str, Provider]:
+def _bounded(**kw: Any) -> dict[str, Provider]:
     return {**PROVIDERS, "kimi": replace(PROVIDERS["kimi"], max_concurrency=2, **kw)}
 
 

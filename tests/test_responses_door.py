@@ -83,14 +83,14 @@ ROUTES = {
 }
 TOOL_ROUTES = ["ollama", "openrouter", "anthropic", "opencode"]
 
-EXEC = {"type": "function", "name": "exec_command", "description": "Run a shell command",
+EXEC: Any = {"type": "function", "name": "exec_command", "description": "Run a shell command",
         "strict": False,
         "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}},
                        "required": ["cmd"], "additionalProperties": False}}
-NAMESPACE = {"type": "namespace", "name": "agents", "description": "Sub-agents",
+NAMESPACE: Any = {"type": "namespace", "name": "agents", "description": "Sub-agents",
              "tools": [{"type": "function", "name": "spawn", "description": "Spawn one",
                         "strict": False, "parameters": {"type": "object", "properties": {}}}]}
-WEB = {"type": "web_search"}
+WEB: Any = {"type": "web_search"}
 ARGS = {"cmd": "echo hi"}
 SCHEMA = {"type": "object", "properties": {"greeting": {"type": "string"}},
           "required": ["greeting"], "additionalProperties": False}
@@ -246,7 +246,7 @@ async def test_streamed(tmp_path: Path, name: str) -> None:
         # Lossless: the upstream's own events, fields chatd does not know included.
         assert done[0].model_extra == {"x_fake": "kept"}
         text_events = [e for e in events if e.type == "response.output_text.delta"]
-        assert all(e.model_extra.get("obfuscation") == "Zx" for e in text_events)
+        assert all((e.model_extra or {}).get("obfuscation") == "Zx" for e in text_events)
 
 
 async def test_the_stream_helper_assembles_the_answer(tmp_path: Path) -> None:
@@ -338,18 +338,18 @@ async def test_namespaced_call_maps_back(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", list(ROUTES))
 async def test_json_schema_reaches_the_upstream(tmp_path: Path, name: str) -> None:
     route = ROUTES[name]
-    fmt = {"type": "json_schema", "name": "greeting", "schema": SCHEMA, "strict": True}
+    fmt: Any = {"type": "json_schema", "name": "greeting", "schema": SCHEMA, "strict": True}
     async with stack(tmp_path) as s, s.openai() as client:
         if route.family == "anthropic":
             # No dependable counterpart in Anthropic Messages: refused, never ignored.
             with pytest.raises(openai.BadRequestError) as caught:
                 await client.responses.create(model=route.model, input="Greet.",
-                                              text={"format": fmt})  # type: ignore[typeddict-item]
+                                              text={"format": fmt})
             assert "format" in caught.value.body["message"]  # type: ignore[index]
             assert s.claude.requests == []
             return
         await client.responses.create(model=route.model, input="Greet.",
-                                      text={"format": fmt})  # type: ignore[typeddict-item]
+                                      text={"format": fmt})
     body = check_routed(s, name, stream=False)
     if route.family == "responses":
         assert body["text"] == {"format": fmt}
@@ -407,8 +407,10 @@ async def test_reasoning(tmp_path: Path, name: str, stream: bool) -> None:
 
 # --- errors -------------------------------------------------------------------------------
 
-FAILURES = {"busy:4b": (429, "slow down", {}), "gone:4b": (404, "model 'gone:4b' not found",
-                                                          {})}
+FAILURES: dict[str, tuple[int, str, dict[str, str]]] = {
+    "busy:4b": (429, "slow down", {}),
+    "gone:4b": (404, "model 'gone:4b' not found", {}),
+}
 SDK_ERRORS = [
     # (model, body extras, exception, status, code, Retry-After)
     ("", {}, openai.BadRequestError, 400, "invalid_request", None),

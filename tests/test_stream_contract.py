@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -400,7 +400,7 @@ def test_same_events_then_same_error_at_every_split(dialect: Dialect, case: Case
 @settings(max_examples=300, deadline=None)
 @given(index=st.integers(min_value=0, max_value=len(CASES) - 1), points=cuts(30))
 def test_same_events_then_same_error_at_random_splits(index: int, points: list[int]) -> None:
-    dialect, case = CASES[index].values
+    dialect, case = cast(tuple[Dialect, Case], CASES[index].values)
     whole = run(dialect.make(), [case.data])
     check_case(dialect, case, cut_at(case.data, points), whole, f"cuts {points}")
 
