@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from ._models import parse_model_list as parse_model_list
     from ._plan import Attempt as Attempt
     from ._plan import CallPlan as CallPlan
+    from ._plan import SlotRules as SlotRules
     from ._plan import blame as blame
     from ._plan import cannot_carry as cannot_carry
     from ._plan import mask_secret as mask_secret
@@ -131,6 +132,7 @@ _LAZY: dict[str, str] = {
     "embed_codec_for": "._embed",
     "Attempt": "._plan",
     "CallPlan": "._plan",
+    "SlotRules": "._plan",
     "blame": "._plan",
     "cannot_carry": "._plan",
     "mask_secret": "._plan",
@@ -199,6 +201,7 @@ __all__ = [
     "SSEEvent",
     "Secret",
     "Served",
+    "SlotRules",
     "Snapshot",
     "StreamEnded",
     "StreamParser",

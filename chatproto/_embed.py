@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Protocol
 
 from ._errors import ChatError, Headers
-from ._plan import blame
+from ._plan import SlotRules, blame
 from ._profiles import PROFILES
 from ._routing import resolve
 from ._types import JSON, HTTPRequest, Provider, Route
@@ -156,7 +156,7 @@ def cannot_embed(api: str | None, request: EmbedRequest) -> str | None:
     return None
 
 
-class EmbedPlan:
+class EmbedPlan(SlotRules):
     """The attempts for one embeddings request, like :class:`~chatproto.CallPlan`.
 
     Raises:

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
+from typing import Protocol, TypeVar
 
 from ._codec import Codec
 from ._errors import ChatError
@@ -37,7 +38,7 @@ from ._profiles import PROFILES
 from ._routing import resolve
 from ._types import ChatRequest, HTTPRequest, Provider, Route
 
-__all__ = ["Attempt", "CallPlan", "blame", "cannot_carry", "mask_secret"]
+__all__ = ["Attempt", "CallPlan", "SlotRules", "blame", "cannot_carry", "mask_secret"]
 
 _NO_TIERS: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
@@ -221,7 +222,66 @@ def _codec(api: str) -> Codec:
     return codec_for(api)
 
 
-class CallPlan:
+class _Slotted(Protocol):
+    """An attempt whose provider may be at its ``max_concurrency`` (chat or embeddings)."""
+
+    @property
+    def provider(self) -> Provider: ...
+
+    @property
+    def timeout_secs(self) -> float: ...
+
+
+_A = TypeVar("_A", bound=_Slotted)
+
+
+class SlotRules:
+    """What a plan decides about a provider at its concurrency bound (SPEC §5
+    ``max_concurrency``), shared by :class:`CallPlan` and the embeddings plan: both keep
+    ``routes``, the index ``_next`` of the next target and the chain's ``deadline``."""
+
+    __slots__ = ()
+    routes: tuple[Route, ...]
+    deadline: float
+    _next: int
+
+    def queue_wait(self, attempt: _Slotted, *, now: float) -> float:
+        """How long a call may wait for a slot of ``attempt``'s provider, found at its
+        ``max_concurrency``: 0 when a target is left after it (SPEC §5: in a chain a
+        saturated target falls through to the next), else the provider's
+        ``queue_timeout_secs`` clamped to what is left of the chain's budget."""
+        if self._next < len(self.routes):
+            return 0.0
+        return max(0.0, min(attempt.provider.queue_timeout_secs, self.deadline - now))
+
+    @staticmethod
+    def saturated(attempt: _Slotted, waited_secs: float) -> ChatError:
+        """The error of a call that got no slot: 503 ``upstream_overloaded``, retryable,
+        so ``failed`` moves the chain on (its Retry-After is the default one)."""
+        provider = attempt.provider
+        waited = f"; waited {waited_secs:.3g} s for a slot" if waited_secs > 0 else ""
+        return ChatError(
+            "upstream_overloaded",
+            f"{provider.name} has {provider.max_concurrency} calls in flight, its "
+            f"max_concurrency{waited}",
+            provider=provider.name,
+        )
+
+    def resume(self, attempt: _A, *, now: float) -> _A:
+        """``attempt`` after a wait for a slot: its timeout clamped to the budget left."""
+        left = self.deadline - now
+        if left <= 0:
+            raise ChatError(
+                "upstream_timeout",
+                "the fallback chain's time budget was spent waiting for a slot",
+                provider=attempt.provider.name,
+            )
+        if left >= attempt.timeout_secs:
+            return attempt
+        return replace(attempt, timeout_secs=left)  # type: ignore[type-var]
+
+
+class CallPlan(SlotRules):
     """The attempts for one request and the decision after each outcome; no I/O, no clock
     (``now`` is passed in, monotonic seconds).
 
@@ -329,43 +389,6 @@ class CallPlan:
             route=route, provider=provider, api=api, codec=codec, http=http,
             timeout_secs=min(total, left), passthrough=passthrough, index=index,
         )
-
-    # --- a provider at its concurrency bound (SPEC §5 max_concurrency) ------------------
-
-    def queue_wait(self, attempt: Attempt, *, now: float) -> float:
-        """How long a call may wait for a slot of ``attempt``'s provider, found at its
-        ``max_concurrency``: 0 when a target is left after it (SPEC §5: in a chain a
-        saturated target falls through to the next), else the provider's
-        ``queue_timeout_secs`` clamped to what is left of the chain's budget."""
-        if self._next < len(self.routes):
-            return 0.0
-        return max(0.0, min(attempt.provider.queue_timeout_secs, self.deadline - now))
-
-    @staticmethod
-    def saturated(attempt: Attempt, waited_secs: float) -> ChatError:
-        """The error of a call that got no slot: 503 ``upstream_overloaded``, retryable,
-        so :meth:`failed` moves the chain on (its Retry-After is the default one)."""
-        provider = attempt.provider
-        waited = f"; waited {waited_secs:.3g} s for a slot" if waited_secs > 0 else ""
-        return ChatError(
-            "upstream_overloaded",
-            f"{provider.name} has {provider.max_concurrency} calls in flight, its "
-            f"max_concurrency{waited}",
-            provider=provider.name,
-        )
-
-    def resume(self, attempt: Attempt, *, now: float) -> Attempt:
-        """``attempt`` after a wait for a slot: its timeout clamped to the budget left."""
-        left = self.deadline - now
-        if left <= 0:
-            raise ChatError(
-                "upstream_timeout",
-                "the fallback chain's time budget was spent waiting for a slot",
-                provider=attempt.provider.name,
-            )
-        if left >= attempt.timeout_secs:
-            return attempt
-        return replace(attempt, timeout_secs=left)
 
     def failed(self, attempt: Attempt, exc: ChatError) -> None:
         """Take the outcome of a failed attempt: blame and mask it, then re-raise it

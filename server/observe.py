@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chatproto import ChatError, Telemetry
 
+from .asgi import Disconnected, Responder
 from .service import CallTrace
 
-__all__ = ["CLIENT_CLOSED", "Observed", "Observer"]
+__all__ = ["CLIENT_CLOSED", "Observed", "Observer", "observed"]
 
 logger = logging.getLogger("chatd.request")
 
@@ -177,6 +178,33 @@ class Observed:
             "reasoning_tokens": usage.reasoning_tokens if usage is not None else None,
             "fallbacks": list(trace.fallbacks),
         }
+
+
+async def observed(
+    observer: Observer, door: str, responder: Responder,
+    work: Callable[[Observed], Awaitable[None]],
+) -> None:
+    """Run ``work`` (one request through ``door``) observed: counted and logged once, with
+    the status the client got, whatever happens; an error the app will answer carries the
+    who-served-it headers too."""
+    obs = observer.begin(door, responder.request_id)
+    try:
+        await work(obs)
+    except ChatError as exc:
+        if responder.state == "REQUEST":  # the app answers it, with these headers
+            responder.extra = obs.served_headers()
+            obs.finish(exc.status, exc)
+        else:
+            obs.finish(responder.status, exc)
+        raise
+    except Disconnected:
+        obs.finish(CLIENT_CLOSED, "client_closed")
+        raise
+    except BaseException:  # a bug (answered 500) or the task cancelled (shutdown)
+        obs.finish(500 if responder.state == "REQUEST" else responder.status,
+                   "internal_error")
+        raise
+    obs.finish(responder.status, obs.error)
 
 
 def _ms(seconds: float) -> float:

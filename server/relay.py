@@ -75,7 +75,7 @@ from .asgi import (
     until_disconnect,
 )
 from .config import ChatdConfig, Config
-from .observe import CLIENT_CLOSED, Observed, Observer
+from .observe import Observed, Observer, observed
 from .service import ChatService
 
 if TYPE_CHECKING:
@@ -201,24 +201,10 @@ class DoorEndpoint:
         self.door = door
 
     async def __call__(self, host: Host, request: Request, responder: Responder) -> None:
-        obs = host.observer.begin(self.door.name, responder.request_id)
-        try:
-            await self._serve(host, request, responder, obs)
-        except ChatError as exc:
-            if responder.state == "REQUEST":  # the app answers it, with these headers
-                responder.extra = obs.served_headers()
-                obs.finish(exc.status, exc)
-            else:
-                obs.finish(responder.status, exc)
-            raise
-        except Disconnected:
-            obs.finish(CLIENT_CLOSED, "client_closed")
-            raise
-        except BaseException:  # a bug (answered 500) or the task cancelled (shutdown)
-            obs.finish(500 if responder.state == "REQUEST" else responder.status,
-                       "internal_error")
-            raise
-        obs.finish(responder.status, obs.error)
+        await observed(
+            host.observer, self.door.name, responder,
+            lambda obs: self._serve(host, request, responder, obs),
+        )
 
     async def _serve(
         self, host: Host, request: Request, responder: Responder, obs: Observed

@@ -45,9 +45,11 @@ from chatproto import (
     ChatRequest,
     ChatResponse,
     Codec,
+    EmbedAttempt,
     Event,
     Provider,
     Route,
+    SlotRules,
     StreamEnded,
     StreamParser,
     Telemetry,
@@ -62,6 +64,7 @@ __all__ = ["CallTrace", "ChatResult", "ChatService", "ChatStream"]
 logger = logging.getLogger("chatd.service")
 
 _T = TypeVar("_T")
+_A = TypeVar("_A", Attempt, EmbedAttempt)
 
 #: A non-streamed upstream body larger than this is refused (``bad_upstream_response``):
 #: a chat answer is kilobytes; this bounds memory per request, not the model's output.
@@ -379,7 +382,7 @@ class ChatService:
     async def _call(self, attempt: Attempt, plan: CallPlan, trace: CallTrace) -> ChatResult:
         provider = attempt.provider
         codec = attempt.codec
-        async with self._slot(attempt, plan, trace) as attempt:
+        async with self.slot(attempt, plan, trace) as attempt:
             started = self._clock()
             with self._accounted(provider, started, trace):
                 async with self.transport.open(attempt.http, self._timeouts(attempt)) as resp:
@@ -427,7 +430,7 @@ class ChatService:
         provider = attempt.provider
         codec = attempt.codec
         async with AsyncExitStack() as layer:
-            attempt = await layer.enter_async_context(self._slot(attempt, plan, trace))
+            attempt = await layer.enter_async_context(self.slot(attempt, plan, trace))
             timeouts = self._timeouts(attempt)
             started = self._clock()
             # The whole-call timeout bounds a stream until its first event: the transport's
@@ -489,12 +492,13 @@ class ChatService:
         return sem
 
     @asynccontextmanager
-    async def _slot(
-        self, attempt: Attempt, plan: CallPlan, trace: CallTrace
-    ) -> AsyncIterator[Attempt]:
-        """Hold one of the provider's ``max_concurrency`` slots; yields the attempt with
-        its timeout shortened by any wait. Raises the plan's ``upstream_overloaded`` when
-        no slot came in time (at once when the chain has a target left)."""
+    async def slot(
+        self, attempt: _A, plan: SlotRules, trace: CallTrace
+    ) -> AsyncIterator[_A]:
+        """Hold one of the provider's ``max_concurrency`` slots (a chat or an embeddings
+        call); yields the attempt with its timeout shortened by any wait. Raises the
+        plan's ``upstream_overloaded`` when no slot came in time (at once when the chain
+        has a target left)."""
         sem = self._semaphore(attempt.provider)
         if sem is None:
             yield attempt

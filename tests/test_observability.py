@@ -367,3 +367,52 @@ def test_readme_documents_every_key_and_metric() -> None:
     assert keys - rows == set(), f"document these keys in README's reference: {keys - rows}"
     metrics = {name for name, *_ in METRICS}
     assert metrics - rows == set(), f"document these metrics in README: {metrics - rows}"
+
+
+@pytest.mark.anyio
+async def test_embeddings_are_counted_under_their_door_and_bounded_by_max_concurrency() -> None:
+    gate = anyio.Event()
+    arrived = anyio.Event()
+
+    async def embed_upstream(request: HTTPRequest) -> MockResponse:
+        assert request.url.endswith("/api/embed")
+        arrived.set()
+        await gate.wait()
+        inputs = orjson.loads(request.body)["input"]
+        body = {"model": "e", "embeddings": [[0.5, 0.25] for _ in inputs],
+                "prompt_eval_count": 4}
+        return MockResponse(200, [("content-type", "application/json")],
+                            (orjson.dumps(body),))
+
+    transport = MockTransport(embed_upstream)
+    app = create_app(
+        load_config(CONFIG.format(extra="") + "\n[chatd.providers.ollama]\n"
+                    "max_concurrency = 1\nqueue_timeout_secs = 0.1\n"),
+        environ={}, transport=lambda: transport)
+    results: dict[str, Result] = {}
+
+    async def one(name: str, path: str, body: dict[str, Any]) -> None:
+        results[name] = await call(app, "POST", path, orjson.dumps(body))
+
+    async with running(app):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, "openai", "/v1/embeddings", {"model": "ollama/e", "input": "a"})
+            with anyio.fail_after(5):
+                await arrived.wait()
+            await one("ollama", "/api/embed", {"model": "ollama/e", "input": ["a", "b"]})
+            gate.set()
+        await one("legacy", "/api/embeddings", {"model": "ollama/e", "prompt": "p"})
+        got = samples((await call(app, "GET", "/metrics")).body.decode())
+    assert results["openai"].status == 200
+    assert results["openai"].headers["x-chatd-provider"] == "ollama"
+    assert results["ollama"].status == 503  # the slot was taken: upstream_overloaded
+    assert results["ollama"].headers["x-chatd-provider"] == "ollama"
+    assert results["legacy"].status == 200
+    assert got[label("chatd_requests_total", door="openai", provider="ollama", status="200")] == 1
+    assert got[label("chatd_requests_total", door="ollama", provider="ollama", status="503")] == 1
+    assert got[label("chatd_requests_total", door="ollama", provider="ollama", status="200")] == 1
+    assert got[label("chatd_request_errors_total", door="ollama",
+                     type="upstream_overloaded")] == 1
+    assert got[label("chatd_upstream_saturated_total", provider="ollama")] == 1
+    assert got[label("chatd_upstream_requests_total", provider="ollama")] == 2
+    assert got[label("chatd_tokens_total", provider="ollama", kind="prompt")] == 8
