@@ -1,4 +1,4 @@
-"""What the process-level benchmarks (serve.py, stream.py) share: ports, readiness, RSS.
+"""What the process-level benchmarks (serve.py, stream.py) share: ports, readiness, RSS, CPU.
 
 Strategy: both scripts start real servers as child processes on 127.0.0.1 and wait for
 them to answer before measuring; the helpers for that are written once here. The scripts
@@ -9,6 +9,7 @@ it as ``_common``.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import time
@@ -16,7 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["free_port", "peak_rss_mb", "process", "rss_mb", "wait_http"]
+__all__ = ["cpu_seconds", "free_port", "peak_rss_mb", "process", "rss_mb", "wait_http"]
 
 
 def free_port() -> int:
@@ -46,6 +47,13 @@ def _status_mb(pid: int, field: str) -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` so far (``/proc/<pid>/stat``), in seconds: what a process
+    spent, whatever else the machine was running meanwhile."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:

@@ -47,7 +47,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import free_port, process, rss_mb, wait_http
+from _common import cpu_seconds, free_port, process, rss_mb, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -196,12 +196,6 @@ def profile_stop(spies: list[subprocess.Popen[bytes]]) -> None:
         spy.wait()
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` so far (``/proc/<pid>/stat``), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _workers_of(pid: int) -> list[int]:
     """The worker processes of a chatd supervisor (itself when it has none)."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
@@ -224,11 +218,11 @@ def measure_all(targets: list[Target], args: argparse.Namespace, tmp: Path,
         for _ in range(args.repeat):
             for t in targets:
                 pids = _workers_of(t.pid) if (t.pid is not None and c == 50) else []
-                before = [_cpu_seconds(p) for p in pids]
+                before = [cpu_seconds(p) for p in pids]
                 runs[t.name].append(wrk(t.url, t.body, c, args.duration, tmp))
                 if pids and cpu is not None:
                     cpu.setdefault(t.name, []).append(
-                        [_cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)])
+                        [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)])
         profile_stop(spies)
         if every is not None:
             for name, rs in runs.items():

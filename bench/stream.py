@@ -17,7 +17,9 @@ Measured per row:
 
 - time to first token (TTFT): sequential streams, time from sending the request to the
   first content delta, direct vs. through chatd (p50/p99 and the difference);
-- relay rate: long unpaced streams, content deltas received per second, direct vs. chatd;
+- relay rate: long unpaced streams, content deltas received per second, direct vs. chatd,
+  and the CPU time chatd spent per delta (``/proc``; unlike the rates, it does not move
+  with what else the machine runs);
 - concurrency (``/v1/chat`` only): N streams held open at once through chatd (paced, so
   they overlap), with errors counted and chatd's peak RSS (VmHWM) read from /proc.
 
@@ -40,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import free_port, peak_rss_mb, process, wait_http
+from _common import cpu_seconds, free_port, peak_rss_mb, process, wait_http
 
 # --------------------------------------------------------------------- the fake upstream
 
@@ -368,29 +370,36 @@ def main() -> None:
                           f"{pct(c, .99) * 1e3:8.3f} {(pct(c, .99) - pct(d, .99)) * 1e3:8.3f}")
 
                 rates: dict[str, list[float]] = {}
+                cpu: dict[str, float] = {}
                 for _ in range(args.relay_rounds):  # in turn: drift hits every row alike
                     for base in BASELINES:
                         rates.setdefault(base.label, []).append(await relay(
                             up, base, args.relay_chunks, args.relay_parallel))
                     for route, _ in ROWS:
+                        spent = cpu_seconds(chatd.pid)
                         rates.setdefault(route.label, []).append(await relay(
                             port, route, args.relay_chunks, args.relay_parallel))
+                        cpu[route.label] = (cpu.get(route.label, 0.0)
+                                            + cpu_seconds(chatd.pid) - spent)
+                relayed = args.relay_rounds * args.relay_chunks * args.relay_parallel
                 rate = {k: statistics.median(v) for k, v in rates.items()}
                 print(f"\n{f'relay chunks/s (median of {args.relay_rounds})':32} {'direct':>8} "
                       f"{'chatd':>8} "
-                      f"{'ratio':>8}   {'µs/chunk added':>14}")
+                      f"{'ratio':>8}   {'µs/chunk added':>14} {'chatd CPU µs/chunk':>18}")
                 for route, base in ROWS:
                     rd, rc = rate[base.label], rate[route.label]
                     print(f"{route.label:32} {rd:8.0f} {rc:8.0f} {rc / rd:8.2f}   "
-                          f"{1e6 / rc - 1e6 / rd:14.2f}")
+                          f"{1e6 / rc - 1e6 / rd:14.2f} "
+                          f"{cpu[route.label] / relayed * 1e6:18.2f}")
 
                 openai = OPENAI.label
                 print(f"\n{'against the OpenAI door':32} {'TTFT added Δ ms':>16} "
-                      f"{'relay ratio':>12}")
+                      f"{'relay ratio':>12} {'CPU/chunk ratio':>16}")
                 for route, _ in ROWS[2:]:
                     print(f"{route.label:32} "
                           f"{(added[route.label] - added[openai]) * 1e3:16.3f} "
-                          f"{rate[route.label] / rate[openai]:12.2f}")
+                          f"{rate[route.label] / rate[openai]:12.2f} "
+                          f"{cpu[route.label] / cpu[openai]:16.2f}")
 
                 before = peak_rss_mb(chatd.pid)
                 ok, failed, elapsed = await concurrent(
