@@ -233,7 +233,8 @@ def huge_usage(api: str, stream: bool) -> tuple[bytes, ...]:
                             "prompt_eval_count": U64, "eval_count": U64})
         return (OLLAMA.first, end) if stream else (end,)
     if api == "openai_chat":
-        usage = {"prompt_tokens": U64, "completion_tokens": U64, "total_tokens": U64}
+        usage: dict[str, Any] = {
+            "prompt_tokens": U64, "completion_tokens": U64, "total_tokens": U64}
         if stream:
             return (OPENAI.first, _sse(None, {
                 "id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
@@ -248,9 +249,10 @@ def huge_usage(api: str, stream: bool) -> tuple[bytes, ...]:
             return (ANTHROPIC.first, ANTHROPIC.end.replace(
                 b'"usage":{"output_tokens":1}', b'"usage":' + orjson.dumps(usage)))
         return (orjson.dumps({**orjson.loads(ANTHROPIC.answer), "usage": usage}),)
-    usage = {"input_tokens": U64, "output_tokens": U64, "total_tokens": U64,
-             "input_tokens_details": {"cached_tokens": U64},
-             "output_tokens_details": {"reasoning_tokens": U64}}
+    usage = {
+        "input_tokens": U64, "output_tokens": U64, "total_tokens": U64,
+        "input_tokens_details": {"cached_tokens": U64},
+        "output_tokens_details": {"reasoning_tokens": U64}}
     if stream:
         return (RESPONSES.first, RESPONSES.end.replace(
             b'"usage":{"input_tokens":1,"output_tokens":1,"total_tokens":2}',

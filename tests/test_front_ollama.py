@@ -608,7 +608,9 @@ LOCAL_TAG = {
                 "quantization_level": "Q4_K_M"},
 }
 TIERS = {"fast": ("ollama/qwen3:4b",), "smart": ("kimi-k2.6:cloud", "openrouter/m/k")}
-OLLAMA = profile("ollama")
+_OLLAMA = profile("ollama")
+assert _OLLAMA is not None
+OLLAMA = _OLLAMA
 assert OLLAMA is not None
 
 
