@@ -4,7 +4,9 @@ speak Anthropic Messages to it (the ``anthropic`` SDK, Claude Code).
 Strategy: one stack, so the SDK tests and the Claude Code tests meet the same upstreams:
 a local Ollama and an Ollama Cloud (:class:`AgentOllama`), an OpenAI-compatible OpenRouter
 and Kimi (:class:`AgentOpenAI`), and OpenCode Zen's ``claude-*`` models on Anthropic
-Messages (:class:`FakeAnthropic`, at ``/zen/v1/messages`` as the real one). chatd runs
+Messages (:class:`FakeAnthropic`, at ``/zen/v1/messages`` as the real one), which also
+plays Kimi's Anthropic endpoint (``kimi_anthropic/<m>``, a provider defined in the
+configuration with ``api = "anthropic_messages"``, at ``/coding/v1/messages``). chatd runs
 in-process (hypercorn on 127.0.0.1:0, the test's event loop) with client auth on; every
 streamed upstream body is cut at awkward points. :data:`FAMILIES` names the model a client
 sends for each family and what that upstream answers.
@@ -133,11 +135,18 @@ key_file = "{tmp_path / 'missing.env'}"
 [chatd.providers.opencode]
 base_url = "{claude.url}/zen/v1"
 key_file = "{tmp_path / 'missing.env'}"
+[chatd.providers.kimi_anthropic]
+api = "anthropic_messages"
+base_url = "{claude.url}/coding"
+key_env = "KIMI_ANTHROPIC_KEY"
+forward_user_agent = true
 [models]
 smart = ["opencode/claude-sonnet-4-6", "ollama/qwen3:4b"]
 """)
         environ = {"CHATD_TOKEN": TOKEN, "OPENROUTER_API_KEY": KEYS["openrouter"],
-                   "KIMI_API_KEY": KEYS["kimi"], "OPENCODE_API_KEY": KEYS["opencode"]}
+                   "KIMI_API_KEY": KEYS["kimi"], "OPENCODE_API_KEY": KEYS["opencode"],
+                   # Kimi's Anthropic endpoint, played by the same fake (one key).
+                   "KIMI_ANTHROPIC_KEY": KEYS["opencode"]}
         app = create_app(config, environ=environ)
         async with served(app) as port:
             yield Stack(port, app, local, cloud, compat, claude)

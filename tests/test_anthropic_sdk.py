@@ -131,6 +131,25 @@ async def test_same_dialect_stream_relays_the_upstream_events(tmp_path: Path) ->
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
 
 
+async def test_kimis_anthropic_endpoint_as_a_configured_provider(tmp_path: Path) -> None:
+    """``api = "anthropic_messages"`` with Kimi's base URL: ``/v1/messages`` under it, the
+    key as Bearer, the client's User-Agent forwarded (Kimi admits only coding agents,
+    SPEC §2), the client's body with only the model rewritten."""
+    async with stack(tmp_path) as s, s.client() as client:
+        message = await client.messages.create(
+            model="kimi_anthropic/kimi-for-coding", max_tokens=32,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"User-Agent": "claude-cli/2.1.332 (external, sdk-cli)"})
+    assert message.content[0].text == FAMILIES["opencode"].reply  # type: ignore[union-attr]
+    call = s.claude.calls[-1]
+    assert call.path == "/coding/v1/messages"
+    assert call.headers["authorization"] == f"Bearer {KEYS['opencode']}"
+    assert call.headers["user-agent"] == "claude-cli/2.1.332 (external, sdk-cli)"
+    assert s.claude.requests[-1] == {"model": "kimi-for-coding", "max_tokens": 32,
+                                     "messages": [{"role": "user", "content": "hi"}],
+                                     "stream": False}
+
+
 # --- tools over two turns -------------------------------------------------------------
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
