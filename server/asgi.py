@@ -86,6 +86,9 @@ Send = Callable[[Sent], Awaitable[None]]
 
 JSON_TYPE = b"application/json"
 
+#: A request body declared larger than this is received into one buffer of its size.
+LARGE_BODY = 256 * 1024
+
 # A client-supplied request id is echoed only when it is short and plain, so it cannot
 # smuggle anything into a header or a log line.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
@@ -250,8 +253,13 @@ async def read_body(request: Request, limit: int, timeout: float = math.inf) -> 
     """
     too_large = ChatError("request_too_large", f"request body is larger than {limit} bytes")
     declared = header(request.scope, b"content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+    length = int(declared) if declared is not None and declared.strip().isdigit() else None
+    if length is not None and length > limit:
         raise too_large
+    # A declared length is read into one buffer of that size: a list of the server's
+    # 64 KiB pieces, joined at the end, held the body twice and left the heap full of
+    # freed pieces (60 concurrent 8 MiB bodies cost 2.6 times their size; see bench/).
+    buffer = bytearray(length) if length is not None and length > LARGE_BODY else None
     parts: list[bytes] = []
     size = 0
     with anyio.move_on_after(timeout):
@@ -259,12 +267,20 @@ async def read_body(request: Request, limit: int, timeout: float = math.inf) -> 
             message = await request.receive()
             if message["type"] == "http.disconnect":
                 raise Disconnected()
-            chunk = bytes(message.get("body", b""))
-            size += len(chunk)
-            if size > limit:
+            chunk = message.get("body", b"")
+            if size + len(chunk) > limit:
                 raise too_large
-            parts.append(chunk)
+            if buffer is not None and size + len(chunk) <= len(buffer):
+                buffer[size:size + len(chunk)] = chunk
+            else:
+                if buffer is not None:  # more than declared (the server refuses that)
+                    parts.append(bytes(buffer[:size]))
+                    buffer = None
+                parts.append(bytes(chunk))
+            size += len(chunk)
             if not message.get("more_body", False):
+                if buffer is not None:
+                    return bytes(buffer) if size == len(buffer) else bytes(buffer[:size])
                 body = b"".join(parts)
                 parts.clear()  # the pieces go now, not when the caller returns
                 return body

@@ -76,6 +76,8 @@ DRAIN_MARGIN_SECS = 5.0
 LINGER_SECS = 1.0
 #: Refused connections lingering at once; past it, refused connections close at once.
 MAX_LINGERING = 256
+#: Allocations at least this large get their own mapping (see :func:`fix_malloc_threshold`).
+MMAP_THRESHOLD = 256 * 1024
 #: Descriptors kept free of connections: the listener, log files, the pool's churn.
 FD_RESERVE = 64
 
@@ -245,11 +247,38 @@ def _hypercorn_config(fd: int, chatd: ChatdConfig, worker_class: str) -> Any:
     return hc
 
 
+def fix_malloc_threshold() -> None:
+    """Keep glibc giving large buffers back to the system when they are freed.
+
+    glibc serves an allocation above ``M_MMAP_THRESHOLD`` (128 KiB at start) with its own
+    mapping, returned to the system on free, but raises the threshold to the size of each
+    such block freed, up to 32 MiB: after the first 8 MiB request body, every later one
+    lands in the heap, and concurrent bodies leave it fragmented and resident long after
+    they are gone. Setting the threshold fixes it (and turns the adjustment off). Only
+    allocations of a large body's size are affected; Python's small objects live in its
+    own arenas. A no-op where the C library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if sys.platform != "linux" or name is None:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others: no mallopt
+        return
+    m_mmap_threshold = -3  # <malloc.h>
+    mallopt(m_mmap_threshold, MMAP_THRESHOLD)
+
+
 def run_worker(app: ChatdApp, fd: int, worker_class: str) -> int:
     """Serve ``app`` on the listening socket ``fd`` until a signal has drained it.
 
     Returns the exit status: 0 after a drain, 1 when the app could not start.
     """
+    fix_malloc_threshold()
     chatd = app.config.chatd
     gate = ConnectionGate(effective_max_connections(chatd, fd_limit()),
                           chatd.default_retry_after_secs)

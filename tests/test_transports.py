@@ -122,6 +122,19 @@ async def test_request_arrives_exactly(kind: str, anyio_backend: str) -> None:
         assert seen.header("user-agent") == USER_AGENT
 
 
+@pytest.mark.parametrize("kind", ALL_KINDS)
+@pytest.mark.parametrize("size", [256 * 1024, 256 * 1024 + 1, 3 * 1024 * 1024 + 7],
+                         ids=["one-slice", "just-over", "many-slices"])
+async def test_a_large_body_arrives_exactly(kind: str, size: int, anyio_backend: str) -> None:
+    """Past 256 KiB the h11 transport writes the body in slices of itself (no copy)."""
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    async with harness(kind) as (upstream, transport):
+        assert await fetch(transport, req(upstream, body=body)) == b"ok"
+        assert await fetch(transport, req(upstream, body=b"after")) == b"ok"  # in sync
+    first, second = upstream.seen
+    assert first.body == body and second.body == b"after"
+
+
 @pytest.mark.parametrize("kind", SOCKET_KINDS)
 async def test_framing_is_derived_and_user_agent_kept(kind: str, anyio_backend: str) -> None:
     """Socket only (framing exists on the wire): a stale Content-Length from the caller is
