@@ -46,6 +46,7 @@ from _common import free_port, peak_rss_mb, process, rss_mb, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRA_ENV: dict[str, str] = {}
+KEEP_LOG: Path | None = None
 BODY_TIMEOUT = 5.0
 STREAM_IDLE = 5.0
 
@@ -423,7 +424,11 @@ def _servers(repo: Path, config: str) -> Iterator[tuple[Chatd, int]]:
                       f"127.0.0.1:{port}", "--config", str(path)],
                      env=env, cwd=Path(tmp), stderr=log) as proc:
             wait_http(f"http://127.0.0.1:{port}/healthz")
-            yield Chatd(proc.pid, port, log), upstream_port
+            try:
+                yield Chatd(proc.pid, port, log), upstream_port
+            finally:
+                if KEEP_LOG is not None:
+                    KEEP_LOG.write_bytes(log.read_bytes())
 
 
 def main() -> int:
@@ -433,7 +438,10 @@ def main() -> int:
     parser.add_argument("--hostile", type=int, default=15000)
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--repo", type=Path, default=ROOT)
+    parser.add_argument("--log", type=Path, help="keep chatd's log in this file")
     args = parser.parse_args()
+    global KEEP_LOG
+    KEEP_LOG = args.log
     if args.upstream:
         _lift_fd_limit()
         asyncio.run(_upstream_main(args.upstream))
