@@ -138,6 +138,11 @@ class Result:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
+#: wrk threads at c > 1 (``--wrk-threads``); on a two-core machine one thread leaves more
+#: of the second core to a second chatd worker.
+WRK_THREADS = [2]
+
+
 def wrk(url: str, body: str, connections: int, duration: int, tmp: Path) -> Result:
     script = tmp / "post.lua"
     script.write_text(
@@ -145,7 +150,7 @@ def wrk(url: str, body: str, connections: int, duration: int, tmp: Path) -> Resu
         f"wrk.body = {json.dumps(body)}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
-    threads = 1 if connections == 1 else 2
+    threads = 1 if connections == 1 else WRK_THREADS[0]
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
          "-s", str(script), url],
@@ -313,6 +318,8 @@ def main() -> None:
                     help="write a py-spy profile of each chatd row's c=50 runs to DIR")
     ap.add_argument("--workers", default="1", metavar="COUNTS",
                     help="comma-separated worker counts for each chatd row (e.g. 1,2)")
+    ap.add_argument("--wrk-threads", type=int, default=2, metavar="N",
+                    help="wrk threads at c=50 (default 2)")
     ap.add_argument("--observe", action="store_true",
                     help="add -quiet and -observed rows (metrics and JSON request lines "
                     "off / on)")
@@ -320,6 +327,7 @@ def main() -> None:
     only = {n for n in args.only.split(",") if n}
     classes = [c for c in args.worker_class.split(",") if c]
     counts = [int(n) for n in args.workers.split(",") if n]
+    WRK_THREADS[0] = args.wrk_threads
 
     def wanted(name: str) -> bool:
         return not only or name in only
