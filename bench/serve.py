@@ -201,10 +201,27 @@ def profile_stop(spies: list[subprocess.Popen[bytes]]) -> None:
         spy.wait()
 
 
+def _machine_busy() -> float:
+    """CPU seconds every core has spent busy since boot (``/proc/stat``)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _workers_of(pid: int) -> list[int]:
     """The worker processes of a chatd supervisor (itself when it has none)."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
     found = [int(p) for p in children.read_text().split()] if children.exists() else []
+    # Not multiprocessing's resource tracker, a child too: the spawned workers.
+    found = [p for p in found
+             if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
     return found or [pid]
 
 
@@ -224,10 +241,16 @@ def measure_all(targets: list[Target], args: argparse.Namespace, tmp: Path,
             for t in targets:
                 pids = _workers_of(t.pid) if (t.pid is not None and c == 50) else []
                 before = [cpu_seconds(p) for p in pids]
+                machine, client = _machine_busy(), _children_cpu()
                 runs[t.name].append(wrk(t.url, t.body, c, args.duration, tmp))
                 if pids and cpu is not None:
-                    cpu.setdefault(t.name, []).append(
-                        [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)])
+                    # Per chatd process, then wrk, then everything else on the machine
+                    # (nginx, other work): a second worker can only go as fast as the CPU
+                    # the rest leaves it.
+                    used = [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
+                    load = _children_cpu() - client
+                    rest = _machine_busy() - machine - sum(used) - load
+                    cpu.setdefault(t.name, []).append([*used, load, rest])
         profile_stop(spies)
         if every is not None:
             for name, rs in runs.items():
@@ -274,8 +297,10 @@ def report_ratios(every: dict[str, dict[int, list[Result]]],
             print(f"\nworkers: {name} / {base} at c=50, each repeat: "
                   + " ".join(f"{r:.2f}" for r in ratios) + f"  (min {min(ratios):.2f})")
             for label in (base, name):
-                splits = [" / ".join(f"{s:.2f}" for s in run) for run in cpu.get(label, [])]
-                print(f"  CPU seconds per process, {label}: " + "; ".join(splits))
+                splits = [" / ".join(f"{s:.2f}" for s in run[:-2])
+                          + f" (wrk {run[-2]:.2f}, the rest {run[-1]:.2f})"
+                          for run in cpu.get(label, [])]
+                print(f"  CPU s per chatd process, {label}: " + "; ".join(splits))
     for name in every:
         if not name.endswith("-observed"):
             continue
