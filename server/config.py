@@ -125,7 +125,8 @@ class ChatdConfig:
     """One log line per client request (id, door, model, provider, status, times, tokens;
     never content, never a key)."""
     metrics: bool = True
-    """Count requests per door and serve ``GET /metrics``; false: no route, no counting."""
+    """Count requests per door and serve ``GET /metrics``; false: no route, no per-request
+    counting."""
     model_list_ttl_secs: float = 300.0
     """How long an upstream's model list is used before it is fetched again."""
     cors_allow_origins: tuple[str, ...] = ()

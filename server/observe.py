@@ -99,9 +99,10 @@ class Observed:
         return max(0.0, end - self.started - upstream - trace.queued_s)
 
     def served_headers(self) -> list[tuple[bytes, bytes]]:
-        """SPEC-less but documented: who served the request and chatd's share of its time,
-        for the response head (``x-chatd-provider``, ``x-chatd-upstream-model``,
-        ``x-chatd-overhead-ms``). Empty before routing gave a route."""
+        """Who served the request and chatd's share of its time so far, for the response
+        head (``x-chatd-provider``, ``x-chatd-upstream-model``, ``x-chatd-overhead-ms``;
+        README "What each answer and request leaves behind"). Empty before routing gave a
+        route."""
         route = self.trace.route
         if route is None:
             return []

@@ -252,6 +252,9 @@ async def test_one_json_log_line_per_request() -> None:
                                 [("x-request-id", "forge-test")])
     text = stream.getvalue()
     assert forged.status == 200
+    # The upstream model is the client's text: the header carries it percent-escaped.
+    assert forged.headers["x-chatd-upstream-model"] == (
+        "m%0A2031-01-01T00:00:00.000Z%20forged%1B%5B2J")
     assert RAW_CONTROL.search(text.replace("\n", "")) is None
     assert KEY not in text and CONTENT not in text
     records = [json.loads(line) for line in text.splitlines()]
