@@ -19,6 +19,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ERROR_STATUS as ERROR_STATUS
+from ._errors import MAX_RETRY_AFTER as MAX_RETRY_AFTER
 from ._errors import ChatError as ChatError
 from ._errors import Headers as Headers
 from ._errors import error_from_upstream as error_from_upstream
@@ -81,6 +82,7 @@ if TYPE_CHECKING:
     from ._plan import blame as blame
     from ._plan import cannot_carry as cannot_carry
     from ._plan import mask_secret as mask_secret
+    from ._plan import mask_secrets as mask_secrets
     from ._profiles import DEFAULT_PROVIDER as DEFAULT_PROVIDER
     from ._profiles import PROFILES as PROFILES
     from ._profiles import profile as profile
@@ -136,6 +138,7 @@ _LAZY: dict[str, str] = {
     "blame": "._plan",
     "cannot_carry": "._plan",
     "mask_secret": "._plan",
+    "mask_secrets": "._plan",
     "DEFAULT_PROVIDER": "._profiles",
     "PROFILES": "._profiles",
     "profile": "._profiles",
@@ -162,6 +165,7 @@ __all__ = [
     "JSON",
     "LATENCY_BUCKETS",
     "MAX_LISTED",
+    "MAX_RETRY_AFTER",
     "OVERHEAD_BUCKETS",
     "PROFILES",
     "PROVIDER_APIS",
@@ -224,6 +228,7 @@ __all__ = [
     "find_model",
     "header_value",
     "mask_secret",
+    "mask_secrets",
     "model_list_request",
     "name_for",
     "parse_chat_request",

@@ -27,20 +27,26 @@ line), and a 429/503 that named no wait gets ``default_retry_after_secs`` (SPEC 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import re
+from base64 import b64encode
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Protocol, TypeVar
+from urllib.parse import quote, unquote, urlsplit
 
 from ._codec import Codec
 from ._errors import ChatError
 from ._profiles import PROFILES
-from ._routing import resolve
+from ._routing import not_registered, resolve
 from ._types import ChatRequest, HTTPRequest, Provider, Route
 
-__all__ = ["Attempt", "CallPlan", "SlotRules", "blame", "cannot_carry", "mask_secret"]
+__all__ = [
+    "Attempt", "CallPlan", "SlotRules", "blame", "cannot_carry", "mask_secret", "mask_secrets",
+]
 
 _NO_TIERS: Mapping[str, tuple[str, ...]] = MappingProxyType({})
+_VISIBLE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?")
 
 
 # --- key masking ----------------------------------------------------------------------
@@ -89,40 +95,96 @@ def _normalised(text: str) -> tuple[str, list[int], list[int]]:
     return "".join(chars), starts, ends
 
 
-def mask_secret(message: str, secret: str) -> str:
-    """``message`` with every appearance of ``secret`` replaced by ``***``; the same object
-    back when there is nothing to mask.
-
-    An appearance may be split by whitespace or written with JSON escapes; and since codecs
-    clip long upstream messages, a message that ends with the secret's first four or more
-    characters (before a clip's ellipsis) is masked from there too.
-    """
-    if len(secret) < 4:
-        return message
-    if secret in message:
-        message = message.replace(secret, _MASK)
-    flat, starts, ends = _normalised(message)
+def _spans(message: str, secret: str) -> list[tuple[int, int]]:
+    """Where ``secret`` (or enough of it to identify it) appears in ``message``."""
     spans: list[tuple[int, int]] = []
+    n = len(secret)
+    # The key in another case (an upstream that upper-cases what it quotes).
+    lower, key = message.lower(), secret.lower()
+    at = lower.find(key)
+    while at >= 0:
+        spans.append((at, at + n))
+        at = lower.find(key, at + n)
+    # Split by whitespace or written with JSON escapes.
+    flat, starts, ends = _normalised(message)
     at = flat.find(secret)
     while at >= 0:
-        spans.append((starts[at], ends[at + len(secret) - 1]))
-        at = flat.find(secret, at + len(secret))
+        spans.append((starts[at], ends[at + n - 1]))
+        at = flat.find(secret, at + n)
+    # Enough of it to identify it: a run of its first half or more (at least 8
+    # characters, past the public ``sk-or-v1-`` style prefix) anywhere, as a quote that
+    # was cut ("sk-or-v1-0123456789ab... (truncated)"), or its first four or more at the
+    # very end, before a clip's ellipsis.
+    least = max(8, n // 2)
+    for k in range(n - 1, least - 1, -1):
+        at = flat.find(secret[:k])
+        if at >= 0:
+            spans.append((starts[at], ends[at + k - 1]))
+            break
     tail = flat.removesuffix("…")
-    if not spans or spans[-1][1] < (ends[len(tail) - 1] if tail else 0):
-        for k in range(min(len(secret) - 1, len(tail)), 3, -1):
-            if tail.endswith(secret[:k]):
-                spans.append((starts[len(tail) - k], ends[len(tail) - 1]))
-                break
+    for k in range(min(n - 1, len(tail), least - 1), 3, -1):
+        if tail.endswith(secret[:k]):
+            spans.append((starts[len(tail) - k], ends[len(tail) - 1]))
+            break
+    return spans
+
+
+def mask_secrets(message: str, secrets: Iterable[str]) -> str:
+    """``message`` with every appearance of each secret replaced by ``***``; the same
+    object back when there is nothing to mask.
+
+    An appearance may be in another case, split by whitespace, written with JSON or URL
+    escapes, or cut short (see :func:`_spans`). A secret shorter than 8 characters is
+    masked only where it appears whole: its parts would match ordinary text.
+    """
+    spans: list[tuple[int, int]] = []
+    for secret in secrets:
+        if not secret:
+            continue
+        quoted = quote(secret, safe="")
+        if quoted != secret and quoted in message:
+            message = message.replace(quoted, _MASK)
+        if len(secret) < 8:
+            if secret in message:
+                message = message.replace(secret, _MASK)
+            continue
+        spans.extend(_spans(message, secret))
     if not spans:
         return message
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
     out: list[str] = []
     last = 0
-    for start, end in spans:
+    for start, end in merged:
         out.append(message[last:start])
         out.append(_MASK)
         last = end
     out.append(message[last:])
     return "".join(out)
+
+
+def mask_secret(message: str, secret: str) -> str:
+    """:func:`mask_secrets` for one secret."""
+    return mask_secrets(message, (secret,))
+
+
+def _secrets(provider: Provider) -> list[str]:
+    """What of ``provider``'s credentials an upstream could quote back: its key, and the
+    password of a ``user:password@`` base URL with the Basic credentials made of it."""
+    out = [provider.key.reveal()] if provider.key is not None else []
+    if "@" in provider.base_url:
+        userinfo = urlsplit(provider.base_url).netloc.rpartition("@")[0]
+        if userinfo:
+            user, _, password = userinfo.partition(":")
+            decoded = unquote(user) + ":" + unquote(password)
+            out.append(b64encode(decoded.encode()).decode("ascii"))
+            if password:
+                out.append(unquote(password))
+    return out
 
 
 def blame(
@@ -138,8 +200,9 @@ def blame(
     """
     if exc.provider is None:
         exc.provider = provider.name
-    if provider.key is not None:
-        masked = mask_secret(exc.message, provider.key.reveal())
+    secrets = _secrets(provider)
+    if secrets:
+        masked = mask_secrets(exc.message, secrets)
         if masked is not exc.message:
             exc.message = masked
             exc.args = (masked,)
@@ -171,13 +234,17 @@ _BASE64_IMAGES_ONLY = frozenset({"ollama_chat", "ollama_generate"})
 _NO_TOOLS = frozenset({"ollama_generate"})
 
 
-def cannot_carry(api: str, request: ChatRequest) -> str | None:
-    """Why the wire format ``api`` cannot carry ``request`` at all, or None if it can."""
-    if api in _NO_TOOLS and _uses_tools(request):
+def _why_not(api: str, *, tools: bool, image_url: Callable[[], bool]) -> str | None:
+    if api in _NO_TOOLS and tools:
         return f"{api} takes no tools or tool results"
-    if api in _BASE64_IMAGES_ONLY and _has_image_url(request):
+    if api in _BASE64_IMAGES_ONLY and image_url():
         return f"{api} takes images as base64 data only, not URLs"
     return None
+
+
+def cannot_carry(api: str, request: ChatRequest) -> str | None:
+    """Why the wire format ``api`` cannot carry ``request`` at all, or None if it can."""
+    return _why_not(api, tools=_uses_tools(request), image_url=lambda: _has_image_url(request))
 
 
 # --- the plan ---------------------------------------------------------------------------
@@ -210,15 +277,24 @@ def _forward_user_agent(http: HTTPRequest, request: ChatRequest) -> HTTPRequest:
     without a client User-Agent, ``http`` is left as the codec built it.
     """
     agent = next((v for k, v in request.headers if k == "user-agent"), None)
-    if agent is None:
+    if agent is None or not _VISIBLE.fullmatch(agent):
+        # Only a value an HTTP/1.1 header can carry as ASCII (RFC 9110 §5.5 without
+        # obs-text): the transports refuse anything else, which would fail the call.
         return http
     headers = tuple(h for h in http.headers if h[0].lower() != "user-agent")
     return replace(http, headers=(*headers, ("User-Agent", agent)))
 
 
 def _codec(api: str) -> Codec:
-    from .dialects import codec_for
+    """The codec of ``api``; an api this build does not speak is a target that cannot
+    serve (a ChatError, skipped in a chain), never a KeyError."""
+    from .dialects import CODECS, codec_for
 
+
+    if api not in CODECS:
+        raise ChatError(
+            "invalid_request", f"chatd does not speak the {api!r} wire format"
+        )
     return codec_for(api)
 
 
@@ -301,8 +377,8 @@ class CallPlan(SlotRules):
     """
 
     __slots__ = (
-        "_codec_for", "_default_retry", "_first_error", "_next", "_providers", "_timeout",
-        "deadline", "fallbacks", "request", "routes",
+        "_codec_for", "_default_retry", "_error", "_failed", "_has_image_url", "_next",
+        "_providers", "_timeout", "_uses_tools", "deadline", "fallbacks", "request", "routes",
     )
 
     def __init__(
@@ -319,9 +395,11 @@ class CallPlan(SlotRules):
         codec_for: Callable[[str], Codec] | None = None,
     ) -> None:
         self.request = request
-        self.routes: tuple[Route, ...] = resolve(
-            request.model, providers, tiers, profiles=profiles
-        )
+        # Routed over every known provider, registered or not, so that an unregistered
+        # target is skipped in its place in the chain and, when no target can serve,
+        # the first target's own error is the answer (SPEC §1).
+        known = {row.name for row in profiles} | set(providers)
+        self.routes: tuple[Route, ...] = resolve(request.model, known, tiers, profiles=profiles)
         self._providers = providers
         self._timeout = timeout_secs
         budget = chain_timeout_secs if chain_timeout_secs is not None else timeout_secs
@@ -329,40 +407,60 @@ class CallPlan(SlotRules):
         self._default_retry = default_retry_after_secs
         self._codec_for = codec_for if codec_for is not None else _codec
         self._next = 0
-        self._first_error: ChatError | None = None
+        self._error: ChatError | None = None
+        """The answer when no target is left: the first target's reason for being
+        skipped, replaced by the latest real failure once a target was tried."""
+        self._failed = False
+        self._uses_tools = _uses_tools(request)
+        self._has_image_url: bool | None = None
         self.fallbacks: list[str] = []
-        """The providers left, in order, before the one that answered."""
+        """The providers of the registered targets left behind, in order: skipped (their
+        wire format cannot carry the request) or tried and failed. Once an attempt
+        succeeds, they are the fallbacks taken before the provider that answered."""
 
     def next(self, *, now: float) -> Attempt:
         """The next attempt to make.
 
         Raises:
-            ChatError: when no target is left: the reason none could carry the request
-                (the first target's), or ``upstream_timeout`` when the budget is spent.
+            ChatError: when no target is left: the latest real failure if a target was
+                tried, else the first target's reason it could not serve the request;
+                ``upstream_timeout`` when the budget was spent before any target answered.
         """
         left = self.deadline - now
         while self._next < len(self.routes):
-            index = self._next
-            self._next += 1
             if left <= 0:
+                if self._failed and self._error is not None:
+                    raise self._error
                 raise ChatError(
                     "upstream_timeout",
                     "the fallback chain's time budget was spent before a target answered",
-                    provider=self.routes[index].provider,
+                    provider=self.routes[self._next - 1 if self._next else 0].provider,
                 )
+            index = self._next
+            self._next += 1
             attempt = self._attempt(index, left)
             if attempt is not None:
                 return attempt
-        assert self._first_error is not None  # routes is never empty
-        raise self._first_error
+        assert self._error is not None  # every target was skipped or failed, with a reason
+        raise self._error
+
+    def _skip(self, route: Route, exc: ChatError, *, registered: bool = True) -> None:
+        if self._error is None:
+            self._error = exc
+        if registered:  # an unregistered target is configuration, not a fallback taken
+            self.fallbacks.append(route.provider)
 
     def _attempt(self, index: int, left: float) -> Attempt | None:
         route = self.routes[index]
-        provider = self._providers[route.provider]
+        provider = self._providers.get(route.provider)
+        if provider is None:
+            self._skip(route, not_registered(route.provider, self.request.model),
+                       registered=False)
+            return None
         request = self.request
-        api = provider.api_for(route.upstream_model, tools=_uses_tools(request))
+        api = provider.api_for(route.upstream_model, tools=self._uses_tools)
         try:
-            why = cannot_carry(api, request)
+            why = _why_not(api, tools=self._uses_tools, image_url=self._image_url)
             if why is not None:
                 raise ChatError(
                     "invalid_request",
@@ -379,10 +477,7 @@ class CallPlan(SlotRules):
         except ChatError as exc:
             # SPEC §1: a target that cannot serve the request at all is skipped; only when
             # none can is the error returned, the first target's.
-            blame(exc, provider)
-            if self._first_error is None:
-                self._first_error = exc
-            self.fallbacks.append(provider.name)
+            self._skip(route, blame(exc, provider))
             return None
         total = provider.timeout_secs if provider.timeout_secs is not None else self._timeout
         return Attempt(
@@ -390,15 +485,21 @@ class CallPlan(SlotRules):
             timeout_secs=min(total, left), passthrough=passthrough, index=index,
         )
 
+    def _image_url(self) -> bool:
+        """Whether the request holds an image by URL; looked at once, when first asked."""
+        if self._has_image_url is None:
+            self._has_image_url = _has_image_url(self.request)
+        return self._has_image_url
+
+
     def failed(self, attempt: Attempt, exc: ChatError) -> None:
         """Take the outcome of a failed attempt: blame and mask it, then re-raise it
         unless the chain moves on (the failure is the upstream's and a target is left)."""
         blame(exc, attempt.provider, default_retry_after_secs=self._default_retry)
-        if self._first_error is None:
-            self._first_error = exc
+        # A real failure is a better answer than any target's reason for being skipped.
+        self._error = exc
+        self._failed = True
         if exc.retryable and self._next < len(self.routes):
             self.fallbacks.append(attempt.provider.name)
-            # A later skipped target must not hide this real failure.
-            self._first_error = exc
             return
         raise exc

@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_PROVIDER",
     "PROVIDER_APIS",
     "check_prefixes",
+    "not_registered",
     "parse_tiers",
     "resolve",
     "split_cloud_suffix",
@@ -74,7 +75,7 @@ def _invalid(message: str) -> ChatError:
     return ChatError("invalid_request", message)
 
 
-def _not_registered(provider: str, model: str) -> ChatError:
+def not_registered(provider: str, model: str) -> ChatError:
     # Which setting registers a provider (an env var, a key file) is the server's business;
     # the core only knows the provider's name.
     return ChatError(
@@ -153,7 +154,7 @@ def _route(name: str, registered: Collection[str], profiles: Sequence[Provider])
     route = _grammar(name, profiles)
     if route.provider not in registered:
         # SPEC §1: never fall through to another provider silently.
-        raise _not_registered(route.provider, name)
+        raise not_registered(route.provider, name)
     return route
 
 

@@ -268,6 +268,7 @@ class ChatdApp:
             profiles=self.config.profiles,
             chain_timeout_secs=self.config.chatd.chain_timeout_secs,
             default_retry_after_secs=self.config.chatd.default_retry_after_secs,
+            stream_idle_secs=self.config.chatd.stream_idle_secs,
         )
         self._lister = ModelLister(transport, ttl_secs=self.config.chatd.model_list_ttl_secs)
         if self.metrics_dir is not None and self.config.chatd.metrics:

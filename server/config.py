@@ -26,7 +26,15 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from chatproto import DEFAULT_PROVIDER, PROFILES, Provider, Secret, check_prefixes, parse_tiers
+from chatproto import (
+    DEFAULT_PROVIDER,
+    MAX_RETRY_AFTER,
+    PROFILES,
+    Provider,
+    Secret,
+    check_prefixes,
+    parse_tiers,
+)
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -72,8 +80,9 @@ class ProviderConfig:
     """Send the client's User-Agent upstream; None means the provider row's default
     (true for ``kimi``, SPEC §2)."""
     api: str = ""
-    """For a provider defined in configuration: its wire format (SPEC §2's list). Empty for
-    a built-in provider, whose row fixes it."""
+    """The wire format (SPEC §2's list): required for a provider defined in
+    configuration; for a built-in one, empty means its row's (SPEC §2: Kimi may set
+    ``api = "anthropic_messages"`` for its Anthropic endpoint)."""
     prefix: str = ""
     """For a provider defined in configuration: its model-name prefix (default
     ``NAME/``)."""
@@ -96,15 +105,15 @@ class ChatdConfig:
     bind: str = "127.0.0.1:3220"
     ollama_url: str = "http://127.0.0.1:11434"
     timeout_secs: float = 120.0
-    """The whole upstream call (non-streamed), or until headers and per idle read (streamed)."""
+    """The whole upstream call (non-streamed), or a stream's wait for its first event."""
     connect_timeout_secs: float = 5.0
     max_body_bytes: int = 8_388_608
     auth_token_env: str = ""
+    """When non-empty and the variable resolves, clients must send that bearer token."""
     chain_timeout_secs: float | None = None
     """A fallback chain's whole budget (SPEC §5); None means ``timeout_secs``."""
     default_retry_after_secs: float = 2.0
     """The Retry-After sent with an upstream 429/503 that names no wait (SPEC §4)."""
-    """When non-empty and the variable resolves, clients must send that bearer token."""
     # SPEC §5's limits for hostile or careless clients; built in, not in lakehouse.toml.
     client_body_timeout_secs: float = 30.0
     """A request body not fully received in this time is answered 408."""
@@ -194,6 +203,7 @@ def _row(base: Provider, pc: ProviderConfig | None, base_url: str | None = None)
         return replace(base, base_url=base_url or base.base_url)
     return replace(
         base,
+        api=pc.api or base.api,
         base_url=base_url or pc.base_url,
         key_env=pc.key_env,
         key_file=pc.key_file,
@@ -345,11 +355,11 @@ _CHATD_KEYS = (
     "model_list_ttl_secs", "cors", *_LIMIT_KEYS, *_OPS_KEYS,
 )
 _PROVIDER_KEYS = (
-    "base_url", "key_env", "key_file", "headers", "timeout_secs", "forward_user_agent",
+    "base_url", "key_env", "key_file", "headers", "timeout_secs", "forward_user_agent", "api",
     "max_concurrency", "queue_timeout_secs",
 )
-#: A provider defined in configuration also names its wire format and may set a prefix.
-_CONFIGURED_KEYS = (*_PROVIDER_KEYS, "api", "prefix")
+#: A provider defined in configuration also may set its prefix.
+_CONFIGURED_KEYS = (*_PROVIDER_KEYS, "prefix")
 #: The local Ollama has no key and its URL is ``chatd.ollama_url``.
 _OLLAMA_KEYS = ("headers", "timeout_secs", "max_concurrency", "queue_timeout_secs")
 #: A provider name: it becomes a metric label and the default prefix ``NAME/``.
@@ -403,29 +413,70 @@ def _provider(name: str, raw: object, base: ProviderConfig | None) -> ProviderCo
         if not isinstance(flag, bool):
             raise _expected(f"{where}.forward_user_agent", "true or false", flag)
         values["forward_user_agent"] = flag
+    if "api" in table:
+        values["api"] = _api(f"{where}.api", table["api"])
     if configured:
-        api = _string(f"{where}.api", table["api"])
-        if api not in CONFIGURABLE_APIS:
-            raise ConfigError(
-                f"{where}.api: unknown api {api!r} (expected one of: "
-                f"{', '.join(CONFIGURABLE_APIS)})"
-            )
-        values["api"] = api
         prefix = _string(f"{where}.prefix", table.get("prefix", f"{name}/"))
-        if not prefix.strip() or prefix != prefix.strip():
-            raise ConfigError(f"{where}.prefix: must be non-empty, without spaces around it")
+        if not prefix.strip() or prefix != prefix.strip() or prefix[-1] not in "/:":
+            raise ConfigError(
+                f"{where}.prefix: must be non-empty, without spaces, and end in '/' or ':' "
+                f"(so it cannot swallow other names, as 'kimi-' would 'kimi-k2.6:cloud')"
+            )
         values["prefix"] = prefix
-        return ProviderConfig(**values)
-    if base is None:  # ollama: the URL is chatd.ollama_url, filled in at registration
+        merged = ProviderConfig(**values)
+    elif base is None:  # ollama: the URL is chatd.ollama_url, filled in at registration
         return ProviderConfig(base_url="", **values)
-    merged = ProviderConfig(**{**_asdict(base), **values})
+    else:
+        merged = ProviderConfig(**{**_asdict(base), **values})
     if merged.key_env and "@" in urlsplit(merged.base_url).netloc:
         # Both would be the Authorization header (transports._base.userinfo_auth).
         raise ConfigError(
             f"{where}.base_url: has credentials (user:password@) and the provider sends a "
             f'key as well; remove them, or set key_env = "" to send only the URL\'s'
         )
+    if not merged.key_env and merged.key_file:
+        if "key_file" not in table:
+            # ``key_env = ""`` on a built-in table: keyless, its default key file unused.
+            return replace(merged, key_file="")
+        raise ConfigError(
+            f"{where}.key_file: is read for the variable key_env names, and key_env is "
+            "empty; set key_env too, or remove key_file"
+        )
     return merged
+
+
+def _retry_after(value: object) -> float:
+    """A wait of at most a day, as chatd caps an upstream's own (MAX_RETRY_AFTER)."""
+    key = "chatd.default_retry_after_secs"
+    seconds = _positive_number(key, value)
+    if seconds > MAX_RETRY_AFTER:
+        raise ConfigError(f"{key}: at most {MAX_RETRY_AFTER:g} seconds, got {value}")
+    return seconds
+
+
+def _api(key: str, value: object) -> str:
+    """A wire format chatd speaks (SPEC §2's list, as far as this build has codecs)."""
+    from chatproto import codec_for
+
+    api = _string(key, value)
+    try:
+        codec_for(api)
+    except KeyError:
+        known = [a for a in CONFIGURABLE_APIS if _speaks(a)]
+        raise ConfigError(
+            f"{key}: unknown api {api!r} (expected one of: {', '.join(known)})"
+        ) from None
+    return api
+
+
+def _speaks(api: str) -> bool:
+    from chatproto import codec_for
+
+    try:
+        codec_for(api)
+    except KeyError:
+        return False
+    return True
 
 
 def _asdict(pc: ProviderConfig) -> dict[str, Any]:
@@ -534,9 +585,8 @@ def load_config(text: str | None) -> Config:
             _positive_number("chatd.chain_timeout_secs", chatd["chain_timeout_secs"])
             if "chain_timeout_secs" in chatd else None
         ),
-        default_retry_after_secs=_positive_number(
-            "chatd.default_retry_after_secs",
-            chatd.get("default_retry_after_secs", d.default_retry_after_secs),
+        default_retry_after_secs=_retry_after(
+            chatd.get("default_retry_after_secs", d.default_retry_after_secs)
         ),
         model_list_ttl_secs=_positive_number(
             "chatd.model_list_ttl_secs", chatd.get("model_list_ttl_secs", d.model_list_ttl_secs)
@@ -661,12 +711,12 @@ def register_providers(
     """Resolve every provider's key; one log line for each provider left unregistered.
 
     ``ollama`` is always registered (no key; ``chatd.ollama_url``), and so is a provider
-    defined in configuration with ``key_env = ""`` (a keyless local server). The others
-    when their key resolves (SPEC §2). In routing order.
+    whose table sets ``key_env = ""`` (a keyless local server, or credentials in its
+    URL). The others when their key resolves (SPEC §2). In routing order.
     """
     out: list[Registration] = []
     for row in config.profiles:
-        if row.name == DEFAULT_PROVIDER or (row.name not in _ROWS and not row.key_env):
+        if row.name == DEFAULT_PROVIDER or not row.key_env:
             out.append(Registration(name=row.name, provider=row, source="no key needed"))
             continue
         pc = config.providers[row.name]

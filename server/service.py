@@ -27,7 +27,6 @@ are parsed; nothing buffers the whole stream.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -48,6 +47,7 @@ from chatproto import (
     EmbedAttempt,
     Event,
     Provider,
+    RawEvent,
     Route,
     SlotRules,
     StreamEnded,
@@ -122,6 +122,11 @@ async def _error_body(resp: Response) -> bytes:
         if size >= MAX_ERROR_BYTES:
             break
     return b"".join(parts)[:MAX_ERROR_BYTES]
+
+
+def _has_content(events: list[Event]) -> bool:
+    """Whether ``events`` hold one that is not a same-dialect RawEvent."""
+    return any(type(event) is not RawEvent for event in events)
 
 
 def _ms(seconds: float) -> float:
@@ -287,6 +292,7 @@ class ChatService:
         profiles: every known provider, registered or not (routing's rows).
         chain_timeout_secs: a fallback chain's whole budget (default: ``timeout_secs``).
         default_retry_after_secs: the wait given to a 429/503 that names none.
+        stream_idle_secs: how long a running stream's read may wait (SPEC §5).
         clock: monotonic seconds, for latency and the chain's budget.
         wall_clock: epoch seconds, for Retry-After dates.
     """
@@ -303,6 +309,7 @@ class ChatService:
         profiles: Sequence[Provider] = PROFILES,
         chain_timeout_secs: float | None = None,
         default_retry_after_secs: float = 2.0,
+        stream_idle_secs: float = 120.0,
         clock: Callable[[], float] = time.perf_counter,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -314,6 +321,7 @@ class ChatService:
         self._timeout = timeout_secs
         self._chain_timeout = chain_timeout_secs
         self._default_retry = default_retry_after_secs
+        self._stream_idle = stream_idle_secs
         self._connect_timeout = connect_timeout_secs
         self._clock = clock
         self._wall_clock = wall_clock
@@ -336,9 +344,18 @@ class ChatService:
         """The fallback chain for ``model`` (SPEC §1); ChatError 400/404 if none."""
         return resolve(model, self.providers, self.tiers, profiles=self.profiles)
 
-    def _timeouts(self, attempt: Attempt) -> Timeouts:
+    def _timeouts(self, attempt: Attempt, *, stream: bool = False) -> Timeouts:
+        """The transport's limits for ``attempt``.
+
+        ``total`` is the attempt's share of the chain's budget: the whole of a
+        non-streamed call, the head of a streamed one (its first event is bounded by the
+        same deadline in :meth:`_start`). Once a stream runs, a read may wait
+        ``stream_idle_secs`` (SPEC §5), not what was left of the chain's budget when the
+        stream started.
+        """
         total = attempt.timeout_secs
-        return Timeouts(connect=min(self._connect_timeout, total), read=total, total=total)
+        read = self._stream_idle if stream else total
+        return Timeouts(connect=min(self._connect_timeout, total), read=read, total=total)
 
     async def _attempts(
         self,
@@ -431,7 +448,7 @@ class ChatService:
         codec = attempt.codec
         async with AsyncExitStack() as layer:
             attempt = await layer.enter_async_context(self.slot(attempt, plan, trace))
-            timeouts = self._timeouts(attempt)
+            timeouts = self._timeouts(attempt, stream=True)
             started = self._clock()
             # The whole-call timeout bounds a stream until its first event: the transport's
             # ``total`` covers only the head, and an upstream that sends keep-alive blank
@@ -448,18 +465,23 @@ class ChatService:
                 pending: list[Event] = []
                 eof = False
                 with anyio.CancelScope(deadline=first_event_by) as waiting:
-                    while not pending and not eof:
+                    # Commit on the first event a client would see: a passthrough parser's
+                    # RawEvents alone (a role-only chunk) must not decide, or whether a
+                    # chain falls back would depend on the client's door.
+                    while not eof and not _has_content(pending):
+                        if parser.error is not None:
+                            raise parser.error
                         try:
                             chunk = await chunks.__anext__()
                         except StopAsyncIteration:
                             eof, chunk = True, b""
-                        pending = parser.feed(chunk)
+                        pending.extend(parser.feed(chunk))
                 if waiting.cancelled_caught:
                     raise ChatError(
                         "upstream_timeout",
                         f"no stream event within {timeouts.total:g} s of the request",
                     )
-                if not pending:
+                if not _has_content(pending):
                     raise ChatError(
                         "bad_upstream_response", "upstream stream ended without any event"
                     )
@@ -553,10 +575,3 @@ class ChatService:
             raise codec.parse_error(
                 provider.name, resp.status, resp.headers, body, now=self._wall_clock()
             )
-
-
-def retry_after_header(exc: ChatError) -> str | None:
-    """SPEC §4: Retry-After is passed on for 429 and 503, as whole seconds rounded up."""
-    if exc.retry_after is None or exc.status not in (429, 503):
-        return None
-    return str(max(0, math.ceil(exc.retry_after)))

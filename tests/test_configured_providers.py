@@ -156,7 +156,15 @@ async def test_a_chain_whose_targets_all_hang_answers_within_its_budget(
          'prefix = "kimi/"', "providers 'kimi' and 'mine' have colliding model prefixes"),
         ('[chatd.providers.mine]\napi = "openai_chat"\nbase_url = "https://x"\n'
          'prefix = "openrouter/x/"', "'openrouter' and 'mine' have colliding"),
-        ('[chatd.providers.kimi]\napi = "openai_chat"', "chatd.providers.kimi.api: unknown key"),
+        ('[chatd.providers.kimi]\napi = "grpc"', "chatd.providers.kimi.api: unknown api"),
+        ('[chatd.providers.mine]\napi = "openai_chat"\nbase_url = "https://x"\n'
+         'prefix = "kimi-"', "chatd.providers.mine.prefix: must be non-empty"),
+        ('[chatd.providers.mine]\napi = "openai_chat"\nbase_url = "https://u:p@x"\n'
+         'key_env = "MINE_KEY"', "chatd.providers.mine.base_url: has credentials"),
+        ('[chatd.providers.mine]\napi = "openai_chat"\nbase_url = "https://x"\n'
+         'key_env = ""\nkey_file = "/etc/mine.env"', "chatd.providers.mine.key_file: is read"),
+        ("[chatd]\ndefault_retry_after_secs = 1e300",
+         "chatd.default_retry_after_secs: at most 86400 seconds"),
         ('[chatd.providers.kimi]\nforward_user_agent = "yes"',
          "chatd.providers.kimi.forward_user_agent: expected true or false, got string"),
         ("[chatd]\nchain_timeout_secs = 0", "chatd.chain_timeout_secs: must be a positive"),
@@ -164,7 +172,8 @@ async def test_a_chain_whose_targets_all_hang_answers_within_its_budget(
          "chatd.default_retry_after_secs: expected a number, got string"),
     ],
     ids=["no-api", "no-base-url", "bad-api", "bad-name", "prefix-equal", "prefix-inside",
-         "api-on-builtin", "forward-type", "chain-zero", "retry-type"],
+         "bad-api-on-builtin", "prefix-ending", "userinfo-and-key", "key-file-alone",
+         "retry-huge", "forward-type", "chain-zero", "retry-type"],
 )
 def test_bad_provider_tables_stop_startup_naming_the_key(toml: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -191,3 +200,21 @@ local = ["lm:qwen3-8b", "ollama/qwen3:4b"]
     assert (route.provider, route.upstream_model) == ("lmstudio", "qwen3-8b")
     assert [r.provider for r in resolve("local", names, config.tiers,
                                         profiles=config.profiles)] == ["lmstudio", "ollama"]
+
+
+def test_kimi_may_speak_another_wire_format_as_spec_2_says() -> None:
+    """SPEC §2: kimi "with api = ... and base_url = ..., its Anthropic endpoint"; any
+    built-in table may name the api its base_url speaks."""
+    config = load_config('[chatd.providers.kimi]\napi = "openai_chat"\n'
+                         'base_url = "https://api.kimi.com/coding/v1"\n')
+    row = next(r for r in config.profiles if r.name == "kimi")
+    assert row.api == "openai_chat" and row.prefix == "kimi/"
+
+
+def test_credentials_in_the_url_with_key_env_empty_register_the_provider() -> None:
+    """The startup error for userinfo beside a key advises key_env = "": that works."""
+    config = load_config('[chatd.providers.openrouter]\nkey_env = ""\n'
+                         'base_url = "https://u:p@or.example/api/v1"\n')
+    regs = {r.name: r for r in register_providers(config, {})}
+    assert regs["openrouter"].registered and regs["openrouter"].provider is not None
+    assert regs["openrouter"].provider.key is None

@@ -141,8 +141,79 @@ def test_each_attempt_gets_what_is_left_of_the_chains_budget() -> None:
     p.failed(second, ChatError("upstream_timeout", "slow"))
     with pytest.raises(ChatError) as info:
         p.next(now=110.0)
+    # The budget is spent: the answer is the last real failure, not a third target's.
+    assert (info.value.status, info.value.type, info.value.provider) == (
+        504, "upstream_timeout", "openrouter")
+
+
+def test_a_spent_budget_answers_with_the_real_failure_and_its_wait() -> None:
+    p = plan("smart", tiers={"smart": ("kimi/k2", "openrouter/a/b")}, timeout_secs=10.0)
+    first = p.next(now=0)
+    p.failed(first, ChatError("rate_limited", "slow down", retry_after=30.0))
+    with pytest.raises(ChatError) as info:
+        p.next(now=10.5)
+    assert (info.value.provider, info.value.retry_after) == ("kimi", 30.0)
+
+
+def test_no_budget_at_all_is_a_504() -> None:
+    p = plan("kimi/k2", chain_timeout_secs=1.0, now=0.0)
+    with pytest.raises(ChatError) as info:
+        p.next(now=2.0)
     assert (info.value.status, info.value.type) == (504, "upstream_timeout")
     assert "budget" in info.value.message
+
+
+def test_the_first_targets_error_is_the_answer_when_no_target_can_serve() -> None:
+    """SPEC §1: "Only when none can is the error returned (the first target's)": an
+    unregistered first target is skipped in its place, and its 404 is the answer."""
+    providers = {k: v for k, v in PROVIDERS.items() if k != "kimi"}
+    request = ChatRequest(model="c", messages=HI, tools=(TOOL,))
+    p = CallPlan(request, providers=providers, tiers={"c": ("kimi/k2", "gen/llama")},
+                 profiles=PROFILE_ROWS)
+    with pytest.raises(ChatError) as info:
+        p.next(now=0)
+    assert (info.value.status, info.value.type, info.value.provider) == (
+        404, "provider_not_registered", "kimi")
+
+
+@pytest.mark.parametrize("model", ["opencode/claude-sonnet-4-6", "opencode/gpt-5.1-codex",
+                                   "opencode/glm-5.1"])
+def test_a_wire_format_chatd_cannot_speak_is_a_clear_error_not_a_crash(model: str) -> None:
+    """A row naming a wire format this build lacks (here: every one but Chat Completions,
+    as before a dialect lands) is a target that cannot serve, never a KeyError (a 500)."""
+    from chatproto import PROFILES as rows
+
+    zen = next(r for r in rows if r.name == "opencode")
+    missing = replace(zen, key=Secret("k"), model_apis=(("claude-", "no_such_api"),
+                                                       ("gpt-", "no_such_api")))
+    p = CallPlan(ChatRequest(model=model, messages=HI), providers={"opencode": missing})
+    if model.endswith("glm-5.1"):
+        assert p.next(now=0).api == "openai_chat"
+        return
+    with pytest.raises(ChatError) as info:
+        p.next(now=0)
+    assert info.value.status == 400 and "no_such_api" in info.value.message
+
+
+def test_only_a_user_agent_a_header_can_carry_is_forwarded() -> None:
+    request = ChatRequest(model="kimi/k2", messages=HI, headers=(("user-agent", "Caf\xe9/1"),))
+    attempt = CallPlan(request, providers=PROVIDERS).next(now=0)
+    assert all("Caf" not in v for k, v in attempt.http.headers)
+
+
+def test_url_credentials_are_masked_like_a_key() -> None:
+    from base64 import b64encode
+
+    from chatproto import blame
+
+    row = replace(GEN, base_url="http://alice:s3cret-pass-77@gen.test")
+    basic = b64encode(b"alice:s3cret-pass-77").decode()
+    exc = blame(ChatError("upstream_error", f"bad s3cret-pass-77 / Basic {basic}"), row)
+    assert "s3cret" not in exc.message and basic not in exc.message
+
+
+def test_a_short_key_is_still_masked_where_it_appears_whole() -> None:
+    assert mask_secret("key abc refused", "abc") == "key *** refused"
 
 
 def test_a_429_without_a_wait_gets_the_default_retry_after() -> None:
@@ -190,16 +261,21 @@ KEY = "sk-kimi-0123456789abcdef"
         (f"{KEY} and {KEY}", "*** and ***"),
         ("key sk-kimi-0123 456789abcdef is wrong", "key *** is wrong"),
         ("key sk-kimi-01234\n56789abcdef", "key ***"),
-        # ``\/`` decodes to "/", which is not in the key: nothing to mask.
-        ('"sk-kimi-\\u00301234\\/56789abcdef"', '"sk-kimi-\\u00301234\\/56789abcdef"'),
+        # Its first 13 characters, the first half and more, identify the key.
+        ('"sk-kimi-\\u00301234\\/56789abcdef"', '"***\\/56789abcdef"'),
+        ("quoted SK-KIMI-0123456789ABCDEF upper-cased", "quoted *** upper-cased"),
+        ("url sk-kimi-0123456789abcdef%3D", "url ***%3D"),
+        ("cut sk-kimi-0123456789ab... (truncated)", "cut ***... (truncated)"),
+        ("sk-kimi- is every key's public prefix", "sk-kimi- is every key's public prefix"),
         ('{"key": "sk-kimi-\\u0030123456789abcdef"}', '{"key": "***"}'),
         ("x" * 20 + "Bearer sk-kimi-012…", "x" * 20 + "Bearer ***…"),
         ("ends with sk-k", "ends with ***"),
         ("ends with sk-", "ends with sk-"),
         ("no key here", "no key here"),
     ],
-    ids=["whole", "twice", "split-by-space", "split-by-newline", "not-the-key",
-         "json-escaped", "clipped", "clipped-four", "three-left", "none"],
+    ids=["whole", "twice", "split-by-space", "split-by-newline", "first-half",
+         "upper-cased", "then-more", "cut-mid-message", "public-prefix", "json-escaped",
+         "clipped", "clipped-four", "three-left", "none"],
 )
 def test_a_key_is_masked_however_the_upstream_quoted_it(message: str, expected: str) -> None:
     assert mask_secret(message, KEY) == expected
@@ -221,8 +297,6 @@ def test_profile_rows_name_no_unknown_api() -> None:
 
     for row in PROFILES:
         for api in {row.api, *(a for _, a in row.model_apis), row.tools_api} - {None}:
-            if api in ("anthropic_messages", "openai_responses"):
-                continue  # served by the dialects being added; checked once they exist
             assert codec_for(str(api)).api == api
     assert profile("nope") is None
 
