@@ -314,10 +314,6 @@ class Fault:
     retry_after: str | None = None
     #: Streamed, the fault comes after the first event: a 200 that ends in the error.
     after_first_event: bool = False
-    #: Streamed to a door of the upstream's own dialect, the first chunk is relayed as it
-    #: came (passthrough carries what chatd does not interpret), so the failure comes
-    #: after it.
-    relayed_first: bool = False
     #: Upstream data chatd may carry or refuse: an answer (200, or a stream that ends well)
     #: or this fault's status and type, never anything else.
     either: bool = False
@@ -332,7 +328,10 @@ FAULTS = [
     Fault("timeout", 504, "upstream_timeout"),
     Fault("unreachable", 502, "upstream_unavailable"),
     Fault("not-json", 502, "bad_upstream_response"),
-    Fault("wrong-shape", 502, "bad_upstream_response", relayed_first=True),
+    # A first chunk of the wrong shape is a status on every door: a stream commits on the
+    # first event a client would see, never on a same-dialect raw chunk alone (so whether
+    # a chain falls back does not depend on the client's door).
+    Fault("wrong-shape", 502, "bad_upstream_response"),
     Fault("cut", 502, "bad_upstream_response"),
     Fault("cut-after-first", 502, "bad_upstream_response", after_first_event=True),
     Fault("error-after-first", 502, "upstream_error", after_first_event=True),
@@ -439,11 +438,6 @@ def _outcome(
             return f"ended with {stream_error_type(path, result.body)!r}"
         return None
     try:
-        if stream and fault.relayed_first and same_dialect:
-            if result.status != 200:
-                return f"status {result.status}, expected 200: {result.body[:300]!r}"
-            got = stream_error_type(path, result.body)
-            return None if got == fault.type else f"ended with {got!r}, expected {fault.type!r}"
         if stream and fault.after_first_event:
             if result.status != 200:
                 return f"status {result.status}, expected 200: {result.body[:300]!r}"
