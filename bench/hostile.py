@@ -282,13 +282,14 @@ async def phase_streams(chatd: Chatd, upstream_port: int, hostile: int) -> None:
                 writer.write(payload)
                 async with asyncio.timeout(STREAM_IDLE + 30):
                     body = await reader.read()
-                last = body.rstrip().rsplit(b"\n", 1)[-1]
-                if b'"upstream_timeout"' in last:
-                    endings["ended: upstream_timeout"] += 1
-                elif b" 503 " in body[:20]:
-                    endings["503"] += 1
+                lines = [line for line in body.split(b"\r\n") if line.startswith(b"{")]
+                if body.startswith(b"HTTP/1.1 200") and lines and b'"done":true' in lines[-1]:
+                    error = lines[-1].split(b'"type":"', 1)[-1].split(b'"', 1)[0].decode()
+                    endings[f"200, ended: {error}"] += 1
+                elif body.startswith(b"HTTP/1.1 "):
+                    endings[body[9:12].decode()] += 1
                 else:
-                    endings[f"other: {last[:60]!r}"] += 1
+                    endings["closed without an answer" if not body else "cut"] += 1
             except TimeoutError:
                 endings["never ended"] += 1
             except OSError as exc:

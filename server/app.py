@@ -47,6 +47,7 @@ from chatproto.dialects import anthropic_messages, native, ollama, openai_chat, 
 
 from . import embeddings, routes_anthropic, routes_ollama, routes_openai
 from .asgi import (
+    BodyReads,
     Disconnected,
     Drain,
     ErrorRenderer,
@@ -174,6 +175,8 @@ class ChatdApp:
         self._metrics: Callable[[], tuple[bytes, bytes]] | None = None
         self.drain = Drain()
         """Set going by :meth:`begin_shutdown`; every relayed call's waits end with it."""
+        self.body_reads = BodyReads(config.chatd.max_in_flight // 2)
+        """Bodies still arriving: at most half of ``max_in_flight``, the oldest cut first."""
         self._in_flight = 0
         self.observer = Observer(
             self.telemetry, metrics=config.chatd.metrics,
@@ -420,7 +423,8 @@ class ChatdApp:
         """The whole request body under ``max_body_bytes``, within
         ``client_body_timeout_secs`` (:func:`server.asgi.read_body`)."""
         chatd = self.config.chatd
-        return await read_body(request, chatd.max_body_bytes, chatd.client_body_timeout_secs)
+        return await read_body(request, chatd.max_body_bytes, chatd.client_body_timeout_secs,
+                               self.body_reads)
 
     def model_lister(self) -> ModelLister:
         """The upstream model lists' cache; it exists between lifespan startup and

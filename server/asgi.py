@@ -11,6 +11,7 @@ still possible. :func:`read_body` enforces the body limit as the body arrives;
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -26,6 +27,7 @@ from chatproto import ChatError, retry_after_header
 
 __all__ = [
     "JSON_TYPE",
+    "BodyReads",
     "Disconnected",
     "Drain",
     "ErrorRenderer",
@@ -238,7 +240,45 @@ class Disconnected(Exception):
     """The client went away; nothing more can be sent."""
 
 
-async def read_body(request: Request, limit: int, timeout: float = math.inf) -> bytes:
+class BodyReads:
+    """The requests whose bodies are still arriving; past ``capacity``, the one that has
+    been arriving longest is cut (408), so slow uploads cannot hold every slot.
+
+    A client that sends a head and part of a body and then nothing holds its connection
+    and its place in ``max_in_flight`` until ``client_body_timeout_secs``; enough of them
+    would refuse everyone else for that long. A well-behaved client's body is done in
+    milliseconds and never meets the cap; when the cap is full, the oldest body in
+    progress is by far the likeliest to be one that will never finish.
+    """
+
+    __slots__ = ("_scopes", "capacity", "shed")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self._scopes: dict[anyio.CancelScope, None] = {}  # oldest first
+        self.shed = 0
+        """Bodies cut so far to make room."""
+
+    @contextmanager
+    def reading(self) -> Iterator[anyio.CancelScope]:
+        """A cancel scope for one body's reads, cancelled if others need the room."""
+        if len(self._scopes) >= self.capacity:
+            oldest = next(iter(self._scopes))
+            del self._scopes[oldest]
+            oldest.cancel()
+            self.shed += 1
+        scope = anyio.CancelScope()
+        self._scopes[scope] = None
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._scopes.pop(scope, None)
+
+
+async def read_body(
+    request: Request, limit: int, timeout: float = math.inf, reads: BodyReads | None = None
+) -> bytes:
     """The whole request body, refusing more than ``limit`` bytes as it arrives, and a body
     not complete within ``timeout`` seconds (SPEC §5 ``client_body_timeout_secs``).
 
@@ -246,6 +286,9 @@ async def read_body(request: Request, limit: int, timeout: float = math.inf) -> 
     chunked body is counted chunk by chunk, so the limit bounds memory either way. The
     deadline covers the whole body, not each read: a client sending a byte a second would
     pass any per-read limit while holding its connection (and descriptor) for ever.
+
+    With ``reads``, the body counts among those in progress and may be cut to make room
+    (:class:`BodyReads`).
 
     Raises:
         ChatError: ``request_too_large`` (413), ``request_timeout`` (408).
@@ -262,7 +305,9 @@ async def read_body(request: Request, limit: int, timeout: float = math.inf) -> 
     buffer = bytearray(length) if length is not None and length > LARGE_BODY else None
     parts: list[bytes] = []
     size = 0
-    with anyio.move_on_after(timeout):
+    with anyio.move_on_after(timeout), (
+        reads.reading() if reads is not None else contextlib.nullcontext()
+    ) as room:
         while True:
             message = await request.receive()
             if message["type"] == "http.disconnect":
@@ -284,6 +329,12 @@ async def read_body(request: Request, limit: int, timeout: float = math.inf) -> 
                 body = b"".join(parts)
                 parts.clear()  # the pieces go now, not when the caller returns
                 return body
+    if room is not None and room.cancelled_caught:
+        raise ChatError(
+            "request_timeout",
+            f"the request body was still arriving ({size} bytes so far) when chatd needed "
+            "its place for other requests",
+        )
     raise ChatError(
         "request_timeout",
         f"the request body was not received within {timeout:g} s ({size} bytes arrived)",

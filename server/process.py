@@ -73,9 +73,9 @@ logger = logging.getLogger("chatd")
 #: running at the deadline (an error line each) takes a moment.
 DRAIN_MARGIN_SECS = 5.0
 #: How long a refused connection is read from before it is closed (a lingering close).
-LINGER_SECS = 1.0
+LINGER_SECS = 0.5
 #: Refused connections lingering at once; past it, refused connections close at once.
-MAX_LINGERING = 256
+MAX_LINGERING = 1024
 #: Allocations at least this large get their own mapping (see :func:`fix_malloc_threshold`).
 MMAP_THRESHOLD = 256 * 1024
 #: Descriptors kept free of connections: the listener, log files, the pool's churn.

@@ -285,3 +285,30 @@ async def test_a_large_body_is_read_whole(size: int, declared: bool, anyio_backe
     assert result.status == 200, result.body
     [sent] = seen
     assert orjson.loads(sent)["messages"][-1]["content"] == text
+
+
+@pytest.mark.anyio
+async def test_slow_bodies_cannot_hold_every_slot(anyio_backend: str) -> None:
+    """Bodies still arriving take at most half of max_in_flight; past it the one arriving
+    longest is cut with a 408, so a normal request is still served at once instead of
+    waiting client_body_timeout_secs behind clients that never finish."""
+    app = make(lambda request: answer(), "max_in_flight = 4\nclient_body_timeout_secs = 30")
+    async with served(app) as port:
+        slow = []
+        for _ in range(4):  # enough to fill max_in_flight, were they all let in
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"POST /v1/chat HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                         b"application/json\r\nContent-Length: 1000\r\n\r\n{")
+            slow.append(sock)
+            await anyio.sleep(0.1)  # in order: the first is the oldest
+        body = request_body("/v1/chat", "kimi/k", False)
+        with anyio.fail_after(5):
+            normal = await call(app, "POST", "/v1/chat", body)  # a third body: room made
+        assert normal.status == 200, normal.body
+        answers = [await anyio.to_thread.run_sync(sock.recv, 65536) for sock in slow[:3]]
+        for sock in slow:
+            sock.close()
+    for data in answers:  # the three oldest were cut: the newest two may arrive, not more
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 "), head
+        assert b"its place for other requests" in rest
