@@ -152,8 +152,10 @@ class ChatStream:
         clock: Callable[[], float],
         telemetry: Telemetry,
         trace: CallTrace | None = None,
+        default_retry_after_secs: float | None = None,
     ) -> None:
         self.route = route
+        self._default_retry = default_retry_after_secs
         self._provider = provider
         self.latency_ms: float | None = None
         """Set when the stream ended normally: from sending the request to StreamEnded."""
@@ -228,7 +230,10 @@ class ChatStream:
                     chunk = b""
                 self._pending.extend(self._parser.feed(chunk))
         except ChatError as exc:
-            self._record(error_type=blame(exc, self._provider).type)
+            # A mid-stream 429/503 carries the configured wait too (SPEC §4): Codex reads
+            # it from response.failed.
+            blame(exc, self._provider, default_retry_after_secs=self._default_retry)
+            self._record(error_type=exc.type)
             raise
 
     def _end(self, event: StreamEnded) -> None:
@@ -495,6 +500,7 @@ class ChatService:
                 clock=self._clock,
                 telemetry=self.telemetry,
                 trace=trace,
+                default_retry_after_secs=self._default_retry,
             )
             trace.open_since = started
             if eof:

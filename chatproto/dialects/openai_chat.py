@@ -118,6 +118,7 @@ from .._types import (
     ChatRequest,
     ChatResponse,
     HTTPRequest,
+    ImagePart,
     Message,
     Provider,
     Route,
@@ -246,18 +247,23 @@ def _image_url(image: str) -> str:
     return f"data:{mime};base64,{image}"
 
 
-def _parse_image_url(value: object, field: str) -> str:
+def _parse_image_url(value: object, field: str) -> str | ImagePart:
     """``image_url`` (``{"url", "detail"?}``, or the bare URL string some clients send) ->
-    the base64 payload of a ``data:image/<type>;base64,<payload>`` URL (RFC 2397)."""
+    the base64 payload of a ``data:image/<type>;base64,<payload>`` URL (RFC 2397), or an
+    :class:`ImagePart` holding a remote ``http(s)`` URL.
+
+    A remote URL is carried to upstreams that take URLs (the OpenAI family, Anthropic);
+    the call plan refuses it with a clear 400 only where the upstream takes base64 alone
+    (Ollama: "image URLs not supported", providers.md §1.9). chatd fetches nothing.
+    """
     url = value.get("url") if isinstance(value, dict) else value
     where = f"{field}.url" if isinstance(value, dict) else field
     if not isinstance(url, str):
         raise invalid(f"{where} must be a string, not {json_type(url)}")
+    if url[:8].lower() == "https://" or url[:7].lower() == "http://":
+        return ImagePart(url=url)
     if url[:5].lower() != "data:":
-        raise invalid(
-            f"{where}: only inline data:image/...;base64,... URLs are supported (Ollama "
-            "takes images as base64 and chatd does not fetch remote images)"
-        )
+        raise invalid(f"{where}: expected an http(s) URL or a data:image/...;base64 URL")
     header, comma, payload = url[5:].partition(",")
     params = header.lower().split(";")
     if not comma or not params[0].startswith("image/") or "base64" not in params[1:]:
@@ -1028,8 +1034,9 @@ def _parse_message(value: object, field: str) -> Message:
     assert isinstance(role, str)
     content = value.get("content")
     images: tuple[str, ...] = ()
+    linked: tuple[ImagePart, ...] = ()
     if isinstance(content, list):
-        content, images = _parse_parts(content, f"{field}.content", role)
+        content, images, linked = _parse_parts(content, f"{field}.content", role)
     native: dict[str, object] = {
         "role": "system" if role == "developer" else role,
         "content": content,
@@ -1042,14 +1049,22 @@ def _parse_message(value: object, field: str) -> Message:
     if role == "assistant":
         key = "reasoning_content" if "reasoning_content" in value else "reasoning"
         native["thinking"] = string(value.get(key), f"{field}.{key}")
-    return parse_message(native, field)
+    message = parse_message(native, field)
+    if linked:
+        message = Message(role=message.role, parts=(*message.parts, *linked),
+                          tool_call_id=message.tool_call_id, name=message.name)
+    return message
 
 
-def _parse_parts(parts: list[object], field: str, role: str) -> tuple[str, tuple[str, ...]]:
-    """Content parts -> (text, base64 images). OpenAI part types: ``text``, ``image_url``
-    (user), ``refusal`` (assistant history); audio and file parts cannot be carried."""
+def _parse_parts(
+    parts: list[object], field: str, role: str
+) -> tuple[str, tuple[str, ...], tuple[ImagePart, ...]]:
+    """Content parts -> (text, base64 images, images by URL). OpenAI part types: ``text``,
+    ``image_url`` (user), ``refusal`` (assistant history); audio and file parts cannot be
+    carried."""
     texts: list[str] = []
     images: list[str] = []
+    linked: list[ImagePart] = []
     for i, part in enumerate(parts):
         where = f"{field}[{i}]"
         if not isinstance(part, dict):
@@ -1064,13 +1079,17 @@ def _parse_parts(parts: list[object], field: str, role: str) -> tuple[str, tuple
         elif kind == "image_url":
             if role != "user":
                 raise invalid(f"{where}: image parts are allowed only in user messages")
-            images.append(_parse_image_url(part.get("image_url"), f"{where}.image_url"))
+            image = _parse_image_url(part.get("image_url"), f"{where}.image_url")
+            if isinstance(image, ImagePart):
+                linked.append(image)
+            else:
+                images.append(image)
         else:
             raise invalid(
                 f"{where}.type {kind!r} is not supported; chatd takes text and image_url "
                 "parts"
             )
-    return "\n".join(texts), tuple(images)
+    return "\n".join(texts), tuple(images), tuple(linked)
 
 
 def _parse_effort(value: object, field: str) -> bool | str | None:
