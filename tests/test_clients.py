@@ -55,17 +55,6 @@ EMBED_OPENAI = "openrouter/openai/text-embedding-3-small"
 TAGS = ["fast", "fast:latest", "smart", "smart:latest", *USABLE[2:]]
 WEATHER = {"temperature": 3}
 
-#: Defect 2 of the client report: an Ollama client sends its tool history without ids, and
-#: chatd passes it to an OpenAI-family upstream without ``tool_calls[].id`` and
-#: ``tool_call_id``, which OpenAI requires; the fix (SPEC §2: derive stable ids) is in the
-#: Ollama door and the openai_chat codec.
-NO_TOOL_IDS = pytest.mark.xfail(
-    strict=True,
-    reason="Ollama-door tool history reaches an OpenAI-family upstream without tool_calls "
-           "ids / tool_call_id (SPEC §2: chatd must derive stable ids)",
-)
-
-
 def _node_ready() -> bool:
     return shutil.which("node") is not None and all(
         (CLIENTS / "node_modules" / name / "package.json").is_file()
@@ -145,7 +134,7 @@ TOOL_TARGETS = [
 ]
 OLLAMA_DOOR_TARGETS = [
     pytest.param(OLLAMA_MODEL, id="ollama"),
-    pytest.param(OPENAI_MODEL, id="openai-family", marks=NO_TOOL_IDS),
+    pytest.param(OPENAI_MODEL, id="openai-family"),
 ]
 
 

@@ -40,6 +40,10 @@ from chatproto import (
 from chatproto.dialects import ollama as fo
 from chatproto.dialects.ollama import parse_tags
 
+#: The id chatd derives for the Paris call below: turn 2, part 1 (after its thinking).
+PARIS_ID = fo._derived_id(2, 1, ToolCall(id=None, name="get_weather",
+                                         arguments='{"city":"Paris"}'))
+
 WEATHER_TOOL = {
     "type": "function",
     "function": {
@@ -118,8 +122,8 @@ CHAT_GOOD: list[tuple[bytes, dict[str, Any], str]] = [
         Message(role="system", content="be brief"),
         Message(role="user", content="hi"),
         Message(role="assistant", content="", thinking="hmm", tool_calls=(
-            ToolCall(id=None, name="get_weather", arguments='{"city":"Paris"}'),)),
-        Message(role="tool", content="sunny", name="get_weather"),
+            ToolCall(id=PARIS_ID, name="get_weather", arguments='{"city":"Paris"}'),)),
+        Message(role="tool", content="sunny", name="get_weather", tool_call_id=PARIS_ID),
     )}, "tool-round-trip-arguments-object"),
     (chat_body(messages=[{"role": "assistant", "tool_calls": [
         {"id": "c1", "function": {"index": 0, "name": "f", "arguments": {}}}]}]),
@@ -760,9 +764,12 @@ def test_client_chat_with_tools(monkeypatch: pytest.MonkeyPatch) -> None:
     first, second = fake.seen
     subset(first, {"model": "kimi-k2.6:cloud", "stream": False, "think": True,
                    "max_tokens": 64, "temperature": 0.1, "tools": (WEATHER_TOOL,)})
-    assert second.messages[1].tool_calls == (
-        ToolCall(id=None, name="get_weather", arguments='{"city":"Tokyo"}'),)
-    assert second.messages[2] == Message(role="tool", content="sunny", name="get_weather")
+    # SPEC §2: the history came without ids; chatd derived one and paired the result.
+    [derived] = second.messages[1].tool_calls
+    assert (derived.name, derived.arguments) == ("get_weather", '{"city":"Tokyo"}')
+    assert derived.id and derived.id.startswith("call_")
+    assert second.messages[2] == Message(role="tool", content="sunny", name="get_weather",
+                                         tool_call_id=derived.id)
 
 
 @pytest.mark.parametrize(("events", "kind"), [(TOOL_EVENTS, "tools"), (TEXT_EVENTS, "text")],

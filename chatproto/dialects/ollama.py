@@ -135,6 +135,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from hashlib import sha1
 from typing import Any
 
 import orjson
@@ -903,6 +904,51 @@ def _messages(value: object) -> tuple[Message, ...]:
         if isinstance(item, dict) and item.get("content") is None:
             item = {**item, "content": ""}
         out.append(parse_message(item, f"messages[{i}]"))
+    return _with_tool_ids(out)
+
+
+def _derived_id(turn: int, index: int, call: ToolCall) -> str:
+    """A call id from where the call sits in the history and what it is: the same history
+    resent on the next turn gets the same ids, and no two calls share one."""
+    digest = sha1(f"{turn}:{index}:{call.name}:{call.arguments}".encode(), usedforsecurity=False)
+    return f"call_{digest.hexdigest()[:24]}"
+
+
+def _with_tool_ids(messages: list[Message]) -> tuple[Message, ...]:
+    """SPEC §2: "Tool calls keep their ids across dialects. Where a client omits them
+    (Ollama clients do), chatd derives stable ids so a tool result still names the call
+    it answers." An OpenAI-family upstream refuses an assistant ``tool_calls`` entry
+    without ``id`` and a tool message without ``tool_call_id`` (OAI API reference).
+
+    A result without an id answers the unanswered call of the latest assistant turn with
+    its ``tool_name``, else the first unanswered one (Ollama's own order).
+    """
+    out: list[Message] = []
+    unanswered: list[ToolCall] = []
+    for turn, message in enumerate(messages):
+        if message.role == "assistant" and message.tool_calls:
+            parts: list[Any] = []
+            calls: list[ToolCall] = []
+            for index, part in enumerate(message.parts):
+                if type(part) is ToolCall:
+                    if not part.id:
+                        part = ToolCall(id=_derived_id(turn, index, part), name=part.name,
+                                        arguments=part.arguments)
+                    calls.append(part)
+                parts.append(part)
+            message = Message(role=message.role, parts=tuple(parts),
+                              tool_call_id=message.tool_call_id, name=message.name,
+                              is_error=message.is_error)
+            unanswered = calls
+        elif message.role == "tool":
+            if message.tool_call_id is None and unanswered:
+                k = next((k for k, c in enumerate(unanswered) if c.name == message.name), 0)
+                call = unanswered.pop(k)
+                message = Message(role="tool", parts=message.parts, tool_call_id=call.id,
+                                  name=message.name or call.name, is_error=message.is_error)
+            else:
+                unanswered = [c for c in unanswered if c.id != message.tool_call_id]
+        out.append(message)
     return tuple(out)
 
 
