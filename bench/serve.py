@@ -281,7 +281,8 @@ def chatd_config(tmp: Path, upstream: int, name: str = "lakehouse", settings: st
 
 
 def report_ratios(every: dict[str, dict[int, list[Result]]],
-                  cpu: dict[str, list[list[float]]], counts: list[int]) -> None:
+                  cpu: dict[str, list[list[float]]], counts: list[int],
+                  duration: int) -> None:
     """Per c=50 repeat: N workers over one worker, and what observing costs. Repeat i of
     every row ran back to back (measure_all interleaves them), so each ratio compares two
     runs made under the same background load."""
@@ -313,6 +314,20 @@ def report_ratios(every: dict[str, dict[int, list[Result]]],
               + " ".join(f"{r:.3f}" for r in ratios)
               + f"  (median {median:.3f}: metrics + JSON request lines cost "
               f"{(1 - median) * 100:.1f} % of throughput)")
+
+        # CPU time per request does not depend on what else the machine ran meanwhile,
+        # as throughput does: the steadier measure of what observing costs.
+        def per_request_us(label: str) -> list[float]:
+            return [sum(run[:-2]) / (r.rps * duration) * 1e6
+                    for run, r in zip(cpu[label], every[label][50], strict=True)]
+
+        if name in cpu and quiet in cpu:
+            on, off = per_request_us(name), per_request_us(quiet)
+            print(f"  chatd CPU per request, each repeat: {quiet} "
+                  + " ".join(f"{x:.0f}" for x in off) + f" µs; {name} "
+                  + " ".join(f"{x:.0f}" for x in on)
+                  + f" µs (medians {statistics.median(off):.0f} → {statistics.median(on):.0f}"
+                  f" µs: {(statistics.median(on) / statistics.median(off) - 1) * 100:+.1f} %)")
 
 
 def litellm_python(args: argparse.Namespace) -> Path:
@@ -477,7 +492,7 @@ def main() -> None:
                   f"{r.p50_ms - hc[c].p50_ms:8.3f}")
     for name, text in extra.items():
         print(f"{name}: {text}")
-    report_ratios(every, cpu, counts)
+    report_ratios(every, cpu, counts, args.duration)
     print("\nx hypercorn: throughput over a bare hypercorn app on the same worker class "
           "(the serving ceiling); "
           "+p50 up / hc: median latency added over the upstream alone / over the bare "
