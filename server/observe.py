@@ -23,6 +23,7 @@ from typing import Any
 from chatproto import ChatError, Telemetry
 
 from .asgi import Disconnected, Responder
+from .logs import event_writer
 from .service import CallTrace
 
 __all__ = ["CLIENT_CLOSED", "Observed", "Observer", "observed"]
@@ -144,6 +145,10 @@ class Observed:
             )
         if observer.log_requests and logger.isEnabledFor(logging.INFO):
             fields = self._fields(now, status, error_type, overhead)
+            writer = event_writer()
+            if writer is not None and writer.reaches_only_this(logger):
+                writer.write(logger.name, _RequestLine.event, fields, lambda: _text(fields))
+                return
             # Not logger.info: that walks the stack for the caller's file and line, which
             # every request line would pay for and none shows.
             logger.handle(logger.makeRecord(

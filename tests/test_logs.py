@@ -23,10 +23,13 @@ from fake_ollama import FakeOllama
 
 from server.logs import (
     CONTINUATION,
+    TEXT_FORMAT,
     AcceptErrorThrottle,
     EscapingFormatter,
+    EventWriter,
     JsonFormatter,
     escape,
+    event_writer,
     setup,
 )
 
@@ -238,3 +241,65 @@ def test_served_json_log_is_one_object_a_line(
     assert RAW_CONTROL.search(log.replace("\n", "")) is None
     assert any("serving on" in r["msg"] for r in records)
     assert any(f"\\n{FORGED}" in r["msg"] for r in records)  # the upstream's, escaped
+
+
+class _Event:
+    """A structured event's message, as server/observe.py makes one."""
+
+    event = "request"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@pytest.mark.parametrize("json_mode", [True, False], ids=["json", "text"])
+def test_the_short_path_writes_what_the_handler_would(json_mode: bool) -> None:
+    """EventWriter (the request line's path) and the handler's formatter agree on every
+    byte but the timestamp's, hostile text included."""
+    fields = {"request_id": "r-1", "model": HOSTILE, "status": 200, "stream": True,
+              "provider": None, "fallbacks": ["kimi", HOSTILE], "latency_ms": 1.5}
+    text = f"request r-1 model={HOSTILE} status=200"
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if json_mode else EscapingFormatter(TEXT_FORMAT))
+    writer = EventWriter(handler, json=json_mode)
+    writer.write("chatd.request", "request", fields, lambda: text)
+    record = logging.LogRecord("chatd.request", logging.INFO, __file__, 0, _Event(text), (),
+                               None)
+    record.fields = fields
+    expected = handler.format(record)
+    [line] = stream.getvalue().splitlines()
+    assert RAW_CONTROL.search(line) is None
+    if json_mode:
+        got, want = json.loads(line), json.loads(expected)
+        assert got.pop("ts")[:13] == want.pop("ts")[:13]  # the same hour, at least
+        assert got == want
+    else:
+        stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+        assert stamp.match(line) and stamp.match(expected)
+        assert stamp.sub("", line) == stamp.sub("", expected)
+
+
+def test_the_short_path_steps_aside_for_another_handler() -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        root.handlers[:] = []
+        handler = setup(logging.INFO, stream, json=True)
+        writer = event_writer()
+        assert writer is not None and writer.handler is handler
+        request = logging.getLogger("chatd.request")
+        assert writer.reaches_only_this(request)
+        extra = logging.NullHandler()
+        request.addHandler(extra)
+        assert not writer.reaches_only_this(request)  # a test's or an embedder's handler
+        request.removeHandler(extra)
+        root.addHandler(extra)
+        assert not writer.reaches_only_this(request)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
