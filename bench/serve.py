@@ -229,7 +229,7 @@ def measure_all(targets: list[Target], args: argparse.Namespace, tmp: Path,
                 table: dict[str, dict[int, Result]],
                 every: dict[str, dict[int, list[Result]]] | None = None,
                 cpu: dict[str, list[list[float]]] | None = None) -> None:
-    """Every target at c=1 then c=50, the repeats interleaved (A B C A B C ...) so that a
+    """Every target at c=1 then c=50, the repeats interleaved (A B C C B A ...) so that a
     noisy neighbour slows every row alike instead of whichever ran at the wrong time."""
     for t in targets:
         wrk(t.url, t.body, 10, 1, tmp)  # warm up connections and caches
@@ -237,8 +237,9 @@ def measure_all(targets: list[Target], args: argparse.Namespace, tmp: Path,
     for c in (1, 50):
         spies = profile_start(targets, args) if c == 50 else []
         runs: dict[str, list[Result]] = {t.name: [] for t in targets}
-        for _ in range(args.repeat):
-            for t in targets:
+        for i in range(args.repeat):
+            # A B C, then C B A: no row is always the one that runs first or last.
+            for t in (targets if i % 2 == 0 else targets[::-1]):
                 pids = _workers_of(t.pid) if (t.pid is not None and c == 50) else []
                 before = [cpu_seconds(p) for p in pids]
                 machine, client = _machine_busy(), _children_cpu()
