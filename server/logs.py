@@ -252,7 +252,9 @@ class EventWriter:
             }
             for key, value in fields.items():
                 if key not in out:
-                    out[key] = _safe(value)
+                    kind = type(value)  # _safe, inline for the common kinds
+                    out[key] = (escape(value) if kind is str  # type: ignore[arg-type]
+                                else value if kind in _PLAIN else _safe(value))
             line = orjson.dumps(out).decode()
         else:
             if second != self._second:
