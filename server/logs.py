@@ -215,7 +215,7 @@ class EventWriter:
 
     __slots__ = ("_json", "_pid", "_second", "_stamp", "_stream", "handler")
 
-    def __init__(self, handler: logging.StreamHandler[TextIO], *, json: bool) -> None:
+    def __init__(self, handler: logging.StreamHandler[Any], *, json: bool) -> None:
         self.handler = handler
         self._stream = handler.stream
         self._json = json
