@@ -21,13 +21,36 @@ other exception escaping a codec is a bug. Every parser follows the one lifecycl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from ._errors import ChatError, Headers
 from ._events import Event
 from ._types import ChatRequest, ChatResponse, HTTPRequest, Provider, Route
 
-__all__ = ["Codec", "StreamParser"]
+__all__ = ["Codec", "StreamParser", "request_headers"]
+
+
+def request_headers(provider: Provider, defaults: Sequence[tuple[str, str]], *,
+                    key_header: str = "authorization") -> tuple[tuple[str, str], ...]:
+    """An upstream request's headers: ``defaults``, the key, then the configured headers,
+    each replacing a default or key header of the same name.
+
+    The key is ``Authorization: Bearer <key>`` (SPEC §2), or the bare key in an
+    ``x-api-key`` header where ``key_header`` says so; it is revealed here and nowhere else
+    on the way to an upstream.
+    """
+    out = list(defaults)
+    if provider.key is not None:
+        if key_header == "x-api-key":
+            out.append(("x-api-key", provider.key.reveal()))
+        else:
+            out.append(("Authorization", f"Bearer {provider.key.reveal()}"))
+    if provider.headers:
+        configured = {k.lower() for k, _ in provider.headers}
+        out = [h for h in out if h[0].lower() not in configured]
+        out.extend(provider.headers)
+    return tuple(out)
 
 
 class StreamParser(Protocol):

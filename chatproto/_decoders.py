@@ -33,6 +33,7 @@ __all__ = [
     "SSEDecoder",
     "SSEEvent",
     "dumps",
+    "encode_body",
     "loads",
 ]
 
@@ -53,6 +54,17 @@ def loads(data: bytes | str, provider: str | None = None) -> object:
 
 dumps = orjson.dumps
 """Encode JSON to compact UTF-8 bytes."""
+
+
+def encode_body(body: object, provider: str) -> bytes:
+    """An upstream request body as JSON; one that cannot be encoded (a tool or schema
+    holding a non-JSON value, or nested past the 254 levels orjson writes) is the
+    client's ``invalid_request``."""
+    try:
+        return dumps(body)
+    except TypeError as exc:
+        raise ChatError("invalid_request", f"request cannot be encoded as JSON: {exc}",
+                        provider=provider) from None
 
 
 def _too_long(limit: int, provider: str | None) -> ChatError:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from ._codec import request_headers
 from ._errors import ChatError
 from ._profiles import DEFAULT_PROVIDER, PROFILES
 from ._routing import resolve
@@ -106,16 +107,9 @@ def model_list_request(provider: Provider) -> HTTPRequest | None:
     if wire is None:
         return None
     path = "/api/tags" if wire == "ollama" else "/models"
-    headers = [("Accept", "application/json")]
-    if provider.key is not None:
-        headers.append(("Authorization", f"Bearer {provider.key.reveal()}"))
-    if provider.headers:
-        configured = {k.lower() for k, _ in provider.headers}
-        headers = [h for h in headers if h[0].lower() not in configured]
-        headers.extend(provider.headers)
     return HTTPRequest(
-        method="GET", url=provider.base_url.rstrip("/") + path, headers=tuple(headers),
-        body=b"",
+        method="GET", url=provider.base_url.rstrip("/") + path,
+        headers=request_headers(provider, (("Accept", "application/json"),)), body=b"",
     )
 
 

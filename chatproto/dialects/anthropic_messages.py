@@ -43,7 +43,8 @@ from typing import Any
 
 import orjson
 
-from .._decoders import SSEDecoder, dumps, loads
+from .._codec import request_headers
+from .._decoders import SSEDecoder, dumps, encode_body, loads
 from .._door import Answer, CallContext, DoorCall, Served
 from .._errors import ChatError, Headers, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
@@ -1001,18 +1002,9 @@ def _headers(
            ("anthropic-version", version)]
     if betas:
         out.append(("anthropic-beta", ",".join(betas)))
-    if provider.key is not None:
-        # SPEC §2: Bearer (OpenCode Zen reads only that header, providers.md §5.1; Kimi
-        # takes it); ``x-api-key`` where the provider says (Anthropic's own API).
-        if provider.key_header == "x-api-key":
-            out.append(("x-api-key", provider.key.reveal()))
-        else:
-            out.append(("Authorization", f"Bearer {provider.key.reveal()}"))
-    if provider.headers:
-        configured = {k.lower() for k, _ in provider.headers}
-        out = [h for h in out if h[0].lower() not in configured]
-        out.extend(provider.headers)
-    return tuple(out)
+    # SPEC §2: Bearer (OpenCode Zen reads only that header, providers.md §5.1; Kimi
+    # takes it); ``x-api-key`` where the provider says (Anthropic's own API).
+    return request_headers(provider, out, key_header=provider.key_header)
 
 
 def _reminder(text: str) -> dict[str, Any]:
@@ -1300,14 +1292,6 @@ def _body(request: ChatRequest, route: Route) -> dict[str, Any]:
     if request.stream:
         body["stream"] = True
     return body
-
-
-def _encode(body: dict[str, Any], provider: Provider) -> bytes:
-    try:
-        return dumps(body)
-    except TypeError as exc:  # a schema nested past the 254 levels orjson writes
-        raise ChatError("invalid_request", f"request cannot be encoded as JSON: {exc}",
-                        provider=provider.name) from None
 
 
 # ======================================================================================
@@ -1676,7 +1660,7 @@ class MessagesCodec:
             method="POST",
             url=messages_url(provider),
             headers=_headers(request, provider, request.stream),
-            body=_encode(_body(request, route), provider),
+            body=encode_body(_body(request, route), provider.name),
             stream=request.stream,
         )
 
@@ -1693,7 +1677,7 @@ class MessagesCodec:
             method="POST",
             url=messages_url(provider) + "/count_tokens",
             headers=_headers(request, provider, False),
-            body=_encode(counted, provider),
+            body=encode_body(counted, provider.name),
         )
 
     def parse_count_response(self, provider: str, body: bytes) -> int:

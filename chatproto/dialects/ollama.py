@@ -142,7 +142,7 @@ import orjson
 
 from .._accumulate import Accumulator
 from .._codec import Codec
-from .._decoders import LineDecoder, dumps, loads
+from .._decoders import LineDecoder, dumps, encode_body, loads
 from .._door import Answer, CallContext, DoorCall, Served
 from .._embed import MAX_INPUTS, EmbedRequest, EmbedResponse, embed_vector
 from .._errors import ChatError, Headers, error_from_upstream
@@ -458,16 +458,11 @@ def _answer_object(body: bytes, provider: str) -> dict[str, Any]:
 def _http_request(provider: Provider, path: str, body: dict[str, Any], stream: bool
                  ) -> HTTPRequest:
     """The POST both APIs make: ``path`` under the provider's base URL, JSON body."""
-    try:
-        encoded = dumps(body)
-    except TypeError as exc:  # a schema or tool nested past the 254 levels orjson writes
-        raise ChatError("invalid_request", f"request cannot be encoded as JSON: {exc}",
-                        provider=provider.name) from None
     return HTTPRequest(
         method="POST",
         url=_url(provider, path),
         headers=_request_headers(provider, stream),
-        body=encoded,
+        body=encode_body(body, provider.name),
         stream=stream,
     )
 
@@ -1510,12 +1505,8 @@ def show_request(provider: Provider, route: Route, *, verbose: bool) -> HTTPRequ
     body: dict[str, JSON] = {"model": route.upstream_model}
     if verbose:
         body["verbose"] = True
-    headers = [("Content-Type", "application/json"), ("Accept", "application/json"),
-               *provider.headers]
-    if provider.key is not None:
-        headers.append(("Authorization", f"Bearer {provider.key.reveal()}"))
-    return HTTPRequest(method="POST", url=provider.base_url.rstrip("/") + "/api/show",
-                       headers=tuple(headers), body=dumps(body))
+    return HTTPRequest(method="POST", url=_url(provider, "/api/show"),
+                       headers=_request_headers(provider, False), body=dumps(body))
 
 
 def capabilities(provider: Provider, upstream_model: str) -> list[str]:
@@ -1684,17 +1675,9 @@ class OllamaEmbedCodec:
             body["options"] = dict(request.options)
         if request.keep_alive is not None:
             body["keep_alive"] = request.keep_alive
-        headers = [("Content-Type", "application/json"), ("Accept", "application/json"),
-                   *provider.headers]
-        if provider.key is not None:
-            headers.append(("Authorization", f"Bearer {provider.key.reveal()}"))
-        try:
-            encoded = dumps(body)
-        except TypeError as exc:
-            raise ChatError("invalid_request", f"request cannot be encoded as JSON: {exc}",
-                            provider=provider.name) from None
-        return HTTPRequest(method="POST", url=provider.base_url.rstrip("/") + "/api/embed",
-                           headers=tuple(headers), body=encoded)
+        return HTTPRequest(method="POST", url=_url(provider, "/api/embed"),
+                           headers=_request_headers(provider, False),
+                           body=encode_body(body, provider.name))
 
     def parse_response(self, provider: str, body: bytes, count: int) -> EmbedResponse:
         obj = loads(body, provider)

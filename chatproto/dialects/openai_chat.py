@@ -91,7 +91,8 @@ from typing import Any
 
 import orjson
 
-from .._decoders import SSEDecoder, dumps, loads
+from .._codec import request_headers
+from .._decoders import SSEDecoder, dumps, encode_body, loads
 from .._door import Answer, CallContext, DoorCall, Served
 from .._embed import MAX_INPUTS, EmbedRequest, EmbedResponse, embed_vector
 from .._errors import ChatError, Headers, error_from_upstream
@@ -821,26 +822,15 @@ class OpenAIChatCodec:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
 
-        headers = [
+        headers = request_headers(provider, (
             ("Content-Type", "application/json"),
             ("Accept", "text/event-stream" if request.stream else "application/json"),
-        ]
-        if provider.key is not None:
-            headers.append(("Authorization", f"Bearer {provider.key.reveal()}"))
-        if provider.headers:
-            configured = {k.lower() for k, _ in provider.headers}
-            headers = [h for h in headers if h[0].lower() not in configured]
-            headers.extend(provider.headers)
-        try:
-            encoded = dumps(body)
-        except TypeError as exc:  # a tool or schema holding a non-JSON value
-            raise ChatError("invalid_request", f"request cannot be encoded as JSON: {exc}",
-                            provider=name) from None
+        ))
         return HTTPRequest(
             method="POST",
             url=provider.base_url.rstrip("/") + provider.path("openai_chat", "/chat/completions"),
-            headers=tuple(headers),
-            body=encoded,
+            headers=headers,
+            body=encode_body(body, name),
             stream=request.stream,
         )
 
@@ -1523,20 +1513,10 @@ class OpenAIEmbedCodec:
         )
         if request.dimensions is not None:
             body["dimensions"] = request.dimensions
-        headers = [("Content-Type", "application/json"), ("Accept", "application/json")]
-        if provider.key is not None:
-            headers.append(("Authorization", f"Bearer {provider.key.reveal()}"))
-        if provider.headers:
-            configured = {k.lower() for k, _ in provider.headers}
-            headers = [h for h in headers if h[0].lower() not in configured]
-            headers.extend(provider.headers)
-        try:
-            encoded = dumps(body)
-        except TypeError as exc:
-            raise ChatError("invalid_request", f"request cannot be encoded as JSON: {exc}",
-                            provider=provider.name) from None
+        headers = request_headers(
+            provider, (("Content-Type", "application/json"), ("Accept", "application/json")))
         return HTTPRequest(method="POST", url=provider.base_url.rstrip("/") + "/embeddings",
-                           headers=tuple(headers), body=encoded)
+                           headers=headers, body=encode_body(body, provider.name))
 
     def parse_response(self, provider: str, body: bytes, count: int) -> EmbedResponse:
         obj = loads(body, provider)

@@ -52,7 +52,8 @@ from typing import Any
 
 import orjson
 
-from .._decoders import SSEDecoder, dumps, loads
+from .._codec import request_headers
+from .._decoders import SSEDecoder, dumps, encode_body, loads
 from .._door import Answer, CallContext, DoorCall, Served
 from .._errors import ChatError, Headers, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
@@ -1520,24 +1521,13 @@ class OpenAIResponsesCodec:
                 body.pop("stream_options", None)
         else:
             body = _body(request, route)
-        headers = [
+        headers = request_headers(provider, (
             ("Content-Type", "application/json"),
             ("Accept", "text/event-stream" if request.stream else "application/json"),
-        ]
-        if provider.key is not None:
-            headers.append(("Authorization", f"Bearer {provider.key.reveal()}"))
-        if provider.headers:
-            configured = {k.lower() for k, _ in provider.headers}
-            headers = [h for h in headers if h[0].lower() not in configured]
-            headers.extend(provider.headers)
-        try:
-            encoded = dumps(body)
-        except TypeError as exc:
-            raise ChatError("invalid_request", f"request cannot be encoded as JSON: {exc}",
-                            provider=provider.name) from None
+        ))
         url = provider.base_url.rstrip("/") + provider.path(API, "/responses")
-        return HTTPRequest(method="POST", url=url,
-                           headers=tuple(headers), body=encoded, stream=request.stream)
+        return HTTPRequest(method="POST", url=url, headers=headers,
+                           body=encode_body(body, provider.name), stream=request.stream)
 
     def parse_response(
         self, provider: str, body: bytes, *, passthrough: bool = False
