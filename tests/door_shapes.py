@@ -153,12 +153,10 @@ def _stream_ollama(body: bytes) -> str | None:
 
 def _stream_openai(body: bytes) -> str | None:
     events = [data for _, data in _sse(body)]
-    if events and events[-1] == b"[DONE]":
-        events.pop()  # SPEC §4: an error chunk, then [DONE]; the door sends no [DONE]
-        last = orjson.loads(events[-1])
-        return str(last["error"]["code"]) if "error" in last else None
-    last = orjson.loads(events[-1])
-    return str(last["error"]["code"])  # without [DONE], the stream must end in an error
+    assert body.endswith(b"data: [DONE]\n\n"), body[-200:]  # SPEC §4, error or not
+    assert events.count(b"[DONE]") == 1, body[-200:]
+    last = orjson.loads(events[-2])
+    return str(last["error"]["code"]) if "error" in last else None  # an error chunk, then [DONE]
 
 
 def _stream_anthropic(body: bytes) -> str | None:

@@ -575,8 +575,8 @@ def test_mid_stream_error() -> None:
     exc = ChatError("rate_limited", "slow down", provider="openrouter", upstream_status=429)
     stream = CompletionStream(id="chatcmpl-e", model="m", created=0, include_usage=True)
     raw = stream.start() + stream.event(TextDelta(text="par")) + stream.error(exc)
-    assert b"[DONE]" not in raw
-    last = orjson.loads(datas(raw)[-1])
+    assert datas(raw)[-1] == b"[DONE]"  # SPEC §4: an error chunk, then [DONE]
+    last = orjson.loads(datas(raw)[-2])
     assert last == {"error": {"message": "slow down", "type": "rate_limit_error", "param": None,
                               "code": "rate_limited", "provider": "openrouter",
                               "upstream_status": 429}}

@@ -124,7 +124,6 @@ def test_sigterm_past_the_grace_ends_calls_in_their_dialect(
             assert json.loads(text)["error"]["type"] == "shutting_down", text
     assert openai_status == 200
     events = [line.removeprefix("data: ") for line in openai_text.splitlines() if line]
-    if events[-1] == "[DONE]":  # SPEC §4 says an error chunk, then [DONE]; the door
-        events.pop()            # follows providers.md §3.3 (no [DONE] after an error)
-    assert json.loads(events[-1])["error"]["code"] == "shutting_down", openai_text
+    assert events[-1] == "[DONE]", openai_text  # SPEC §4: an error chunk, then [DONE]
+    assert json.loads(events[-2])["error"]["code"] == "shutting_down", openai_text
     assert_clean_exit(chatd)

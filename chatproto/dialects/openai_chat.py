@@ -1166,8 +1166,8 @@ class CompletionStream:
     Call :meth:`start` once, then :meth:`event` for each core event; the
     :class:`~chatproto.StreamEnded` event renders the finish chunk, the usage chunk (when
     ``include_usage`` and the upstream reported usage) and ``data: [DONE]``. A failure
-    after the first byte is :meth:`error`: one ``data: {"error": ...}`` event and no
-    ``[DONE]``, which the openai SDK raises as ``APIError`` (OAI ``_streaming.py``). Every
+    after the first byte is :meth:`error`: one ``data: {"error": ...}`` event, which the
+    openai SDK raises as ``APIError`` (OAI ``_streaming.py``), then ``[DONE]`` (SPEC §4). Every
     returned value is a whole number of SSE events, ready to send. Using the stream after
     its end or its error is a caller bug (RuntimeError).
     """
@@ -1252,11 +1252,14 @@ class CompletionStream:
         return out + b"data: [DONE]\n\n"
 
     def error(self, exc: ChatError) -> bytes:
-        """A mid-stream failure: ``data: {"error": {...}}`` (providers.md §3.3), no [DONE]."""
+        """A mid-stream failure: ``data: {"error": {...}}`` (providers.md §3.3), then
+        ``data: [DONE]`` (SPEC §4: "OpenAI Chat an error chunk, then [DONE]"): the openai
+        SDK raises ``APIError`` at the error chunk, and a client that reads to
+        ``[DONE]`` still finds the end it waits for."""
         if self._closed:
             raise RuntimeError("error() after the stream ended")
         self._closed = True
-        return b"data: " + render_error(exc) + b"\n\n"
+        return b"data: " + render_error(exc) + b"\n\ndata: [DONE]\n\n"
 
 
 # --------------------------------------------------------------------------------------
