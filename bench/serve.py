@@ -20,7 +20,9 @@ them); ``--worker-class asyncio,trio`` adds ``-trio`` rows for chatd and the bar
 
 ``--workers 1,2`` runs each chatd row with every worker count (``-w2`` rows) and prints,
 for every c=50 repeat, the throughput of N workers over one worker, and how the CPU time
-was split between the worker processes (SO_REUSEPORT should give each a share).
+was split between the worker processes (SO_REUSEPORT should give each a share). With 2
+among the counts, an ``-x2`` control row runs two separate one-worker processes, each
+loaded by its own wrk at once: what two processes can get from the machine at all.
 ``--observe`` adds two rows on the same chatd settings otherwise: ``-quiet`` (``metrics =
 false``, ``log_requests = false``) and ``-observed`` (``metrics = true``, ``log_format =
 "json"``, a request line per call written to a file), and prints what observing costs.
@@ -143,19 +145,36 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 WRK_THREADS = [2]
 
 
-def wrk(url: str, body: str, connections: int, duration: int, tmp: Path) -> Result:
+def wrk(url: str, body: str, connections: int, duration: int, tmp: Path,
+        also: str = "") -> Result:
+    """wrk at ``url``. With ``also`` (the ``-x2`` control) and ``connections`` > 1, a second
+    wrk at ``also`` at the same time, the connections and wrk threads split between the two
+    so the client side is the same as one wrk's; the throughputs are added, the latencies
+    are the worse of the two. At c=1 only ``url`` is loaded (one connection is one
+    process's)."""
     script = tmp / "post.lua"
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(body)}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
-    threads = 1 if connections == 1 else WRK_THREADS[0]
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-         "-s", str(script), url],
-        capture_output=True, text=True, check=True,
-    ).stdout
+    urls = [url, also] if also and connections > 1 else [url]
+    each = connections // len(urls)
+    threads = 1 if each == 1 else max(1, WRK_THREADS[0] // len(urls))
+    procs = [subprocess.Popen(
+        ["wrk", f"-t{threads}", f"-c{each}", f"-d{duration}s", "--latency",
+         "-s", str(script), u], stdout=subprocess.PIPE, text=True) for u in urls]
+    outs = [p.communicate()[0] for p in procs]
+    if any(p.returncode for p in procs):
+        raise RuntimeError(f"wrk failed: {outs}")
+    if len(urls) > 1:
+        parts = [_parse(o, u) for o, u in zip(outs, urls, strict=True)]
+        return Result(sum(p.rps for p in parts), max(p.p50_ms for p in parts),
+                      max(p.p99_ms for p in parts))
+    return _parse(outs[0], url)
+
+
+def _parse(out: str, url: str) -> Result:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
     def pct(p: str) -> float:
@@ -174,6 +193,9 @@ class Target:
     url: str
     body: str
     pid: int | None = None  # profiled with --profile (chatd rows)
+    also: str = ""
+    """A second server loaded at the same time (the ``-x2`` control rows)."""
+    also_pid: int | None = None
 
 
 def profile_start(targets: list[Target], args: argparse.Namespace) -> list[subprocess.Popen[bytes]]:
@@ -232,7 +254,7 @@ def measure_all(targets: list[Target], args: argparse.Namespace, tmp: Path,
     """Every target at c=1 then c=50, the repeats interleaved (A B C C B A ...) so that a
     noisy neighbour slows every row alike instead of whichever ran at the wrong time."""
     for t in targets:
-        wrk(t.url, t.body, 10, 1, tmp)  # warm up connections and caches
+        wrk(t.url, t.body, 10, 1, tmp, t.also)  # warm up connections and caches
         table[t.name] = {}
     for c in (1, 50):
         spies = profile_start(targets, args) if c == 50 else []
@@ -241,9 +263,11 @@ def measure_all(targets: list[Target], args: argparse.Namespace, tmp: Path,
             # A B C, then C B A: no row is always the one that runs first or last.
             for t in (targets if i % 2 == 0 else targets[::-1]):
                 pids = _workers_of(t.pid) if (t.pid is not None and c == 50) else []
+                if t.also_pid is not None and c == 50:
+                    pids.append(t.also_pid)
                 before = [cpu_seconds(p) for p in pids]
                 machine, client = _machine_busy(), _children_cpu()
-                runs[t.name].append(wrk(t.url, t.body, c, args.duration, tmp))
+                runs[t.name].append(wrk(t.url, t.body, c, args.duration, tmp, t.also))
                 if pids and cpu is not None:
                     # Per chatd process, then wrk, then everything else on the machine
                     # (nginx, other work): a second worker can only go as fast as the CPU
@@ -298,7 +322,14 @@ def report_ratios(every: dict[str, dict[int, list[Result]]],
             ratios = per_repeat(name, base)
             print(f"\nworkers: {name} / {base} at c=50, each repeat: "
                   + " ".join(f"{r:.2f}" for r in ratios) + f"  (min {min(ratios):.2f})")
-            for label in (base, name):
+            control = base + "-x2"
+            labels = [base, name]
+            if n == 2 and control in every:
+                ceiling = per_repeat(control, base)
+                print(f"  control: {control} / {base} (two separate processes, nothing "
+                      "shared), each repeat: " + " ".join(f"{r:.2f}" for r in ceiling))
+                labels.append(control)
+            for label in labels:
                 splits = [" / ".join(f"{s:.2f}" for s in run[:-2])
                           + f" (wrk {run[-2]:.2f}, the rest {run[-1]:.2f})"
                           for run in cpu.get(label, [])]
@@ -434,6 +465,29 @@ def main() -> None:
                             targets.append(Target(f"{name}-openai",
                                                   f"http://127.0.0.1:{port}/v1/chat",
                                                   CHAT_BODY_OPENAI))
+                # The control for --workers 2: two separate one-worker processes, each with
+                # its own wrk and half the connections, at the same time. No sharing at all:
+                # what two processes can get out of this machine.
+                name = f"chatd-{transport}" + ("" if wc == "asyncio" else f"-{wc}") + "-x2"
+                if 2 in counts and wanted(name):
+                    pair = []
+                    for _ in range(2):
+                        port = free_port()
+                        cmd = [sys.executable, "-m", "server", "serve", "--config",
+                               str(variants[0][1]), "--bind", f"127.0.0.1:{port}",
+                               "--transport", transport, "--worker-class", wc]
+                        env = {k: v for k, v in os.environ.items()
+                               if not k.endswith("_API_KEY")}
+                        env["OPENROUTER_API_KEY"] = "bench-key"
+                        proc = stack.enter_context(process(cmd, env=env))
+                        wait_http(f"http://127.0.0.1:{port}/healthz")
+                        pair.append((port, proc.pid))
+                    targets.append(Target(
+                        name, f"http://127.0.0.1:{pair[0][0]}/v1/chat", CHAT_BODY,
+                        pid=pair[0][1], also=f"http://127.0.0.1:{pair[1][0]}/v1/chat",
+                        also_pid=pair[1][1]))
+                    extra[name] = ("two one-worker processes, each its own wrk at c=25 "
+                                   "(c=1: the first alone)")
 
         if args.litellm and wanted("litellm"):
             py = litellm_python(args)
