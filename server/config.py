@@ -90,6 +90,10 @@ class ProviderConfig:
     """Calls in flight to this provider at most; None for no bound (SPEC §5)."""
     queue_timeout_secs: float = 10.0
     """How long a call past ``max_concurrency`` waits for a slot before a 503."""
+    key_header: str = ""
+    """Where the key goes (:attr:`chatproto.Provider.key_header`): ``"authorization"``
+    (``Bearer <key>``), or ``"x-api-key"`` for an ``anthropic_messages`` provider
+    (Anthropic's own API takes an API key only there); empty means the row's default."""
 
 
 #: SPEC §2: the wire formats a provider defined in configuration may speak.
@@ -215,6 +219,7 @@ def _row(base: Provider, pc: ProviderConfig | None, base_url: str | None = None)
         prefix=pc.prefix or base.prefix or f"{base.name}/",
         max_concurrency=pc.max_concurrency,
         queue_timeout_secs=pc.queue_timeout_secs,
+        key_header=pc.key_header or base.key_header,
     )
 
 
@@ -356,8 +361,14 @@ _CHATD_KEYS = (
 )
 _PROVIDER_KEYS = (
     "base_url", "key_env", "key_file", "headers", "timeout_secs", "forward_user_agent", "api",
-    "max_concurrency", "queue_timeout_secs",
+    "max_concurrency", "queue_timeout_secs", "key_header",
 )
+#: ``key_header``: the headers a key can be sent in, and the wire format each needs (None:
+#: any). Only the ``anthropic_messages`` codec sends a key elsewhere than Authorization.
+KEY_HEADERS: dict[str, str | None] = {
+    "authorization": None,
+    "x-api-key": "anthropic_messages",
+}
 #: A provider defined in configuration also may set its prefix.
 _CONFIGURED_KEYS = (*_PROVIDER_KEYS, "prefix")
 #: The local Ollama has no key and its URL is ``chatd.ollama_url``.
@@ -415,6 +426,10 @@ def _provider(name: str, raw: object, base: ProviderConfig | None) -> ProviderCo
         values["forward_user_agent"] = flag
     if "api" in table:
         values["api"] = _api(f"{where}.api", table["api"])
+    if "key_header" in table:
+        row = _ROWS.get(name)
+        api = values.get("api") or (row.api if row is not None else "")
+        values["key_header"] = _key_header(f"{where}.key_header", table["key_header"], api)
     if configured:
         prefix = _string(f"{where}.prefix", table.get("prefix", f"{name}/"))
         if not prefix.strip() or prefix != prefix.strip() or prefix[-1] not in "/:":
@@ -443,6 +458,26 @@ def _provider(name: str, raw: object, base: ProviderConfig | None) -> ProviderCo
             "empty; set key_env too, or remove key_file"
         )
     return merged
+
+
+def _key_header(key: str, value: object, api: str) -> str:
+    """A header name (RFC 9110 token, compared lower-case) that the provider's wire format
+    can send its key in (:data:`KEY_HEADERS`)."""
+    name = _string(key, value)
+    if not _TOKEN.fullmatch(name):
+        raise ConfigError(f"{key}: not a valid HTTP header name: {name!r}")
+    name = name.lower()
+    if name not in KEY_HEADERS:
+        raise ConfigError(
+            f"{key}: chatd sends a key as one of: {', '.join(KEY_HEADERS)}; got {name!r}"
+        )
+    needs = KEY_HEADERS[name]
+    if needs is not None and api != needs:
+        raise ConfigError(
+            f'{key}: {name!r} is read by the {needs} wire format only; this provider\'s '
+            f"api is {api!r}"
+        )
+    return name
 
 
 def _retry_after(value: object) -> float:
@@ -485,6 +520,7 @@ def _asdict(pc: ProviderConfig) -> dict[str, Any]:
         "headers": pc.headers, "timeout_secs": pc.timeout_secs,
         "forward_user_agent": pc.forward_user_agent, "api": pc.api, "prefix": pc.prefix,
         "max_concurrency": pc.max_concurrency, "queue_timeout_secs": pc.queue_timeout_secs,
+        "key_header": pc.key_header,
     }
 
 

@@ -70,6 +70,9 @@ class FakeAnthropic(FakeServer):
 
     Args:
         key: the key it accepts, as ``x-api-key`` or ``Authorization: Bearer``.
+        key_header: accept the key in this header only: ``"x-api-key"`` is Anthropic's
+            own API, which takes an API key there (``Authorization: Bearer`` carries
+            OAuth tokens, not keys).
         reply: the answer's text; each word is one streamed delta.
         trigger: the text that makes it call a tool (None: any request with tools).
         tool_name: the tool it calls when offered (else the first tool offered).
@@ -90,9 +93,11 @@ class FakeAnthropic(FakeServer):
         failures: Mapping[str, tuple[int, str, str, Mapping[str, str]]] | None = None,
         fail_midstream: Iterable[str] = (),
         stall: Iterable[str] = (),
+        key_header: str | None = None,
     ) -> None:
         super().__init__()
         self.key = key
+        self.key_header = key_header
         self.reply = reply
         self.trigger = trigger
         self.tool_name = tool_name
@@ -126,6 +131,8 @@ class FakeAnthropic(FakeServer):
 
     def _authorised(self, request: h11.Request) -> bool:
         headers = {k.decode().lower(): v.decode() for k, v in request.headers}
+        if self.key_header == "x-api-key":
+            return headers.get("x-api-key") == self.key
         return (headers.get("x-api-key") == self.key
                 or headers.get("authorization") == f"Bearer {self.key}")
 
