@@ -359,17 +359,67 @@ def _readme_section(title: str) -> str:
     return text[start:end]
 
 
-def test_readme_documents_every_key_and_metric() -> None:
-    """The operators' reference in the README keeps up with the schema and the metrics."""
+def _table_rows(section: str, header: str) -> list[list[str]]:
+    """The rows of the Markdown table in ``section`` whose header line starts ``header``,
+    each a list of its cells."""
+    lines = section.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def test_readme_documents_every_key_with_its_default() -> None:
+    """The operators' reference in the README keeps up with the schema: every key
+    server/config.py accepts is a row (none missing, none made up), and a default written
+    as a TOML value is the default the code has."""
+    import tomllib
+
     from server import config
+
+    section = _readme_section("Operating chatd")
+    chatd_rows = {r[0].strip("`"): r[1] for r in _table_rows(section, "| key |")}
+    assert set(chatd_rows) == set(config._CHATD_KEYS), (
+        "README's [chatd] table and server/config.py disagree: "
+        f"{set(chatd_rows) ^ set(config._CHATD_KEYS)}")
+    start = section.index("`[chatd.providers.NAME]`")
+    provider_rows = {r[0].strip("`"): r[1]
+                     for r in _table_rows(section[start:], "| key |")}
+    assert set(provider_rows) == set(config._CONFIGURED_KEYS), (
+        "README's provider table and server/config.py disagree: "
+        f"{set(provider_rows) ^ set(config._CONFIGURED_KEYS)}")
+    ollama = section[section.index("`[chatd.providers.ollama]` takes"):].split("\n\n")[0]
+    assert set(re.findall(r"`([a-z_]+)`", ollama)) - {"ollama_url", "chatd"} == set(
+        config._OLLAMA_KEYS)
+    assert "`[chatd.cors]`: `allow_origins" in section  # its one key, config._origins
+    checked = 0
+    defaults = config.DEFAULT_CONFIG.chatd
+    for key, cell in chatd_rows.items():
+        try:
+            value = tomllib.loads(f"v = {cell.strip('`')}")["v"]
+        except tomllib.TOMLDecodeError:  # a default in words ("timeout_secs", "no bound")
+            continue
+        assert getattr(defaults, key) == value, (key, cell)
+        checked += 1
+    assert checked >= 15
+    pc = config.ProviderConfig(base_url="")
+    assert provider_rows["queue_timeout_secs"] == f"`{pc.queue_timeout_secs:g}`"
+    assert provider_rows["key_header"] == '`"authorization"`'
+
+
+def test_readme_lists_exactly_the_metrics_chatd_exposes() -> None:
+    """README's metrics table is server/metrics.py's METRICS: names, types and labels."""
     from server.metrics import METRICS
 
     section = _readme_section("Operating chatd")
-    rows = {m.group(1) for m in re.finditer(r"^\| `([a-z_]+)` \|", section, re.M)}
-    keys = {*config._CHATD_KEYS, *config._CONFIGURED_KEYS}
-    assert keys - rows == set(), f"document these keys in README's reference: {keys - rows}"
-    metrics = {name for name, *_ in METRICS}
-    assert metrics - rows == set(), f"document these metrics in README: {metrics - rows}"
+    documented = {
+        r[0].strip("`"): (r[1], tuple(re.findall(r"`([a-z_]+)`", r[2])))
+        for r in _table_rows(section, "| metric |")
+    }
+    assert documented == {name: (kind, labels) for name, kind, labels, _ in METRICS}
 
 
 @pytest.mark.anyio
