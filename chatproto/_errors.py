@@ -177,12 +177,11 @@ _MONTHS = {m: i for i, m in enumerate(
 # rfc850-date ("Sunday, 06-Nov-94 08:49:37 GMT") and asctime-date
 # ("Sun Nov  6 08:49:37 1994") that recipients must also accept.
 # Digits are [0-9], not \d: \d also matches other scripts' digits, which int() accepts.
-_IMF = re.compile(
-    r"[A-Za-z]{3}, ([0-9]{2}) ([A-Za-z]{3}) ([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT")
-_RFC850 = re.compile(
-    r"[A-Za-z]+, ([0-9]{2})-([A-Za-z]{3})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT")
-_ASCTIME = re.compile(
-    r"[A-Za-z]{3} ([A-Za-z]{3}) +([0-9]{1,2}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([0-9]{4})")
+# Compiled by the first :func:`_parse_http_date`, not by ``import chatproto``.
+_IMF = r"[A-Za-z]{3}, ([0-9]{2}) ([A-Za-z]{3}) ([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT"
+_RFC850 = r"[A-Za-z]+, ([0-9]{2})-([A-Za-z]{3})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT"
+_ASCTIME = r"[A-Za-z]{3} ([A-Za-z]{3}) +([0-9]{1,2}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([0-9]{4})"
+_compiled: list[re.Pattern[str]] = []
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
@@ -202,12 +201,15 @@ def _days_since_epoch(year: int, month: int, day: int) -> int:
 
 def _parse_http_date(raw: str) -> float | None:
     """Epoch seconds of an HTTP-date, or None. (email.utils would pull in socket.)"""
-    if m := _IMF.fullmatch(raw):
+    if not _compiled:
+        _compiled.extend(re.compile(p) for p in (_IMF, _RFC850, _ASCTIME))
+    imf, rfc850, asctime = _compiled
+    if m := imf.fullmatch(raw):
         day, mon, year, hh, mm, ss = m.groups()
-    elif m := _RFC850.fullmatch(raw):
+    elif m := rfc850.fullmatch(raw):
         day, mon, yy, hh, mm, ss = m.groups()
         year = str(1900 + int(yy) if int(yy) >= 70 else 2000 + int(yy))
-    elif m := _ASCTIME.fullmatch(raw):
+    elif m := asctime.fullmatch(raw):
         mon, day, hh, mm, ss, year = m.groups()
     else:
         return None
