@@ -31,11 +31,15 @@ does not balance (not Linux), the workers share the one socket as before.
 
 The connection cap (``max_connections``) sits where hypercorn turns an accepted socket
 into a connection (its ``TCPServer``, one name in each worker module). Past the cap a
-connection is answered at once with a 503 ``overloaded`` and ``Retry-After``, in SPEC §4's
-native shape (no request has been read, so no door is known), and closed: a flood of
-connections costs one descriptor each for an instant instead of exhausting the process.
-The answer is followed by a lingering close (half-close, read what the client sent for up
-to :data:`LINGER_SECS`), so the client reads the 503 instead of a reset; at most
+connection is answered with a 503 ``overloaded`` and ``Retry-After`` and closed: a flood
+of connections costs one descriptor each for an instant instead of exhausting the process.
+The answer is in the shape of the door the request line's path names (SPEC §4: "Each door
+speaks its own error shape, for every status"), so the refusal's request line is read
+first, for up to :data:`LINGER_SECS` and :data:`REQUEST_LINE_BYTES`; a connection that
+sends none in that time, or one refused while :data:`MAX_LINGERING` others are being
+read, is answered at once in SPEC §4's native shape. The answer is followed by a
+lingering close (half-close, read what the client sent until :data:`LINGER_SECS` after
+the accept), so the client reads the 503 instead of a reset; at most
 :data:`MAX_LINGERING` connections linger at once, the rest are closed at once. The cap is
 also lowered to what the process's descriptor limit can carry (each admitted connection
 may hold an upstream socket too), so it is never the descriptor limit that refuses.
@@ -64,6 +68,7 @@ from .config import ChatdConfig, read_config
 
 if TYPE_CHECKING:
     from .app import ChatdApp
+    from .asgi import ErrorRenderer
 
 __all__ = ["ConnectionGate", "Worker", "block_signals", "run_worker", "supervise"]
 
@@ -76,6 +81,8 @@ DRAIN_MARGIN_SECS = 5.0
 LINGER_SECS = 0.5
 #: Refused connections lingering at once; past it, refused connections close at once.
 MAX_LINGERING = 1024
+#: The most of a refused connection read for its request line (the path names the door).
+REQUEST_LINE_BYTES = 8192
 #: Allocations at least this large get their own mapping (see :func:`fix_malloc_threshold`).
 MMAP_THRESHOLD = 256 * 1024
 #: Descriptors kept free of connections: the listener, log files, the pool's churn.
@@ -121,34 +128,84 @@ def effective_max_connections(chatd: ChatdConfig, limit: int | None) -> int:
     return max(1, min(wanted, room))
 
 
-def _refusal(limit: int, retry_after: float) -> bytes:
-    import orjson
+Refusal = Callable[[str | None], bytes]
+"""The whole 503 answer (head and body) for a refused connection whose request line names
+this path (None: no request line arrived)."""
 
-    body = orjson.dumps({"error": {
-        "type": "overloaded",
-        "message": f"chatd is serving its maximum of {limit} connections (max_connections); "
-                   "retry later",
-    }})
-    head = (
-        "HTTP/1.1 503 Service Unavailable\r\n"
-        "content-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n"
-        f"retry-after: {max(1, round(retry_after))}\r\n"
-        "x-should-retry: true\r\n"
-        "connection: close\r\n\r\n"
+
+def native_refusal(limit: int, retry_after: float) -> Refusal:
+    """SPEC §4's native shape for every path (a gate without the app's door table)."""
+    from chatproto.dialects import native
+
+    return door_refusal(limit, retry_after, lambda path: native.door.render_error)
+
+
+def door_refusal(
+    limit: int, retry_after: float, renderer: Callable[[str], ErrorRenderer]
+) -> Refusal:
+    """The answer past ``max_connections`` in the shape ``renderer`` gives the path (the
+    app's :meth:`~server.app.ChatdApp.error_renderer`), with the headers of every chatd
+    error (:func:`~server.asgi.error_headers`: ``x-should-retry``, ``Retry-After``). One
+    answer per shape, rendered once: a flood of refusals costs a dictionary lookup each."""
+    from chatproto import ChatError
+    from chatproto.dialects import native as native_door
+
+    from .asgi import error_headers
+
+    exc = ChatError(
+        "overloaded",
+        f"chatd is serving its maximum of {limit} connections (max_connections); retry later",
+        retry_after=retry_after,
     )
-    return head.encode("ascii") + body
+    native = native_door.door.render_error
+    answers: dict[ErrorRenderer, bytes] = {}
+
+    def answer(path: str | None) -> bytes:
+        render = native if path is None else renderer(path)
+        whole = answers.get(render)
+        if whole is None:
+            body = render(exc)
+            head = ["HTTP/1.1 503 Service Unavailable", "content-type: application/json",
+                    f"content-length: {len(body)}"]
+            head += [f"{name.decode()}: {value.decode()}" for name, value in error_headers(exc)]
+            head.append("connection: close")
+            whole = answers[render] = ("\r\n".join(head) + "\r\n\r\n").encode("ascii") + body
+        return whole
+
+    return answer
+
+
+def request_path(data: bytes) -> str | None:
+    """The path of the request line that starts ``data``, None when there is none yet.
+
+    ``POST /v1/messages?beta=true HTTP/1.1`` -> ``/v1/messages``; an absolute-form target
+    (RFC 9112 §3.2.2) gives its path too. Only the door is decided by it, so anything
+    that is not a plain request line is None (the native shape).
+    """
+    line, found, _ = data.partition(b"\r\n")
+    if not found:
+        line, found, _ = data.partition(b"\n")
+    parts = line.split(b" ")
+    if not found or len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
+        return None
+    target = parts[1].split(b"?", 1)[0]
+    if target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
+        slash = target.find(b"/", target.index(b"//") + 2)
+        target = target[slash:] if slash >= 0 else b"/"
+    if not target.startswith(b"/"):
+        return None
+    return target.decode("latin-1")
 
 
 class ConnectionGate:
     """Counts a worker's open connections; past ``limit`` answers 503 and closes."""
 
-    def __init__(self, limit: int, retry_after: float) -> None:
+    def __init__(self, limit: int, retry_after: float, refusal: Refusal | None = None) -> None:
         self.limit = limit
         self.open = 0
         self.refused = 0
         self._lingering = 0
-        self._refusal = _refusal(limit, retry_after)
+        self._refusal = refusal if refusal is not None else native_refusal(limit, retry_after)
 
     def install(self, worker_class: str) -> None:
         """Put the gate in front of hypercorn's connection handler for ``worker_class``."""
@@ -188,19 +245,45 @@ class ConnectionGate:
         finally:
             self.open -= 1
 
+    async def _answer(
+        self, receive: Callable[[], Awaitable[bytes]], send: Callable[[bytes], Awaitable[None]],
+        half_close: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Read the request line (while there is room to linger), answer in its door's
+        shape, half-close, and read what else comes for :data:`LINGER_SECS`."""
+        if self._lingering >= MAX_LINGERING:
+            await send(self._refusal(None))
+            return
+        self._lingering += 1
+        try:
+            data = b""
+            path = None
+            with anyio.move_on_after(LINGER_SECS):
+                while path is None and len(data) < REQUEST_LINE_BYTES:
+                    more = await receive()
+                    if not more:
+                        break
+                    data += more
+                    path = request_path(data)
+            await send(self._refusal(path))
+            await half_close()
+            with anyio.move_on_after(LINGER_SECS):
+                while await receive():
+                    pass
+        finally:
+            self._lingering -= 1
+
     async def _refuse_asyncio(self, args: tuple[Any, ...]) -> None:
         reader, writer = args[-2], args[-1]
+
+        async def send(data: bytes) -> None:
+            writer.write(data)
+
+        async def half_close() -> None:
+            writer.write_eof()
+
         try:
-            writer.write(self._refusal)
-            if self._lingering < MAX_LINGERING:
-                self._lingering += 1
-                try:
-                    writer.write_eof()
-                    with anyio.move_on_after(LINGER_SECS):
-                        while await reader.read(65536):
-                            pass
-                finally:
-                    self._lingering -= 1
+            await self._answer(lambda: reader.read(65536), send, half_close)
         except (OSError, RuntimeError):
             pass  # the client is gone already
         finally:
@@ -211,16 +294,8 @@ class ConnectionGate:
 
         stream = args[-1]
         try:
-            await stream.send_all(self._refusal)
-            if self._lingering < MAX_LINGERING:
-                self._lingering += 1
-                try:
-                    await stream.send_eof()
-                    with trio.move_on_after(LINGER_SECS):
-                        while await stream.receive_some(65536):
-                            pass
-                finally:
-                    self._lingering -= 1
+            await self._answer(lambda: stream.receive_some(65536), stream.send_all,
+                               stream.send_eof)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
@@ -280,8 +355,10 @@ def run_worker(app: ChatdApp, fd: int, worker_class: str) -> int:
     """
     fix_malloc_threshold()
     chatd = app.config.chatd
-    gate = ConnectionGate(effective_max_connections(chatd, fd_limit()),
-                          chatd.default_retry_after_secs)
+    limit = effective_max_connections(chatd, fd_limit())
+    gate = ConnectionGate(limit, chatd.default_retry_after_secs,
+                          door_refusal(limit, chatd.default_retry_after_secs,
+                                       app.error_renderer))
     hc = _hypercorn_config(fd, chatd, worker_class)
     try:
         anyio.run(_serve, app, hc, gate, worker_class, backend=worker_class)
