@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -90,12 +91,38 @@ def test_every_door_has_a_request_here() -> None:
         door_paths().values())
 
 
+#: What kimi reports for every answer: cached and reasoning tokens, as OpenAI spells them.
+KIMI_USAGE = {"prompt_tokens": 11, "completion_tokens": 6, "total_tokens": 17,
+              "prompt_tokens_details": {"cached_tokens": 4},
+              "completion_tokens_details": {"reasoning_tokens": 3}}
+
+
+def kimi(body: dict[str, Any]) -> MockResponse:
+    if not body.get("stream"):
+        return MockResponse(200, [("content-type", "application/json")], (orjson.dumps({
+            "id": "c", "object": "chat.completion", "created": 1, "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "Hi there"}}],
+            "usage": KIMI_USAGE}),))
+    head = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+    chunks = [
+        {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"},
+                              "finish_reason": None}]},
+        {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {**head, "choices": [], "usage": KIMI_USAGE},
+    ]
+    return MockResponse(200, [("content-type", "text/event-stream")],
+                        [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks]
+                        + [b"data: [DONE]\n\n"])
+
+
 def upstream(request: HTTPRequest) -> MockResponse:
-    """kimi: always 429 (the tier falls back) and quotes its key; ollama by model name."""
-    if request.host == "kimi.test":
-        return openai_error(429, f"slow down, key {KEY}")
+    """kimi: ``busy`` is a 429 quoting its key (the tier falls back), other models answer
+    with :data:`KIMI_USAGE`; ollama by model name."""
     body = orjson.loads(request.body)
     model = body["model"]
+    if request.host == "kimi.test":
+        return openai_error(429, f"slow down, key {KEY}") if model == "busy" else kimi(body)
     if model == "broken":
         return MockResponse(500, [("content-type", "application/json")],
                             (orjson.dumps({"error": "boom"}),))
@@ -120,6 +147,8 @@ TRAFFIC = [
     ("ollama/midway", True, 200, "ollama", "upstream_error"),
     ("ollama/broken", False, 502, "ollama", "upstream_error"),
     ("smart", False, 200, "ollama", None),  # kimi 429, then ollama
+    ("kimi/k2", False, 200, "kimi", None),
+    ("kimi/k2", True, 200, "kimi", None),
     ("nope:cloud", False, 404, "", "provider_not_registered"),
 ]
 
@@ -174,19 +203,28 @@ async def test_metrics_after_known_traffic_through_every_door() -> None:
         want[label("chatd_request_errors_total", door=door, type="invalid_request")] += routes
         want[label("chatd_overhead_seconds_count", door=door)] += routes * (len(TRAFFIC) + 1)
     doors = len(paths)
-    # Upstream calls: per door 2 + 1 + 1 + (1 kimi + 1 ollama) = 5 to ollama, 1 to kimi.
+    # Upstream calls per door: 2 + 1 + 1 + 1 (after kimi's 429) = 5 to ollama, and
+    # 1 (the 429) + 2 to kimi.
     want[label("chatd_upstream_requests_total", provider="ollama")] = 5 * doors
-    want[label("chatd_upstream_requests_total", provider="kimi")] = doors
+    want[label("chatd_upstream_requests_total", provider="kimi")] = 3 * doors
     want[label("chatd_upstream_errors_total", provider="ollama", type="upstream_error")] = (
         2 * doors)
     want[label("chatd_upstream_errors_total", provider="kimi", type="rate_limited")] = doors
     want[label("chatd_upstream_latency_seconds_count", provider="ollama")] = 5 * doors
+    want[label("chatd_upstream_latency_seconds_count", provider="kimi")] = 3 * doors
+    want[label("chatd_upstream_cancelled_total", provider="ollama")] = 0
+    want[label("chatd_upstream_cancelled_total", provider="kimi")] = 0
     want[label("chatd_fallbacks_total", **{"from": "kimi", "to": "ollama"})] = doors
-    # Tokens: two whole answers (7 + 2) and one finished stream (5 + 3) per door.
+    # Tokens: ollama two whole answers (7 + 2) and one finished stream (5 + 3) per door;
+    # kimi two answers of KIMI_USAGE (cached and reasoning are parts of the others).
     want[label("chatd_tokens_total", provider="ollama", kind="prompt")] = (2 * 7 + 5) * doors
     want[label("chatd_tokens_total", provider="ollama", kind="completion")] = (
         (2 * 2 + 3) * doors)
-    want[label("chatd_tokens_total", provider="ollama", kind="reasoning")] = 0
+    for kind in ("cached", "cache_creation", "reasoning"):
+        want[label("chatd_tokens_total", provider="ollama", kind=kind)] = 0
+    for kind, n in (("prompt", 11), ("completion", 6), ("cached", 4), ("reasoning", 3),
+                    ("cache_creation", 0)):
+        want[label("chatd_tokens_total", provider="kimi", kind=kind)] = 2 * n * doors
     want["chatd_in_flight"] = 0
     want["chatd_open_streams"] = 0
     want["chatd_workers"] = 1
@@ -196,6 +234,11 @@ async def test_metrics_after_known_traffic_through_every_door() -> None:
     requests = {k: v for k, v in got.items() if k.startswith("chatd_requests_total")}
     assert requests == {k: v for k, v in want.items() if k.startswith("chatd_requests_total")}
     assert sum(requests.values()) == len(results)
+    errors = {k: v for k, v in got.items() if k.startswith("chatd_request_errors_total")}
+    assert errors == {k: v for k, v in want.items()
+                      if k.startswith("chatd_request_errors_total")}
+    fallbacks = {k for k in got if k.startswith("chatd_fallbacks_total")}
+    assert fallbacks == {label("chatd_fallbacks_total", **{"from": "kimi", "to": "ollama"})}
 
 
 @pytest.mark.anyio
@@ -240,6 +283,15 @@ def json_log() -> Iterator[io.StringIO]:
         root.setLevel(saved[1])
 
 
+#: The keys of a JSON request line: the record's own, then the request's.
+REQUEST_FIELDS = {
+    "ts", "level", "logger", "pid", "msg", "request_id", "door", "model", "stream", "provider",
+    "upstream_model", "status", "error_type", "latency_ms", "upstream_ms", "queued_ms",
+    "overhead_ms", "prompt_tokens", "completion_tokens", "cached_tokens",
+    "reasoning_tokens", "fallbacks",
+}
+
+
 @pytest.mark.anyio
 async def test_one_json_log_line_per_request() -> None:
     app = make('log_format = "json"')
@@ -260,6 +312,9 @@ async def test_one_json_log_line_per_request() -> None:
     records = [json.loads(line) for line in text.splitlines()]
     lines = [r for r in records if r["logger"] == "chatd.request"]
     assert len(lines) == len(results) + 1  # exactly one per request
+    for line in lines:  # every field, always (null where it does not apply), nothing else
+        assert set(line) == REQUEST_FIELDS, set(line) ^ REQUEST_FIELDS
+        assert line["pid"] == os.getpid()  # which worker wrote it
     by_id = {r["request_id"]: r for r in lines}
     assert len(by_id) == len(lines)
     for path, row, result in results:
@@ -274,18 +329,22 @@ async def test_one_json_log_line_per_request() -> None:
         model, stream_flag, _, provider, error = row
         assert line["model"] == model
         assert line["provider"] == (provider or None)
+        assert line["upstream_model"] == (
+            None if not provider else "m" if model == "smart" else model.partition("/")[2])
         assert line["error_type"] == error
         assert line["stream"] is (stream_flag and result.status == 200)
         assert line["latency_ms"] >= line["overhead_ms"] >= 0
         assert line["latency_ms"] >= line["upstream_ms"]
-        if model == "smart":
-            assert line["fallbacks"] == ["kimi"]
-            assert line["upstream_model"] == "m"
-        else:
-            assert line["fallbacks"] == []
-        if model == "ollama/m":
-            tokens = (5, 3) if stream_flag else (7, 2)
-            assert (line["prompt_tokens"], line["completion_tokens"]) == tokens
+        assert line["queued_ms"] == 0  # no max_concurrency here
+        assert line["fallbacks"] == (["kimi"] if model == "smart" else [])
+        tokens = (line["prompt_tokens"], line["completion_tokens"], line["cached_tokens"],
+                  line["reasoning_tokens"])
+        if model == "ollama/m" or model == "smart":
+            assert tokens == ((5, 3) if stream_flag else (7, 2)) + (None, None)
+        elif model == "kimi/k2":
+            assert tokens == (11, 6, 4, 3)
+        else:  # failed: no usage reached chatd
+            assert tokens == (None, None, None, None)
     line = by_id["forge-test"]
     assert line["model"] == "ollama/m\\n" + FORGED + "\\x1b[2J\\u2028"
     assert not any(r["msg"].startswith(FORGED) for r in records)
@@ -469,3 +528,130 @@ async def test_embeddings_are_counted_under_their_door_and_bounded_by_max_concur
     assert got[label("chatd_upstream_saturated_total", provider="ollama")] == 1
     assert got[label("chatd_upstream_requests_total", provider="ollama")] == 2
     assert got[label("chatd_tokens_total", provider="ollama", kind="prompt")] == 8
+
+
+def hanging(request: HTTPRequest, arrived: anyio.Event) -> MockResponse:
+    """``ollama/hang``: a stream's first line then nothing, or no whole answer at all."""
+    async def lines() -> Any:
+        if orjson.loads(request.body).get("stream", True):
+            yield ollama_lines("Hi")[0]
+        arrived.set()
+        await anyio.sleep_forever()
+        yield b""  # never reached: the call is cancelled
+
+    return MockResponse(200, [("content-type", "application/x-ndjson")], lines())
+
+
+async def leave(app: ChatdApp, path: str, body: bytes, when: anyio.Event) -> list[Any]:
+    """A request through the ASGI interface whose client goes away once ``when`` is set, or
+    at its answer's first bytes; what was sent to it."""
+    inbox = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        if inbox:
+            return inbox.pop(0)
+        await when.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+        if message["type"] == "http.response.body" and message.get("body"):
+            when.set()
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "headers": []}
+    with anyio.fail_after(5):
+        await app(scope, receive, send)
+    return sent
+
+
+@pytest.mark.anyio
+async def test_a_client_that_goes_away_is_counted_on_every_door() -> None:
+    """Through every door, a client leaves mid-stream and one leaves while a whole answer
+    is pending: each is a 499 ``client_closed`` request and a cancelled upstream call, and
+    the gauges come back to 0."""
+    arrived = anyio.Event()
+    transport = MockTransport(lambda request: hanging(request, arrived))
+    app = create_app(load_config(CONFIG.format(extra='log_format = "json"')), environ={},
+                     transport=lambda: transport)
+    with json_log() as stream:
+        async with running(app):
+            for path in door_paths():
+                for streamed in (True, False):
+                    arrived = anyio.Event()
+                    body = orjson.dumps(BODIES[path]("ollama/hang", streamed))
+                    await leave(app, path, body, arrived)
+            got = samples((await call(app, "GET", "/metrics")).body.decode())
+    paths = door_paths()
+    for door, routes in Counter(paths.values()).items():
+        assert got[label("chatd_requests_total", door=door, provider="ollama",
+                         status="499")] == 2 * routes
+        assert got[label("chatd_request_errors_total", door=door,
+                         type="client_closed")] == 2 * routes
+    requests = {k: v for k, v in got.items() if k.startswith("chatd_requests_total")}
+    assert sum(requests.values()) == 2 * len(paths)
+    assert got[label("chatd_upstream_cancelled_total", provider="ollama")] == 2 * len(paths)
+    assert got[label("chatd_upstream_requests_total", provider="ollama")] == 2 * len(paths)
+    assert label("chatd_upstream_errors_total", provider="ollama",
+                 type="upstream_error") not in got
+    assert got[label("chatd_tokens_total", provider="ollama", kind="prompt")] == 0
+    assert (got["chatd_in_flight"], got["chatd_open_streams"]) == (0, 0)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    requests_logged = [r for r in lines if r["logger"] == "chatd.request"]
+    assert len(requests_logged) == 2 * len(paths)
+    assert {(r["status"], r["error_type"], r["provider"]) for r in requests_logged} == {
+        (499, "client_closed", "ollama")}
+
+
+def test_the_readme_request_line_shows_every_field() -> None:
+    section = _readme_section("Operating chatd")
+    example = section[section.index('```json\n{"ts"') + len("```json\n"):]
+    assert set(json.loads(example.split("\n", 1)[0])) == REQUEST_FIELDS
+
+
+@pytest.mark.anyio
+async def test_time_queued_for_a_slot_is_logged_and_not_overhead() -> None:
+    """max_concurrency = 1: the second caller waits for the first one's slot; its line has
+    that wait as ``queued_ms``, and neither the wait nor the upstream's time is overhead."""
+    gate = anyio.Event()
+    arrived = anyio.Event()
+
+    async def held(request: HTTPRequest) -> MockResponse:
+        if not arrived.is_set():
+            arrived.set()
+            await gate.wait()
+        return ollama_answer("Hi there", prompt=7, completion=2)
+
+    transport = MockTransport(held)
+    app = create_app(
+        load_config(CONFIG.format(extra='log_format = "json"')
+                    + "\n[chatd.providers.ollama]\nmax_concurrency = 1\n"
+                    "queue_timeout_secs = 30\n"),
+        environ={}, transport=lambda: transport)
+    body = orjson.dumps(_messages("ollama/m", False))
+    results: dict[str, Result] = {}
+
+    async def one(name: str) -> None:
+        results[name] = await call(app, "POST", "/v1/chat", body, [("x-request-id", name)])
+
+    with json_log() as stream:
+        async with running(app), anyio.create_task_group() as tg:
+            tg.start_soon(one, "holder")
+            with anyio.fail_after(5):
+                await arrived.wait()
+            tg.start_soon(one, "waiter")
+            await anyio.sleep(0.2)  # the waiter is queued this long at least
+            gate.set()
+    assert {r.status for r in results.values()} == {200}
+    lines = {r["request_id"]: r for r in map(json.loads, stream.getvalue().splitlines())
+             if r["logger"] == "chatd.request"}
+    waiter, holder = lines["waiter"], lines["holder"]
+    assert waiter["queued_ms"] >= 150
+    assert holder["queued_ms"] == 0 and holder["upstream_ms"] >= 150
+    for line in (waiter, holder):
+        assert line["latency_ms"] >= 150
+        assert line["overhead_ms"] == pytest.approx(
+            line["latency_ms"] - line["upstream_ms"] - line["queued_ms"], abs=0.01)
+        assert line["overhead_ms"] < line["latency_ms"] / 2
