@@ -40,18 +40,20 @@ PROFILES: tuple[Provider, ...] = (
         name="openrouter", api="openai_chat", base_url="https://openrouter.ai/api/v1",
         prefix="openrouter/", key_env="OPENROUTER_API_KEY",
         key_file="/etc/lakehouse/openrouter.env", vendor_model_ids=True,
-        reasoning_control="reasoning", list_models=True,
+        reasoning_control="reasoning", extra_sampling=True, list_models=True,
     ),
     # OpenCode Zen serves each model on one wire format (SPEC §2, providers.md §5):
     # "claude-* -> POST {base_url}/messages (Anthropic Messages), gpt-* -> POST
-    # {base_url}/responses (OpenAI Responses), every other model -> /chat/completions".
+    # {base_url}/responses (OpenAI Responses), every other model -> /chat/completions";
+    # its chat bodies carry ``reasoning_effort``, which Zen itself reads (OC console
+    # ``zen/util/provider/provider.ts``).
     Provider(
         name="opencode", api="openai_chat", base_url="https://opencode.ai/zen/v1",
         prefix="opencode/", key_env="OPENCODE_API_KEY",
         key_file="/etc/lakehouse/opencode.env",
         model_apis=(("claude-", "anthropic_messages"), ("gpt-", "openai_responses")),
         paths=(("anthropic_messages", "/messages"),),
-        list_models=True,
+        reasoning_control="effort", list_models=True,
     ),
     # Kimi For Coding: Chat Completions; ``thinking: {type}`` control and earlier
     # reasoning echoed as ``reasoning_content`` (providers.md §6.1, KC kosong kimi.py); it

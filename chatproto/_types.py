@@ -125,8 +125,13 @@ class Provider:
     """SPEC §1 rule 8: a bare ``<m>:cloud`` routes here (Ollama Cloud), as ``<m>``."""
     reasoning_control: str = ""
     """How an OpenAI-chat body carries ``think``: ``"reasoning"`` (OpenRouter's
-    ``reasoning`` object), ``"thinking"`` (Kimi's ``thinking`` object), or ``""`` (no
-    documented control: nothing is sent)."""
+    ``reasoning`` object), ``"thinking"`` (Kimi's ``thinking`` object), ``"effort"``
+    (``reasoning_effort``, OpenCode Zen), or ``""`` (no documented control: nothing is
+    sent)."""
+    extra_sampling: bool = False
+    """An OpenAI-chat upstream that takes ``top_k``, ``min_p`` and ``repetition_penalty``
+    besides OpenAI's sampling fields (OpenRouter, openrouter.ai/docs/api-reference/
+    parameters)."""
     echo_reasoning: bool = False
     """Send an assistant turn's earlier thinking back as ``reasoning_content`` (Kimi
     refuses a tool-call history without it)."""

@@ -279,8 +279,12 @@ def test_unencodable_tool_is_invalid_request() -> None:
         pytest.param("kimi", True, {"thinking": {"type": "enabled"}}, id="kimi-true"),
         pytest.param("kimi", "high", {"thinking": {"type": "enabled"}}, id="kimi-level"),
         pytest.param("opencode", None, {}, id="opencode-none"),
-        pytest.param("opencode", False, {}, id="opencode-false"),
-        pytest.param("opencode", "max", {}, id="opencode-level"),
+        # Zen reads reasoning_effort "none" as "no reasoning" and forwards the level
+        # (OC console zen/util/provider/provider.ts isNoReasoningRequest).
+        pytest.param("opencode", False, {"reasoning_effort": "none"}, id="opencode-false"),
+        pytest.param("opencode", True, {}, id="opencode-true"),
+        pytest.param("opencode", "low", {"reasoning_effort": "low"}, id="opencode-low"),
+        pytest.param("opencode", "max", {"reasoning_effort": "xhigh"}, id="opencode-level"),
     ],
 )
 def test_think_mapping(name: str, think: bool | str | None, expected: dict[str, Any]) -> None:

@@ -227,7 +227,8 @@ GOOD: list[tuple[bytes, ChatRequest]] = [
     (body(text={"format": {"type": "json_object"}}), replace(BASE, format="json")),
     (body(text={"format": {"type": "json_schema", "name": "r", "strict": True,
                            "schema": SCHEMA}, "verbosity": "low"}),
-     replace(BASE, format=SCHEMA, options={"verbosity": "low"})),
+     replace(BASE, format=SCHEMA, options={"format_name": "r", "format_strict": True,
+                                           "verbosity": "low"})),
     (body(text={"format": {"type": "json_schema", "name": "r"}}), replace(BASE, format="json")),
     # scalars and options
     (body(max_output_tokens=64, temperature=0.2, top_p=1, stream=True),
@@ -746,6 +747,11 @@ BODIES: list[tuple[ChatRequest, dict[str, Any]]] = [
      {"model": "gpt-5.1", "input": [{"type": "message", "role": "user", "content": "hi"}],
       "reasoning": {"effort": "none"},
       "text": {"format": {"type": "json_schema", "name": "response", "schema": SCHEMA}},
+      **STATELESS}),
+    (replace(CANON, format=SCHEMA, options={"format_name": "r", "format_strict": True}),
+     {"model": "gpt-5.1", "input": [{"type": "message", "role": "user", "content": "hi"}],
+      "text": {"format": {"type": "json_schema", "name": "r", "schema": SCHEMA,
+                          "strict": True}},
       **STATELESS}),
     (replace(CANON, think=True, format={"type": "json_schema", "json_schema": {
         "name": "r", "schema": SCHEMA, "strict": True}}),

@@ -71,6 +71,12 @@ def msgs(*messages: object) -> bytes:
     return body(messages=list(messages))
 
 
+def effort(think: bool | str, sent: str) -> ChatRequest:
+    """``reasoning_effort`` read as ``think``, the client's own value kept beside it for an
+    upstream that takes it back (OpenCode Zen's ``reasoning_effort``)."""
+    return replace(BASE, think=think, options={"reasoning_effort": sent})
+
+
 def with_messages(*messages: Message) -> ChatRequest:
     return replace(BASE, messages=messages)
 
@@ -143,17 +149,17 @@ GOOD: list[tuple[bytes, ChatRequest]] = [
     (body(response_format={"type": "json_object"}), replace(BASE, format="json")),
     (body(response_format={"type": "json_schema",
                            "json_schema": {"name": "r", "strict": True, "schema": SCHEMA}}),
-     replace(BASE, format=SCHEMA)),
+     replace(BASE, format=SCHEMA, options={"format_name": "r", "format_strict": True})),
     (body(response_format={"type": "json_schema", "json_schema": {"name": "r"}}),
      replace(BASE, format="json")),
     # reasoning_effort, each value (OAI reasoning_effort.py)
-    (body(reasoning_effort="none"), replace(BASE, think=False)),
-    (body(reasoning_effort="minimal"), replace(BASE, think=False)),
-    (body(reasoning_effort="low"), replace(BASE, think="low")),
-    (body(reasoning_effort="medium"), replace(BASE, think="medium")),
-    (body(reasoning_effort="high"), replace(BASE, think="high")),
-    (body(reasoning_effort="xhigh"), replace(BASE, think="max")),
-    (body(reasoning_effort="max"), replace(BASE, think="max")),
+    (body(reasoning_effort="none"), effort(False, "none")),
+    (body(reasoning_effort="minimal"), effort(False, "minimal")),
+    (body(reasoning_effort="low"), effort("low", "low")),
+    (body(reasoning_effort="medium"), effort("medium", "medium")),
+    (body(reasoning_effort="high"), effort("high", "high")),
+    (body(reasoning_effort="xhigh"), effort("max", "xhigh")),
+    (body(reasoning_effort="max"), effort("max", "max")),
     (body(reasoning_effort=None), BASE),
     (body(reasoning={"effort": "medium"}), replace(BASE, think="medium")),
     (body(reasoning={"effort": "minimal"}), replace(BASE, think=False)),
@@ -161,8 +167,8 @@ GOOD: list[tuple[bytes, ChatRequest]] = [
     (body(reasoning={"enabled": True}), replace(BASE, think=True)),
     (body(reasoning={"enabled": True, "effort": "high"}), replace(BASE, think="high")),
     (body(reasoning={"max_tokens": 100}), BASE),
-    (body(reasoning_effort="high", reasoning={"effort": "high"}), replace(BASE, think="high")),
-    (body(reasoning_effort="xhigh", reasoning={"effort": "max"}), replace(BASE, think="max")),
+    (body(reasoning_effort="high", reasoning={"effort": "high"}), effort("high", "high")),
+    (body(reasoning_effort="xhigh", reasoning={"effort": "max"}), effort("max", "xhigh")),
     # tools
     (body(tools=[TOOL], tool_choice="required"),
      replace(BASE, tools=(TOOL,), tool_choice="required")),
@@ -172,7 +178,10 @@ GOOD: list[tuple[bytes, ChatRequest]] = [
     (body(stream=True), replace(BASE, stream=True)),
     (body(n=1), BASE),
     (body(n=None, user="u", logprobs=True, parallel_tool_calls=False, presence_penalty=0.5,
-          metadata={"a": "b"}, store=False, service_tier="auto"), BASE),
+          metadata={"a": "b"}, store=False, service_tier="auto"),
+     replace(BASE, options={"user": "u", "logprobs": True, "parallel_tool_calls": False,
+                            "presence_penalty": 0.5},
+             extras={"metadata": {"a": "b"}, "store": False, "service_tier": "auto"})),
 ]
 GOOD_IDS = [
     "minimal", "developer-is-system", "system", "text-parts-joined-by-newline",
@@ -188,7 +197,7 @@ GOOD_IDS = [
     "reasoning.enabled-true", "reasoning.enabled-and-effort", "reasoning.max_tokens-only",
     "both-spellings-agree", "xhigh-and-max-agree",
     "tools-required", "tool_choice-object",
-    "stream", "n-1", "unknown-fields-ignored",
+    "stream", "n-1", "options-and-extras",
 ]
 
 

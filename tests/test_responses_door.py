@@ -354,8 +354,9 @@ async def test_json_schema_reaches_the_upstream(tmp_path: Path, name: str) -> No
     if route.family == "responses":
         assert body["text"] == {"format": fmt}
     elif route.family == "chat":
+        # The schema's name and strict reach an upstream that has them.
         assert body["response_format"] == {"type": "json_schema", "json_schema": {
-            "name": "response", "schema": SCHEMA}}
+            "name": "greeting", "schema": SCHEMA, "strict": True}}
     else:
         assert body["format"] == SCHEMA
 

@@ -84,13 +84,16 @@ so a relayed chunk costs one ``orjson.dumps`` of its text and a concatenation. D
 - ``options``: ``num_predict`` → ``max_tokens``, where zero or negative means unlimited
   (None): "``num_predict`` -1 (infinite)" (OL ``docs/modelfile.mdx``), and Ollama's runner
   enforces the limit only ``if seq.numPredict > 0`` (OL ``runner``), so 0 and -2 are
-  unlimited too. ``temperature``, ``top_p``, ``stop``, ``seed`` map to chatd's fields. Every
-  other option (``top_k``, ``num_ctx``, ``repeat_penalty``, ...) is ignored: chatd's request
-  has no field for it and most routed providers have no equivalent; refusing them would
-  break clients that always send a few.
-- ``keep_alive``, ``logprobs``, ``top_logprobs``, ``truncate``, ``shift`` and the
-  image-generation fields are ignored: chatd does not manage model residency and returns
-  no log probabilities.
+  unlimited too. ``temperature``, ``top_p``, ``stop``, ``seed`` map to chatd's fields; the
+  other documented options (``top_k``, ``num_ctx``, ``repeat_penalty``, the penalties...,
+  :data:`~chatproto._options.OLLAMA_OPTIONS`) and the top-level ``keep_alive``,
+  ``logprobs``, ``top_logprobs`` go to ``ChatRequest.options`` under their own names, so
+  an Ollama upstream gets them all and another upstream the ones it has a counterpart
+  for (SPEC §2: nothing the client set is silently dropped). An undocumented option key is
+  left out, as Ollama itself ignores one.
+- Every other top-level field (``truncate``, ``shift``, the image-generation fields) is
+  ``ChatRequest.extras``: sent unchanged to an upstream of the same endpoint, dropped
+  elsewhere.
 - ``format: ""`` means no format: the ``ollama`` client types allow ``Literal['', 'json']``.
 - A message without ``content`` has empty content, as in Ollama (its Go ``Message.Content``
   is a plain string).
@@ -149,6 +152,7 @@ from .._errors import ChatError, Headers, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._lifecycle import StreamLifecycle
 from .._models import CatalogEntry, ListedModel, usable_id
+from .._options import OLLAMA_OPTIONS, read_options
 from .._request import (
     boolean,
     decode_body,
@@ -408,8 +412,11 @@ def _request_fields(request: ChatRequest, body: dict[str, Any]) -> dict[str, Any
       a level string (``low``/``medium``/``high``/``max``) is passed through as given.
     - ``format`` is ``"json"`` or a JSON-schema object, passed through (OL §1.2).
     - ``max_tokens`` → ``options.num_predict``, and ``temperature``, ``top_p``, ``stop``,
-      ``seed`` under ``options`` (OL ``docs/modelfile.mdx``); ``options`` is omitted when
-      empty so the model's Modelfile defaults apply.
+      ``seed`` under ``options`` (OL ``docs/modelfile.mdx``), with every one of
+      :data:`~chatproto._options.OLLAMA_OPTIONS` the request's ``options`` hold
+      (``top_k``, ``num_ctx``, ``repeat_penalty``, the penalties...); ``options`` is
+      omitted when empty so the model's Modelfile defaults apply. ``keep_alive``,
+      ``logprobs`` and ``top_logprobs`` go at the top level, where Ollama has them.
     """
     body["stream"] = request.stream
     body["think"] = False if request.think is None else request.think
@@ -426,8 +433,29 @@ def _request_fields(request: ChatRequest, body: dict[str, Any]) -> dict[str, Any
         options["stop"] = request.stop
     if request.seed is not None:
         options["seed"] = request.seed
+    extra = request.options
+    if extra:
+        for name in OLLAMA_OPTIONS:
+            if name in extra:
+                options[name] = extra[name]
+        for name in _TOP_LEVEL_OPTIONS:
+            if name in extra:
+                body[name] = extra[name]
     if options:
         body["options"] = options
+    return body
+
+
+#: ``ChatRequest.options`` Ollama takes at the top level of a request rather than in its
+#: ``options`` (providers.md §1.2: ``keep_alive``, ``logprobs``, ``top_logprobs``).
+_TOP_LEVEL_OPTIONS = ("keep_alive", "logprobs", "top_logprobs")
+
+
+def _with_extras(request: ChatRequest, api: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` after the client's uninterpreted fields, when the client spoke ``api``
+    itself (SPEC §2: the same dialect loses nothing); chatd's own fields win."""
+    if request.dialect == api and request.extras:
+        return {**request.extras, **body}
     return body
 
 
@@ -703,7 +731,8 @@ class OllamaChatCodec:
             # Ollama takes OpenAI's {type:"function", function:{name, description,
             # parameters}} shape as is (providers.md OL §1.2).
             body["tools"] = request.tools
-        return _http_request(provider, "/api/chat", body, request.stream)
+        return _http_request(provider, "/api/chat", _with_extras(request, self.api, body),
+                             request.stream)
 
     def parse_response(
         self, provider: str, body: bytes, *, passthrough: bool = False
@@ -847,7 +876,8 @@ class OllamaGenerateCodec:
         if images:
             body["images"] = images
         _request_fields(request, body)
-        return _http_request(provider, "/api/generate", body, request.stream)
+        return _http_request(provider, "/api/generate", _with_extras(request, self.api, body),
+                             request.stream)
 
     def parse_response(
         self, provider: str, body: bytes, *, passthrough: bool = False
@@ -958,10 +988,14 @@ class _Options:
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    rest: Mapping[str, JSON] | None = None
+    """The other documented options, by name (``ChatRequest.options``)."""
 
 
 def _options(value: object) -> _Options:
-    """The ``options`` chatd honours; see the module docstring for the rest."""
+    """The ``options`` object: five map to chatd's fields, the documented rest
+    (:data:`~chatproto._options.OLLAMA_OPTIONS`) to ``ChatRequest.options``; see the
+    module docstring."""
     if value is None:
         return _Options()
     if not isinstance(value, dict):
@@ -974,7 +1008,17 @@ def _options(value: object) -> _Options:
         top_p=number(value.get("top_p"), "options.top_p"),
         stop=parse_stop(value.get("stop"), "options.stop"),
         seed=integer(value.get("seed"), "options.seed"),
+        rest=read_options(value, OLLAMA_OPTIONS, {}, prefix="options."),
     )
+
+
+#: Top-level fields of both endpoints that the door reads (OL ``api/types.go``); the
+#: client's other fields (``truncate``, ``shift``...) are ``ChatRequest.extras``.
+_READ = frozenset({
+    "model", "messages", "tools", "format", "think", "stream", "options", "keep_alive",
+    "logprobs", "top_logprobs", "prompt", "system", "images", "raw", "template", "context",
+    "suffix",
+})
 
 
 def _stream(value: object) -> bool:
@@ -987,6 +1031,8 @@ def _request(
     obj: Mapping[str, object], model: str, messages: tuple[Message, ...], **extra: Any
 ) -> ChatRequest:
     opts = _options(obj.get("options"))
+    options = read_options(obj, ("keep_alive", "logprobs", "top_logprobs"),
+                           dict(opts.rest or {}))
     return ChatRequest(
         model=model,
         messages=messages,
@@ -998,6 +1044,8 @@ def _request(
         format=_format(obj.get("format")),
         think=parse_think(obj.get("think")),
         stream=_stream(obj.get("stream")),
+        options=options,
+        extras={k: v for k, v in obj.items() if k not in _READ},
         **extra,
     )
 

@@ -99,6 +99,7 @@ from .._errors import ChatError, Headers, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._lifecycle import StreamLifecycle
 from .._models import CatalogEntry, ListedModel, usable_id
+from .._options import read_options
 from .._request import (
     boolean,
     decode_body,
@@ -175,11 +176,13 @@ def _tool_call_json(call_id: str | None, name: str, arguments: str) -> dict[str,
     return {"id": call_id, "type": "function", "function": function}
 
 
-def _response_format_json(fmt: JSON) -> JSON:
+def _response_format_json(fmt: JSON, options: Mapping[str, JSON] | None = None) -> JSON:
     """``ChatRequest.format`` -> OpenAI ``response_format`` (SPEC §2; providers.md §3.1).
 
     ``"json"`` is JSON mode, ``{"type": "json_object"}``. A schema object is wrapped as
-    ``{"type": "json_schema", "json_schema": {"name": "response", "schema": ...}}``.
+    ``{"type": "json_schema", "json_schema": {"name": "response", "schema": ...}}``, with
+    the client's own ``name`` and ``strict`` where it gave them (``options.format_name``,
+    ``options.format_strict``, from an OpenAI or Responses client). Without one,
     ``strict`` is left out (OpenAI's default, false): strict mode refuses any schema that
     does not list every property as required and forbid additional ones, and chatd
     passes the caller's schema through as written. A dict whose ``type`` is already
@@ -191,7 +194,15 @@ def _response_format_json(fmt: JSON) -> JSON:
     if isinstance(fmt, dict):
         if fmt.get("type") in ("json_schema", "json_object"):
             return fmt
-        return {"type": "json_schema", "json_schema": {"name": "response", "schema": fmt}}
+        spec: dict[str, JSON] = {"name": "response", "schema": fmt}
+        if options:
+            name = options.get("format_name")
+            if isinstance(name, str):
+                spec["name"] = name
+            strict = options.get("format_strict")
+            if isinstance(strict, bool):
+                spec["strict"] = strict
+        return {"type": "json_schema", "json_schema": spec}
     raise ChatError("invalid_request", 'format must be "json" or a JSON schema object')
 
 
@@ -406,7 +417,35 @@ def _bad(provider: str | None, what: str) -> ChatError:
     return ChatError("bad_upstream_response", what, provider=provider)
 
 
-def _think_fields(control: str, think: bool | str | None) -> dict[str, JSON]:
+#: ``ChatRequest.options`` every OpenAI-family upstream takes, under the same name
+#: (providers.md §3.1, OAI ``completion_create_params.py``; OpenRouter documents them all,
+#: openrouter.ai/docs/api-reference/parameters).
+_FAMILY_OPTIONS = ("presence_penalty", "frequency_penalty", "parallel_tool_calls",
+                   "logprobs", "top_logprobs", "user")
+
+#: The sampling fields OpenRouter adds (``Provider.extra_sampling``): chatd's name ->
+#: the wire name (openrouter.ai/docs/api-reference/parameters: ``top_k``, ``min_p``,
+#: ``repetition_penalty``, which is Ollama's ``repeat_penalty``).
+_EXTRA_SAMPLING = (("top_k", "top_k"), ("min_p", "min_p"),
+                   ("repeat_penalty", "repetition_penalty"))
+
+
+def _option_fields(options: Mapping[str, JSON], body: dict[str, JSON], extra: bool) -> None:
+    """The options the upstream has, into ``body``: :data:`_FAMILY_OPTIONS` always,
+    :data:`_EXTRA_SAMPLING` where ``extra`` (OpenRouter, or a client that spoke this
+    dialect and sent them itself)."""
+    for name in _FAMILY_OPTIONS:
+        if name in options:
+            body[name] = options[name]
+    if extra:
+        for name, wire in _EXTRA_SAMPLING:
+            if name in options:
+                body[wire] = options[name]
+
+
+def _think_fields(
+    control: str, think: bool | str | None, options: Mapping[str, JSON] | None = None
+) -> dict[str, JSON]:
     """The body fields that carry ``think`` under ``Provider.reasoning_control``, or none.
 
     ``None`` (no preference) sends nothing anywhere: the provider's default stands.
@@ -420,10 +459,24 @@ def _think_fields(control: str, think: bool | str | None) -> dict[str, JSON]:
     - ``"thinking"`` (Kimi): ``thinking: {"type": "enabled"|"disabled"}``, what the
       official Kimi CLI sends as ``extra_body.thinking`` (providers.md §6.1, KC
       ``kosong/chat_provider/kimi.py``); Kimi has no levels, so any level means enabled.
-    - ``""`` (OpenCode Zen, configured providers): nothing. Zen forwards the body to
-      varying upstreams and documents no reasoning control (providers.md §5.3, §8
-      "upstream's (undocumented)").
+    - ``"effort"`` (OpenCode Zen): ``reasoning_effort``, the client's own value when it
+      sent one (``options.reasoning_effort``), else the level (``max`` -> ``xhigh``) or
+      ``"none"`` for false; true (no level) sends nothing, the model's default. Zen
+      forwards a chat body to the model's upstream as is, and reads
+      ``reasoning_effort: "none"`` (or ``thinking: {type: "disabled"}``) itself as "no
+      reasoning" (OC console ``zen/util/provider/provider.ts``
+      ``isNoReasoningRequest``), so this is the control it understands everywhere.
+    - ``""`` (configured providers): nothing; no documented control.
     """
+    if control == "effort":
+        effort = options.get("reasoning_effort") if options else None
+        if isinstance(effort, str):
+            return {"reasoning_effort": effort}
+        if think is False:
+            return {"reasoning_effort": "none"}
+        if isinstance(think, str):
+            return {"reasoning_effort": _OPENROUTER_EFFORT.get(think, think)}
+        return {}
     if think is None:
         return {}
     if control == "reasoning":
@@ -811,13 +864,18 @@ class OpenAIChatCodec:
             body["stop"] = list(request.stop)
         if request.seed is not None:
             body["seed"] = request.seed
+        options = request.options
         if request.format is not None:
-            body["response_format"] = _response_format_json(request.format)
+            body["response_format"] = _response_format_json(request.format, options)
         if request.tools:
             body["tools"] = list(request.tools)
         if request.tool_choice is not None:
             body["tool_choice"] = request.tool_choice
-        body.update(_think_fields(provider.reasoning_control, request.think))
+        body.update(_think_fields(provider.reasoning_control, request.think, options))
+        if options:
+            _option_fields(options, body, provider.extra_sampling or request.dialect == API)
+        if request.dialect == API and request.extras:
+            body = {**request.extras, **body}
         if request.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -951,11 +1009,51 @@ class OpenAIRequest:
     include_usage: bool = False
 
 
+#: Body fields read into ``ChatRequest.options`` (providers.md §3.1, OAI
+#: ``completion_create_params.py``), and the sampling fields OpenRouter and vLLM add
+#: (openrouter.ai/docs/api-reference/parameters: ``top_k``, ``min_p``,
+#: ``repetition_penalty``), so an Ollama upstream gets them too.
+_OPTIONS = ("presence_penalty", "frequency_penalty", "parallel_tool_calls", "logprobs",
+            "top_logprobs", "user", "top_k", "min_p", "repetition_penalty")
+
+#: OpenRouter's ``repetition_penalty`` is Ollama's ``repeat_penalty`` (a multiplier on
+#: repeated tokens' logits, 1.0 = none, in both), chatd's name for it.
+_RENAMED = {"repetition_penalty": "repeat_penalty"}
+
+#: Every top-level field the door interprets; the rest is ``ChatRequest.extras``, sent
+#: unchanged to an OpenAI-family upstream (OpenRouter's ``provider``, ``models``,
+#: ``transforms``; ``service_tier``, ``metadata``, ``prediction``...).
+_READ = frozenset({
+    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+    "stop", "seed", "response_format", "reasoning_effort", "reasoning", "stream",
+    "stream_options", "tools", "tool_choice", "n", "functions", "function_call", *_OPTIONS,
+})
+
+
+def _format_options(value: object, options: dict[str, JSON]) -> None:
+    """A ``json_schema`` response format's ``name`` and ``strict``, which ``format`` (the
+    schema alone) cannot hold, as the options ``format_name`` / ``format_strict``: the
+    OpenAI family and Responses take them back (providers.md §3.1); Ollama's ``format``
+    and Anthropic's ``output_config.format`` have no place for them."""
+    if not isinstance(value, dict) or value.get("type") != "json_schema":
+        return
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+        return  # JSON mode, or refused by _parse_response_format
+    name = string(spec.get("name"), "response_format.json_schema.name")
+    strict = boolean(spec.get("strict"), "response_format.json_schema.strict")
+    if name is not None:
+        options["format_name"] = name
+    if strict is not None:
+        options["format_strict"] = strict
+
+
 def parse_request(body: bytes) -> OpenAIRequest:
     """Parse and validate a Chat Completions body (providers.md §3.1).
 
-    Unknown fields (``user``, ``logprobs``, ``parallel_tool_calls``, penalties...) are
-    ignored, as on the native door. ``null`` means "not given" everywhere.
+    The sampling and control fields other dialects share go to ``options``
+    (:data:`_OPTIONS`); every field chatd does not interpret goes to ``extras``, for an
+    OpenAI-family upstream. ``null`` means "not given" everywhere.
 
     Raises:
         ChatError: ``invalid_request`` (400), its message naming the offending field.
@@ -980,6 +1078,14 @@ def parse_request(body: bytes) -> OpenAIRequest:
         include_usage = bool(
             boolean(options.get("include_usage"), "stream_options.include_usage")
         )
+    response_format = obj.get("response_format")
+    options = read_options(obj, _OPTIONS, {}, rename=_RENAMED)
+    _format_options(response_format, options)
+    think = _parse_think(obj.get("reasoning_effort"), obj.get("reasoning"))
+    if isinstance(obj.get("reasoning_effort"), str):
+        # Checked by _parse_think; kept as sent for an upstream that takes it back
+        # ("minimal" and "none" are both think false).
+        options["reasoning_effort"] = obj["reasoning_effort"]
     chat = ChatRequest(
         model=model,
         messages=_parse_messages(obj.get("messages")),
@@ -988,12 +1094,14 @@ def parse_request(body: bytes) -> OpenAIRequest:
         top_p=number(obj.get("top_p"), "top_p"),
         stop=parse_stop(obj.get("stop")),
         seed=integer(obj.get("seed"), "seed"),
-        format=_parse_response_format(obj.get("response_format")),
-        think=_parse_think(obj.get("reasoning_effort"), obj.get("reasoning")),
+        format=_parse_response_format(response_format),
+        think=think,
         stream=stream,
         tools=parse_tools(obj.get("tools")),
         tool_choice=parse_tool_choice(obj.get("tool_choice")),
+        options=options,
         dialect=API,
+        extras={k: v for k, v in obj.items() if k not in _READ},
     )
     return OpenAIRequest(chat=chat, include_usage=include_usage)
 

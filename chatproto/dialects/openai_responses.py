@@ -234,6 +234,15 @@ def parse_request(body: bytes, headers: Headers = ()) -> DoorCall:
         raise invalid(f"metadata must be an object, not {json_type(metadata)}")
 
     options: dict[str, JSON] = {}
+    text_obj = obj.get("text")
+    text_format = text_obj.get("format") if isinstance(text_obj, dict) else None
+    if isinstance(text_format, dict) and text_format.get("type") == "json_schema" \
+            and isinstance(text_format.get("schema"), dict):
+        # The schema's name and strict, which ``format`` (the schema alone) cannot hold,
+        # for the upstreams that take them back (``_text`` checked their types).
+        for key, option in (("name", "format_name"), ("strict", "format_strict")):
+            if text_format.get(key) is not None:
+                options[option] = text_format[key]
     parallel = boolean(obj.get("parallel_tool_calls"), "parallel_tool_calls")
     for key, value in (
         ("parallel_tool_calls", parallel),
@@ -598,6 +607,8 @@ def _text(value: object) -> tuple[JSON, str | None]:
             return "json", verbosity
         if not isinstance(schema, dict):
             raise invalid(f"text.format.schema must be an object, not {json_type(schema)}")
+        string(fmt.get("name"), "text.format.name")
+        boolean(fmt.get("strict"), "text.format.strict")
         return schema, verbosity
     raise invalid('text.format.type must be "text", "json_object" or "json_schema", not '
                   f"{_shown(kind)}")
@@ -1166,8 +1177,10 @@ def _tool_choice_out(choice: JSON) -> JSON:
     return choice
 
 
-def _format_out(fmt: JSON) -> JSON:
-    """``ChatRequest.format`` -> ``text.format`` (``response_format_text_config_param``).
+def _format_out(fmt: JSON, options: Mapping[str, JSON]) -> JSON:
+    """``ChatRequest.format`` -> ``text.format`` (``response_format_text_config_param``),
+    with the client's schema ``name`` and ``strict`` where it gave them
+    (``options.format_name`` / ``format_strict``, from an OpenAI or Responses client).
     A Chat ``response_format`` object passed on by another door is reshaped."""
     if fmt == "json":
         return {"type": "json_object"}
@@ -1177,7 +1190,14 @@ def _format_out(fmt: JSON) -> JSON:
             return {"type": "json_object"}
         if kind == "json_schema" and isinstance(fmt.get("json_schema"), dict):
             return {"type": "json_schema", "name": "response", **fmt["json_schema"]}
-        return {"type": "json_schema", "name": "response", "schema": fmt}
+        out: dict[str, JSON] = {"type": "json_schema", "name": "response", "schema": fmt}
+        name = options.get("format_name")
+        if isinstance(name, str):
+            out["name"] = name
+        strict = options.get("format_strict")
+        if isinstance(strict, bool):
+            out["strict"] = strict
+        return out
     raise ChatError("invalid_request", 'format must be "json" or a JSON schema object')
 
 
@@ -1217,7 +1237,7 @@ def _body(request: ChatRequest, route: Route) -> dict[str, JSON]:
         body["reasoning"] = reasoning
     text: dict[str, JSON] = {}
     if request.format is not None:
-        text["format"] = _format_out(request.format)
+        text["format"] = _format_out(request.format, options)
     if "verbosity" in options:
         text["verbosity"] = options["verbosity"]
     if text:
