@@ -14,7 +14,8 @@ what the *normal* clients that kept calling meanwhile got (200s, 503s, errors):
   upstream calls cancelled after ``stream_idle_secs``; the upstream counts what is open).
 - ``soak``: 100k requests at c=200, twice, to see that nothing grows between passes.
 - ``bulk``: 60 concurrent 8 MiB bodies (an upstream that answers after a pause, so they
-  overlap): chatd's peak RSS during the phase (``VmHWM``, reset first), per body.
+  overlap): chatd's peak RSS during the phase (``VmHWM``, reset first), per body, and its
+  RSS once all 60 calls have been sent and wait for their answers.
 
 Hostile counts default to 15,000 (about 20,000 exhausted the descriptor limit before; this
 client needs a descriptor for each of its own sockets, under the same 20,000 hard limit,
@@ -64,6 +65,7 @@ _BIG_LINE = (json.dumps({"model": "m", "created_at": "2026-11-29T00:00:00Z",
                          "message": {"role": "assistant", "content": "x" * 30000},
                          "done": False}) + "\n").encode()
 _open_streams = 0
+_waiting = 0
 
 
 def _chunk(data: bytes) -> bytes:
@@ -74,7 +76,7 @@ async def _upstream_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWri
     """Keep-alive HTTP/1.1: ``GET /stats`` says how many streams are open; ``POST`` reads
     the body and answers by the model name: ``slow-<ms>``, ``hang`` (one line, then
     silence), ``flood`` (lines as fast as the client takes them), else at once."""
-    global _open_streams
+    global _open_streams, _waiting
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -83,7 +85,8 @@ async def _upstream_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWri
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":", 1)[1])
             if head.startswith(b"GET /stats"):
-                body = json.dumps({"open_streams": _open_streams}).encode()
+                body = json.dumps({"open_streams": _open_streams,
+                                   "waiting": _waiting}).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                              b"content-length: %d\r\n\r\n%s" % (len(body), body))
                 await writer.drain()
@@ -96,7 +99,11 @@ async def _upstream_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWri
             model = str(request.get("model", ""))
             stream = request.get("stream", True)
             if model.startswith("slow-"):
-                await asyncio.sleep(int(model[5:]) / 1000)
+                _waiting += 1
+                try:
+                    await asyncio.sleep(int(model[5:]) / 1000)
+                finally:
+                    _waiting -= 1
             if not stream or model.startswith("slow-"):
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                              b"content-length: %d\r\n\r\n%s" % (len(_ANSWER), _ANSWER))
@@ -335,14 +342,18 @@ async def phase_streams(chatd: Chatd, upstream_port: int, hostile: int) -> None:
           f"{chatd.state()}")
 
 
-async def _upstream_streams(port: int) -> int:
+async def _upstream_stats(port: int) -> dict[str, int]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
     head = await reader.readuntil(b"\r\n\r\n")
     length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
     body = await reader.readexactly(length)
     writer.close()
-    return int(json.loads(body)["open_streams"])
+    return dict(json.loads(body))
+
+
+async def _upstream_streams(port: int) -> int:
+    return (await _upstream_stats(port))["open_streams"]
 
 
 async def phase_soak(chatd: Chatd, requests: int, concurrency: int = 200) -> None:
@@ -387,21 +398,42 @@ async def phase_soak(chatd: Chatd, requests: int, concurrency: int = 200) -> Non
               f"chatd {chatd.state()}")
 
 
-async def phase_bulk(chatd: Chatd, count: int = 60, size: int = 8 * 1024 * 1024 - 4096
-                     ) -> None:
+async def phase_bulk(chatd: Chatd, upstream_port: int, count: int = 60,
+                     size: int = 8 * 1024 * 1024 - 4096) -> None:
     text = "a" * (size - 200)
     payload = _request("/v1/chat", {"model": "slow-3000", "messages": [
         {"role": "user", "content": text}]})
     await asyncio.sleep(1.0)
     before = rss_mb(chatd.pid)
     chatd.reset_peak()
+    waiting: list[tuple[int, float]] = [(0, 0.0)]
+
+    async def held() -> None:
+        """chatd's RSS when the most calls have been sent and wait for their answers
+        (most of a call's life): what a body costs once its transient copies are gone."""
+        while True:
+            now = (await _upstream_stats(upstream_port))["waiting"]
+            if now >= waiting[-1][0]:
+                waiting.append((now, rss_mb(chatd.pid)))
+            await asyncio.sleep(0.05)
+
+    watch = asyncio.create_task(held())
     statuses = Counter(await asyncio.gather(
         *(_status(chatd.port, payload, timeout=120) for _ in range(count))))
+    watch.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watch
     peak = peak_rss_mb(chatd.pid)
+    mib = len(payload) / 2**20
     per = (peak - before) / count
-    print(f"bulk: {count} concurrent bodies of {len(payload) / 2**20:.1f} MiB: statuses "
+    print(f"bulk: {count} concurrent bodies of {mib:.1f} MiB: statuses "
           f"{dict(statuses)}; RSS {before:.0f} MB before, peak {peak:.0f} MB: "
-          f"{per:.1f} MB per body ({per / (len(payload) / 2**20):.2f} x its size)")
+          f"{per:.1f} MB per body ({per / mib:.2f} x its size)")
+    most, rss = waiting[-1]
+    if most:
+        per = (rss - before) / most
+        print(f"    when {most} calls waited upstream at once: RSS {rss:.0f} MB: "
+              f"{per:.1f} MB per waiting call ({per / mib:.2f} x its body)")
 
 
 # ------------------------------------------------------------------------------ main
@@ -470,8 +502,8 @@ def main() -> int:
         # A chatd of its own, with every limit at its default: a clean RSS baseline, and
         # the body deadline must not cut uploads that only a loaded machine slows down.
         with _servers(args.repo, '[chatd]\nollama_url = "http://127.0.0.1:{upstream}"\n'
-                      ) as (chatd, _):
-            asyncio.run(phase_bulk(chatd))
+                      ) as (chatd, upstream_port):
+            asyncio.run(phase_bulk(chatd, upstream_port))
     return 0
 
 

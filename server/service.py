@@ -46,6 +46,7 @@ from chatproto import (
     Codec,
     EmbedAttempt,
     Event,
+    HTTPRequest,
     Provider,
     RawEvent,
     Route,
@@ -71,6 +72,34 @@ _A = TypeVar("_A", Attempt, EmbedAttempt)
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 #: Error bodies are read only for their message.
 MAX_ERROR_BYTES = 64 * 1024
+#: An upstream request body larger than this is handed to the transport, not kept by the
+#: call (:class:`Outbox`).
+HANDOVER_BODY = 256 * 1024
+
+
+class Outbox:
+    """An attempt's upstream request on its way to the transport: taken once.
+
+    A call lives mostly in waiting for its answer, and a large body is useless once sent:
+    what keeps it in memory then is any reference left to it. So for a body over
+    :data:`HANDOVER_BODY` the attempt loop keeps the attempt without its body, and the
+    request itself sits here until the transport takes it; the transport lets it go once
+    it is written (``transports/_h11.py``). Kept by the call, 60 concurrent calls with
+    8 MiB bodies held two copies each (the parsed request and the upstream body) until
+    their answers came (bench/hostile.py ``bulk``).
+    """
+
+    __slots__ = ("_http",)
+
+    def __init__(self, http: HTTPRequest) -> None:
+        self._http: HTTPRequest | None = http
+
+    def take(self) -> HTTPRequest:
+        http = self._http
+        if http is None:
+            raise RuntimeError("the request was handed over already")
+        self._http = None
+        return http
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -365,17 +394,21 @@ class ChatService:
     async def _attempts(
         self,
         request: ChatRequest,
-        run: Callable[[Attempt, CallPlan], Awaitable[_T]],
+        run: Callable[[Attempt, Outbox, CallPlan], Awaitable[_T]],
         trace: CallTrace,
     ) -> _T:
         """The one attempt loop: ``run`` each attempt the plan gives until one succeeds
         or the plan gives up (and raises). Each move along the chain is counted as a
-        fallback ``(from, to)``, skipped targets included."""
+        fallback ``(from, to)``, skipped targets included. The attempt's request goes to
+        ``run`` in an :class:`Outbox`; a large body is not kept here."""
         plan = self.plan(request)
         trace.fallbacks = plan.fallbacks
         counted = 0
         while True:
             attempt = plan.next(now=self._clock())
+            outbox = Outbox(attempt.http)
+            if len(attempt.http.body) > HANDOVER_BODY:
+                attempt = replace(attempt, http=replace(attempt.http, body=b""))
             trace.route = attempt.route
             trail = plan.fallbacks
             while counted < len(trail):
@@ -383,7 +416,7 @@ class ChatService:
                 self.telemetry.record_fallback(trail[counted], to)
                 counted += 1
             try:
-                return await run(attempt, plan)
+                return await run(attempt, outbox, plan)
             except ChatError as exc:
                 plan.failed(attempt, exc)
                 logger.info("falling back from %s after %s", attempt.provider.name, exc.type)
@@ -398,16 +431,19 @@ class ChatService:
             request = replace(request, stream=False)
         trace = trace if trace is not None else CallTrace()
         return await self._attempts(
-            request, lambda attempt, plan: self._call(attempt, plan, trace), trace
+            request, lambda attempt, outbox, plan: self._call(attempt, outbox, plan, trace),
+            trace,
         )
 
-    async def _call(self, attempt: Attempt, plan: CallPlan, trace: CallTrace) -> ChatResult:
+    async def _call(
+        self, attempt: Attempt, outbox: Outbox, plan: CallPlan, trace: CallTrace
+    ) -> ChatResult:
         provider = attempt.provider
         codec = attempt.codec
         async with self.slot(attempt, plan, trace) as attempt:
             started = self._clock()
             with self._accounted(provider, started, trace):
-                async with self.transport.open(attempt.http, self._timeouts(attempt)) as resp:
+                async with self.transport.open(outbox.take(), self._timeouts(attempt)) as resp:
                     await self._raise_for_status(resp, codec, provider)
                     body = await resp.aread(MAX_RESPONSE_BYTES)
                 response = codec.parse_response(
@@ -437,7 +473,9 @@ class ChatService:
         trace = trace if trace is not None else CallTrace()
         async with AsyncExitStack() as outer:
             stream = await self._attempts(
-                request, lambda attempt, plan: self._start(attempt, plan, outer, trace), trace
+                request,
+                lambda attempt, outbox, plan: self._start(attempt, outbox, plan, outer, trace),
+                trace,
             )
             try:
                 yield stream
@@ -445,7 +483,8 @@ class ChatService:
                 stream._abandon()
 
     async def _start(
-        self, attempt: Attempt, plan: CallPlan, outer: AsyncExitStack, trace: CallTrace
+        self, attempt: Attempt, outbox: Outbox, plan: CallPlan, outer: AsyncExitStack,
+        trace: CallTrace,
     ) -> ChatStream:
         """Open ``attempt`` and read until its first event; on success the response's
         cleanup (and the provider's slot) moves to ``outer``, on failure it runs here."""
@@ -462,7 +501,7 @@ class ChatService:
             first_event_by = anyio.current_time() + timeouts.total
             with self._accounted(provider, started, trace):
                 resp = await layer.enter_async_context(
-                    self.transport.open(attempt.http, timeouts)
+                    self.transport.open(outbox.take(), timeouts)
                 )
                 await self._raise_for_status(resp, codec, provider)
                 chunks = resp.aiter_bytes()

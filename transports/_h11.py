@@ -38,6 +38,7 @@ import inspect
 import select
 import ssl
 from collections import deque
+from dataclasses import replace
 from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
@@ -70,6 +71,10 @@ RECEIVE_SIZE = 64 * 1024
 #: A request body larger than this is written in slices of this size (see
 #: ``_send_and_receive_head``); a smaller one goes out in the same write as the head.
 LARGE_BODY = 256 * 1024
+
+#: A request body larger than this goes on a fresh connection and is let go once written
+#: (see :class:`_Exchange`).
+FRESH_BODY = 1024 * 1024
 
 #: Methods whose request carries a body, so ``Content-Length: 0`` is sent even when empty
 #: (RFC 9110 §8.6: a user agent SHOULD send it for a POST without content).
@@ -458,7 +463,15 @@ class _Connection:
 
 class _Exchange:
     """One request and its response on one connection: what :meth:`H11Transport.open`
-    returns. Entering sends and reads the head; leaving pools or closes the connection."""
+    returns. Entering sends and reads the head; leaving pools or closes the connection.
+
+    A body over :data:`FRESH_BODY` is let go as soon as it is written, so that it is not
+    resident while the upstream works on its answer (most of a call's life; the caller
+    hands the request over without keeping it, server/service.py ``Outbox``). Such a body
+    goes on a fresh connection: on a reused one the stale keep-alive retry (module
+    docstring) would need it again until the first response byte, which for a whole
+    answer is the end of the wait. A handshake costs less than writing a megabyte.
+    """
 
     __slots__ = ("_conn", "_deadline", "_done", "_request", "_timeouts", "_transport")
 
@@ -470,13 +483,13 @@ class _Exchange:
         self._done = False
 
     async def __aenter__(self) -> Response:
-        request = self._request
         transport = self._transport
-        origin, event = transport._request_event(request)
+        origin, event = transport._request_event(self._request)
         self._deadline = anyio.current_time() + self._timeouts.total
+        large = len(self._request.body) > FRESH_BODY
         for attempt in (1, 2):
             conn = await transport._checkout(
-                origin, self._timeouts, self._deadline, fresh=attempt == 2
+                origin, self._timeouts, self._deadline, fresh=attempt == 2 or large
             )
             try:
                 response = await self._send_and_receive_head(conn, event)
@@ -505,31 +518,15 @@ class _Exchange:
     async def _send_and_receive_head(self, conn: _Connection, event: h11.Request) -> Response:
         state = conn.h11
         conn.got_bytes = False
-        body = self._request.body
-        pieces: list[bytes | memoryview]
-        if len(body) > LARGE_BODY:
-            # Written in slices of the body itself: joining head and body would copy the
-            # body, and one large write leaves asyncio a copy of whatever the socket did
-            # not take at once (8 MiB bodies cost three times their size that way).
-            pieces = [state.send(event)]
-            framed = memoryview(state.send(h11.Data(data=body)))
-            pieces += [framed[i:i + LARGE_BODY] for i in range(0, len(framed), LARGE_BODY)]
-            pieces.append(state.send(h11.EndOfMessage()))
-        elif body:
-            pieces = [b"".join(
-                (state.send(event), state.send(h11.Data(data=body)), state.send(h11.EndOfMessage()))
-            )]
-        else:
-            pieces = [state.send(event) + state.send(h11.EndOfMessage())]
         # One cancel scope for the send and every read of the head, its deadline moved
         # before each read: a fresh fail_after per operation cost more than the rest of
         # this method. Nothing in here yields to the caller, so the scope wraps no user code.
         what = "sending the request"
         with anyio.CancelScope(deadline=self._read_deadline()) as scope:
             with map_exceptions(_HEAD_ERRORS, what):
-                for piece in pieces:
-                    await conn.stream.send(piece)  # type: ignore[arg-type]
-            pieces.clear()
+                await self._send(conn, event)  # its own frame: no local keeps the body
+            if len(self._request.body) > FRESH_BODY:
+                self._request = replace(self._request, body=b"")  # written: let it go
             what = "awaiting the response"
             while True:
                 with map_exceptions(_HEAD_ERRORS, "reading the response head"):
@@ -582,6 +579,29 @@ class _Exchange:
             else:  # EndOfMessage (then DONE/MUST_CLOSE: h11 has nothing more to say)
                 self._done = True
                 return b"".join(parts)
+
+    async def _send(self, conn: _Connection, event: h11.Request) -> None:
+        """Write the head and the body (a frame of its own, so that no local of the
+        caller's holds the body once it is written)."""
+        state = conn.h11
+        body = self._request.body
+        pieces: list[bytes | memoryview]
+        if len(body) > LARGE_BODY:
+            # Written in slices of the body itself: joining head and body would copy the
+            # body, and one large write leaves asyncio a copy of whatever the socket did
+            # not take at once (8 MiB bodies cost three times their size that way).
+            pieces = [state.send(event)]
+            framed = memoryview(state.send(h11.Data(data=body)))
+            pieces += [framed[i:i + LARGE_BODY] for i in range(0, len(framed), LARGE_BODY)]
+            pieces.append(state.send(h11.EndOfMessage()))
+        elif body:
+            pieces = [b"".join(
+                (state.send(event), state.send(h11.Data(data=body)), state.send(h11.EndOfMessage()))
+            )]
+        else:
+            pieces = [state.send(event) + state.send(h11.EndOfMessage())]
+        for piece in pieces:
+            await conn.stream.send(piece)  # type: ignore[arg-type]
 
     def _read_deadline(self) -> float:
         """When the next read must be done: the idle limit capped by the total deadline."""
