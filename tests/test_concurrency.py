@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import anyio
+import mock_stack
 import orjson
 import pytest
+from mock_stack import app_over
 from test_server import (
     Result,
     assert_error,
@@ -23,32 +25,14 @@ from test_server import (
 )
 
 from chatproto import ChatRequest, HTTPRequest, Message
-from server.app import ChatdApp, create_app
-from server.config import load_config
+from server.app import ChatdApp
 from transports import MockResponse, MockTransport
 
 KEY = "sk-kimi-concurrency-0123456789"
 
 
 def config(ollama: str = "", kimi: str = "") -> str:
-    return f"""
-[chatd]
-ollama_url = "http://ollama.test:11434"
-[chatd.providers.ollama]
-{ollama}
-[chatd.providers.kimi]
-base_url = "https://kimi.test/v1"
-key_file = "/nonexistent/kimi.env"
-{kimi}
-[chatd.providers.ollama_cloud]
-key_file = "/nonexistent/ollama_cloud.env"
-[chatd.providers.openrouter]
-key_file = "/nonexistent/openrouter.env"
-[chatd.providers.opencode]
-key_file = "/nonexistent/opencode.env"
-[models]
-smart = ["kimi/kimi-k2", "ollama/qwen3:4b"]
-"""
+    return mock_stack.config(kimi=kimi, tables=f"[chatd.providers.ollama]\n{ollama}")
 
 
 class Upstream:
@@ -87,9 +71,7 @@ class Upstream:
 
 
 def app_for(upstream: Upstream, **tables: str) -> ChatdApp:
-    transport = MockTransport(upstream)
-    return create_app(load_config(config(**tables)), environ={"KIMI_API_KEY": KEY},
-                      transport=lambda: transport)
+    return app_over(MockTransport(upstream), config(**tables), {"KIMI_API_KEY": KEY})
 
 
 def body(model: str, text: str, **fields: object) -> bytes:
@@ -227,9 +209,8 @@ async def test_a_stream_holds_its_slot_until_it_ends() -> None:
             return ollama_answer("next")
         return MockResponse(200, [("content-type", "application/x-ndjson")], paced())
 
-    transport = MockTransport(handler)
-    app = create_app(load_config(config(ollama="max_concurrency = 1\nqueue_timeout_secs = 0.1")),
-                     environ={}, transport=lambda: transport)
+    app = app_over(MockTransport(handler),
+                   config(ollama="max_concurrency = 1\nqueue_timeout_secs = 0.1"), {})
     results: dict[str, Result] = {}
 
     async def stream() -> None:

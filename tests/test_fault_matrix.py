@@ -21,11 +21,11 @@ from typing import Any
 import orjson
 import pytest
 from door_shapes import door_api, door_paths, error_type, request_body, stream_error_type
+from mock_stack import app_over, config
 from test_server import call, running
 
 from chatproto import PROVIDER_APIS, ChatError, HTTPRequest
-from server.app import ChatdApp, create_app
-from server.config import load_config
+from server.app import ChatdApp
 from transports import MockResponse, MockTransport
 
 pytestmark = pytest.mark.anyio
@@ -273,18 +273,7 @@ WIRES: dict[str, tuple[Wire, str, str]] = {
 #: APIs a provider can name that reach their upstream the same way as another here.
 SAME_WIRE = {"ollama_generate"}
 
-CONFIG = """
-[chatd]
-ollama_url = "http://ollama.test:11434"
-[chatd.providers.kimi]
-base_url = "https://kimi.test/v1"
-key_file = "/nonexistent/kimi.env"
-[chatd.providers.ollama_cloud]
-key_file = "/nonexistent/x.env"
-[chatd.providers.openrouter]
-key_file = "/nonexistent/x.env"
-[chatd.providers.opencode]
-key_file = "/nonexistent/x.env"
+CONFIG = config(models="", tables="""
 [chatd.providers.anth]
 api = "anthropic_messages"
 base_url = "http://anth.test"
@@ -293,7 +282,7 @@ key_env = ""
 api = "openai_responses"
 base_url = "http://resp.test/v1"
 key_env = ""
-"""
+""")
 
 
 def test_every_upstream_api_has_a_wire_here() -> None:
@@ -390,9 +379,7 @@ def upstream(request: HTTPRequest) -> Any:
 
 
 def make_app() -> ChatdApp:
-    transport = MockTransport(upstream)
-    return create_app(load_config(CONFIG), environ={"KIMI_API_KEY": KEY},
-                      transport=lambda: transport)
+    return app_over(MockTransport(upstream), CONFIG, {"KIMI_API_KEY": KEY})
 
 
 @pytest.fixture

@@ -48,37 +48,24 @@ from collections.abc import AsyncIterator  # noqa: E402
 from typing import Any  # noqa: E402
 
 import anyio  # noqa: E402
+import mock_stack  # noqa: E402
 import orjson  # noqa: E402
 from chatd_served import served  # noqa: E402
 from door_shapes import door_paths, error_type, request_body, stream_error_type  # noqa: E402
+from mock_stack import app_over  # noqa: E402
 from test_server import call, running  # noqa: E402
 
 from chatproto import HTTPRequest  # noqa: E402
-from server.app import ChatdApp, create_app  # noqa: E402
+from server.app import ChatdApp  # noqa: E402
 from transports import MockResponse, MockTransport  # noqa: E402
 
 KEY = "sk-kimi-limits-key"
-CONFIG = """
-[chatd]
-ollama_url = "http://ollama.test:11434"
-{extra}
-[chatd.providers.kimi]
-base_url = "https://kimi.test/v1"
-key_file = "/nonexistent/kimi.env"
-[chatd.providers.ollama_cloud]
-key_file = "/nonexistent/x.env"
-[chatd.providers.openrouter]
-key_file = "/nonexistent/x.env"
-[chatd.providers.opencode]
-key_file = "/nonexistent/x.env"
-"""
 PATHS = sorted(door_paths())
 
 
 def make(handler: Any, extra: str = "") -> ChatdApp:
-    transport = MockTransport(handler)
-    return create_app(load_config(CONFIG.format(extra=extra)), environ={"KIMI_API_KEY": KEY},
-                      transport=lambda: transport)
+    return app_over(MockTransport(handler), mock_stack.config(extra, models=""),
+                    {"KIMI_API_KEY": KEY})
 
 
 def sse(obj: dict[str, Any]) -> bytes:

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import mock_stack
 import orjson
 import pytest
+from mock_stack import app_over
 from test_server import Result, call, ollama_answer, ollama_lines, openai_error, running
 
 from chatproto import HTTPRequest
-from server.app import DOOR_ROUTES, ChatdApp, create_app
-from server.config import load_config
+from server.app import DOOR_ROUTES, ChatdApp
 from server.logs import setup
 from server.relay import DoorEndpoint
 from transports import MockResponse, MockTransport
@@ -38,22 +39,7 @@ CONTENT = "PROMPT-CONTENT-never-logged"
 FORGED = "2031-01-01T00:00:00.000Z forged"
 RAW_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
-CONFIG = """
-[chatd]
-ollama_url = "http://ollama.test:11434"
-{extra}
-[chatd.providers.kimi]
-base_url = "https://kimi.test/v1"
-key_file = "/nonexistent/kimi.env"
-[chatd.providers.ollama_cloud]
-key_file = "/nonexistent/ollama_cloud.env"
-[chatd.providers.openrouter]
-key_file = "/nonexistent/openrouter.env"
-[chatd.providers.opencode]
-key_file = "/nonexistent/opencode.env"
-[models]
-smart = ["kimi/busy", "ollama/m"]
-"""
+MODELS = '[models]\nsmart = ["kimi/busy", "ollama/m"]\n'
 
 
 def _messages(model: str, stream: bool) -> dict[str, Any]:
@@ -135,9 +121,8 @@ def upstream(request: HTTPRequest) -> MockResponse:
 
 
 def make(extra: str = "") -> ChatdApp:
-    transport = MockTransport(upstream)
-    return create_app(load_config(CONFIG.format(extra=extra)), environ={"KIMI_API_KEY": KEY},
-                      transport=lambda: transport)
+    return app_over(MockTransport(upstream), mock_stack.config(extra, models=MODELS),
+                    {"KIMI_API_KEY": KEY})
 
 
 #: (model, stream, status, provider label, error type): the traffic sent to every door.
@@ -396,9 +381,7 @@ async def test_gauges_while_a_stream_is_open() -> None:
     def handler(request: HTTPRequest) -> MockResponse:
         return MockResponse(200, [("content-type", "application/x-ndjson")], slow_lines())
 
-    transport = MockTransport(handler)
-    app = create_app(load_config(CONFIG.format(extra="")), environ={},
-                     transport=lambda: transport)
+    app = app_over(MockTransport(handler), mock_stack.config(models=MODELS), {})
     async with running(app), anyio.create_task_group() as tg:
         tg.start_soon(call, app, "POST", "/v1/chat",
                       orjson.dumps(_messages("ollama/m", True)))
@@ -496,11 +479,9 @@ async def test_embeddings_are_counted_under_their_door_and_bounded_by_max_concur
         return MockResponse(200, [("content-type", "application/json")],
                             (orjson.dumps(body),))
 
-    transport = MockTransport(embed_upstream)
-    app = create_app(
-        load_config(CONFIG.format(extra="") + "\n[chatd.providers.ollama]\n"
-                    "max_concurrency = 1\nqueue_timeout_secs = 0.1\n"),
-        environ={}, transport=lambda: transport)
+    ollama = "[chatd.providers.ollama]\nmax_concurrency = 1\nqueue_timeout_secs = 0.1\n"
+    app = app_over(MockTransport(embed_upstream),
+                   mock_stack.config(models=MODELS, tables=ollama), {})
     results: dict[str, Result] = {}
 
     async def one(name: str, path: str, body: dict[str, Any]) -> None:
@@ -574,8 +555,7 @@ async def test_a_client_that_goes_away_is_counted_on_every_door() -> None:
     the gauges come back to 0."""
     arrived = anyio.Event()
     transport = MockTransport(lambda request: hanging(request, arrived))
-    app = create_app(load_config(CONFIG.format(extra='log_format = "json"')), environ={},
-                     transport=lambda: transport)
+    app = app_over(transport, mock_stack.config('log_format = "json"', models=MODELS), {})
     with json_log() as stream:
         async with running(app):
             for path in door_paths():
@@ -624,12 +604,9 @@ async def test_time_queued_for_a_slot_is_logged_and_not_overhead() -> None:
             await gate.wait()
         return ollama_answer("Hi there", prompt=7, completion=2)
 
-    transport = MockTransport(held)
-    app = create_app(
-        load_config(CONFIG.format(extra='log_format = "json"')
-                    + "\n[chatd.providers.ollama]\nmax_concurrency = 1\n"
-                    "queue_timeout_secs = 30\n"),
-        environ={}, transport=lambda: transport)
+    ollama = "[chatd.providers.ollama]\nmax_concurrency = 1\nqueue_timeout_secs = 30\n"
+    app = app_over(MockTransport(held),
+                   mock_stack.config('log_format = "json"', models=MODELS, tables=ollama), {})
     body = orjson.dumps(_messages("ollama/m", False))
     results: dict[str, Result] = {}
 

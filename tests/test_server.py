@@ -24,6 +24,7 @@ import pytest
 from chatd_served import served
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from mock_stack import app_over, config
 
 from chatproto import ChatError, HTTPRequest
 from server.app import ChatdApp, create_app
@@ -35,22 +36,7 @@ TOKEN = "client-token-5d2a"
 
 # Upstream hosts; ollama_cloud/openrouter/opencode have no key (their key files do not
 # exist), kimi's key comes from the environment mapping below.
-CONFIG = """
-[chatd]
-ollama_url = "http://ollama.test:11434"
-max_body_bytes = 1024
-[chatd.providers.kimi]
-base_url = "https://kimi.test/v1"
-key_file = "/nonexistent/kimi.env"
-[chatd.providers.ollama_cloud]
-key_file = "/nonexistent/ollama_cloud.env"
-[chatd.providers.openrouter]
-key_file = "/nonexistent/openrouter.env"
-[chatd.providers.opencode]
-key_file = "/nonexistent/opencode.env"
-[models]
-smart = ["kimi/kimi-k2", "ollama/qwen3:4b"]
-"""
+CONFIG = config("max_body_bytes = 1024")
 ENV = {"KIMI_API_KEY": KEY}
 
 Handler = Callable[[HTTPRequest], MockResponse | Awaitable[MockResponse]]
@@ -59,8 +45,8 @@ Handler = Callable[[HTTPRequest], MockResponse | Awaitable[MockResponse]]
 def make_app(handler: Handler, *, extra: str = "", env: dict[str, str] | None = None
              ) -> tuple[ChatdApp, MockTransport]:
     transport = MockTransport(handler)
-    app = create_app(load_config(CONFIG.replace("[chatd]\n", "[chatd]\n" + extra)),
-                     environ=ENV if env is None else env, transport=lambda: transport)
+    app = app_over(transport, config(extra + "\nmax_body_bytes = 1024"),
+                   ENV if env is None else env)
     return app, transport
 
 

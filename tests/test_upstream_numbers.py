@@ -11,30 +11,14 @@ import httpx
 import orjson
 import pytest
 from chatd_served import served
+from mock_stack import app_over, config
 from orjson import dumps  # chatproto's encoder is orjson's
 
 from chatproto import ChatError, HTTPRequest, Usage, codec_for
-from server.app import create_app
-from server.config import load_config
 from transports import MockResponse, MockTransport
 
 U64 = 2**64 - 1
 KEY = "sk-kimi-test-key"
-CONFIG = """
-[chatd]
-ollama_url = "http://ollama.test:11434"
-[chatd.providers.kimi]
-base_url = "https://kimi.test/v1"
-key_file = "/nonexistent/kimi.env"
-[chatd.providers.ollama_cloud]
-key_file = "/nonexistent/x.env"
-[chatd.providers.openrouter]
-key_file = "/nonexistent/x.env"
-[chatd.providers.opencode]
-key_file = "/nonexistent/x.env"
-[models]
-smart = ["kimi/kimi-k2", "ollama/qwen3:4b"]
-"""
 
 
 def deep(levels: int) -> Any:
@@ -97,9 +81,7 @@ def test_usage_counts_saturate_where_json_stops() -> None:
 
 
 async def post(handler: Any, path: str, body: dict[str, Any]) -> httpx.Response:
-    transport = MockTransport(handler)
-    app = create_app(load_config(CONFIG), environ={"KIMI_API_KEY": KEY},
-                     transport=lambda: transport)
+    app = app_over(MockTransport(handler), config(), {"KIMI_API_KEY": KEY})
     async with served(app) as port, httpx.AsyncClient(trust_env=False) as client:
         with anyio.fail_after(10):
             response = await client.post(f"http://127.0.0.1:{port}{path}", json=body)
