@@ -17,6 +17,7 @@ __all__ = [
     "ERROR_STATUS",
     "ChatError",
     "Headers",
+    "clip_message",
     "error_from_upstream",
     "header_value",
     "parse_retry_after",
@@ -233,6 +234,16 @@ def _type_for_status(status: int) -> str:
     if status == 503:
         return "upstream_overloaded"
     return "upstream_error"
+
+
+#: Longest upstream error text passed on; bodies can be whole HTML pages.
+MAX_MESSAGE = 500
+
+
+def clip_message(text: str) -> str:
+    """An upstream's error text on one line and at most :data:`MAX_MESSAGE` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
 def error_from_upstream(

@@ -46,7 +46,7 @@ import orjson
 from .._codec import request_headers
 from .._decoders import SSEDecoder, dumps, encode_body, loads
 from .._door import Answer, CallContext, DoorCall, Served
-from .._errors import ChatError, Headers, error_from_upstream
+from .._errors import ChatError, Headers, clip_message, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._lifecycle import StreamLifecycle
 from .._request import (
@@ -98,9 +98,6 @@ API = "anthropic_messages"
 DEFAULT_VERSION = "2023-06-01"
 """``anthropic-version`` sent when the client gave none (the only version the Messages API
 has; Claude Code and the SDKs send it, research/agents.md)."""
-
-#: Longest upstream error text passed on.
-_MAX_MESSAGE = 500
 
 # --------------------------------------------------------------------------------------
 # Shared tables
@@ -167,11 +164,6 @@ _IMAGE_MAGIC = (("iVBORw0KGgo", "image/png"), ("/9j/", "image/jpeg"),
 
 def _bad(provider: str | None, what: str) -> ChatError:
     return ChatError("bad_upstream_response", f"upstream sent {what}", provider=provider)
-
-
-def _clip(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
 # ======================================================================================
@@ -1375,7 +1367,7 @@ def _embedded_error(provider: str, obj: Mapping[str, Any]) -> ChatError:
     text = message if isinstance(message, str) and message else (
         f"upstream reported {kind}" if isinstance(kind, str) else "upstream reported an error")
     status = _ERROR_STATUS.get(kind, 500) if isinstance(kind, str) else 500
-    return _from_status(provider, status, _clip(text))
+    return _from_status(provider, status, clip_message(text))
 
 
 def _tool_call(block: Mapping[str, Any], provider: str) -> ToolCall:
@@ -1630,13 +1622,13 @@ def _error_message(body: bytes) -> str:
             if not message and isinstance(kind, str):
                 message = kind
             if message:
-                return _clip(message)
+                return clip_message(message)
         elif isinstance(error, str) and error:
-            return _clip(error)
+            return clip_message(error)
         message = obj.get("message")
         if isinstance(message, str) and message:
-            return _clip(message)
-    return _clip(body.decode("utf-8", "replace"))
+            return clip_message(message)
+    return clip_message(body.decode("utf-8", "replace"))
 
 
 class MessagesCodec:

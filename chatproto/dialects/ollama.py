@@ -520,6 +520,17 @@ def _parse_error(
     return error_from_upstream(provider, status, _body_error(body), headers, now=now)
 
 
+class _OllamaCodec:
+    """What the chat, generate and embed codecs share: Ollama's error bodies."""
+
+    __slots__ = ()
+
+    def parse_error(
+        self, provider: str, status: int, headers: Headers, body: bytes, *, now: float
+    ) -> ChatError:
+        return _parse_error(provider, status, headers, body, now=now)
+
+
 def _text_field(obj: dict[str, Any], key: str, provider: str) -> str:
     """An optional string field: missing or null is "", anything but a string is an error."""
     value = obj.get(key)
@@ -713,7 +724,7 @@ class _ChatStream(_NDJSONStream):
         return _stream_ended(obj, self._provider, self._tools > 0)
 
 
-class OllamaChatCodec:
+class OllamaChatCodec(_OllamaCodec):
     """Ollama ``/api/chat``; see the module docstring for the decisions it makes."""
 
     __slots__ = ()
@@ -756,11 +767,6 @@ class OllamaChatCodec:
 
     def stream_parser(self, provider: str, *, passthrough: bool = False) -> _ChatStream:
         return _ChatStream(provider, passthrough=passthrough)
-
-    def parse_error(
-        self, provider: str, status: int, headers: Headers, body: bytes, *, now: float
-    ) -> ChatError:
-        return _parse_error(provider, status, headers, body, now=now)
 
 
 chat_codec: Codec = OllamaChatCodec()
@@ -846,7 +852,7 @@ class _GenerateStream(_NDJSONStream):
                 out.append(TextDelta(text=text))
 
 
-class OllamaGenerateCodec:
+class OllamaGenerateCodec(_OllamaCodec):
     """Ollama ``/api/generate``; see the module docstring for the decisions it makes."""
 
     __slots__ = ()
@@ -896,11 +902,6 @@ class OllamaGenerateCodec:
 
     def stream_parser(self, provider: str, *, passthrough: bool = False) -> _GenerateStream:
         return _GenerateStream(provider, passthrough=passthrough)
-
-    def parse_error(
-        self, provider: str, status: int, headers: Headers, body: bytes, *, now: float
-    ) -> ChatError:
-        return _parse_error(provider, status, headers, body, now=now)
 
 
 generate_codec: Codec = OllamaGenerateCodec()
@@ -1513,28 +1514,31 @@ def tag_entry(name: str, listed: ListedModel | None = None) -> dict[str, Any]:
 
 # --- /api/tags -----------------------------------------------------------------------------
 
-def _listed_models(provider: str, body: bytes) -> list[object]:
+def _listed_models(provider: str, body: bytes, limit: int, extra: Sequence[str] = ()
+                   ) -> tuple[ListedModel, ...]:
+    """The entries of an upstream's ``{"models": [...]}``, each by its ``model`` (else
+    ``name``), at most ``limit`` of them; an entry without a usable name is skipped."""
     obj = loads(body, provider)
     models = obj.get("models") if isinstance(obj, dict) else None
     if not isinstance(models, list):
         raise ChatError("bad_upstream_response", "upstream model list has no \"models\" array",
                         provider=provider)
-    return models
-
-
-def parse_tags(provider: str, body: bytes, *, limit: int) -> tuple[ListedModel, ...]:
-    """An upstream Ollama's ``/api/tags``: each entry's ``model`` (else ``name``), at most
-    ``limit`` of them; an entry without a usable name is skipped."""
     out: list[ListedModel] = []
-    for item in _listed_models(provider, body):
+    for item in models:
         if len(out) >= limit:
             break
         if not isinstance(item, dict):
             continue
         name = usable_id(item.get("model")) or usable_id(item.get("name"))
         if name is not None:
-            out.append(ListedModel(id=name, entry=_model_entry(name, item)))
+            out.append(ListedModel(id=name, entry=_model_entry(name, item, extra)))
     return tuple(out)
+
+
+def parse_tags(provider: str, body: bytes, *, limit: int) -> tuple[ListedModel, ...]:
+    """An upstream Ollama's ``/api/tags``: each entry's ``model`` (else ``name``), at most
+    ``limit`` of them; an entry without a usable name is skipped."""
+    return _listed_models(provider, body, limit)
 
 
 # --- /api/show -----------------------------------------------------------------------------
@@ -1595,17 +1599,7 @@ def ps_request(provider: Provider) -> HTTPRequest:
 
 def parse_ps(provider: str, body: bytes, *, limit: int) -> tuple[ListedModel, ...]:
     """An upstream's ``/api/ps`` entries (``expires_at`` and ``size_vram`` kept)."""
-    out: list[ListedModel] = []
-    for item in _listed_models(provider, body):
-        if len(out) >= limit:
-            break
-        if not isinstance(item, dict):
-            continue
-        name = usable_id(item.get("model")) or usable_id(item.get("name"))
-        if name is not None:
-            out.append(ListedModel(id=name,
-                                   entry=_model_entry(name, item, ("expires_at", "size_vram"))))
-    return tuple(out)
+    return _listed_models(provider, body, limit, ("expires_at", "size_vram"))
 
 
 def render_ps(entries: Sequence[tuple[str, ListedModel]]) -> bytes:
@@ -1702,7 +1696,7 @@ def _embed_count(obj: Mapping[str, object], key: str) -> int | None:
         else None
 
 
-class OllamaEmbedCodec:
+class OllamaEmbedCodec(_OllamaCodec):
     """``POST {base}/api/embed`` (OL ``docs/api.md``), for local Ollama and Ollama Cloud."""
 
     api = "ollama_embed"
@@ -1746,11 +1740,6 @@ class OllamaEmbedCodec:
             prompt_tokens=_embed_count(obj, "prompt_eval_count"),
             load_duration_ns=_embed_count(obj, "load_duration"),
         )
-
-    def parse_error(
-        self, provider: str, status: int, headers: Headers, body: bytes, *, now: float
-    ) -> ChatError:
-        return _parse_error(provider, status, headers, body, now=now)
 
 
 embed_codec = OllamaEmbedCodec()

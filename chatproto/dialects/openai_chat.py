@@ -95,7 +95,7 @@ from .._codec import request_headers
 from .._decoders import SSEDecoder, dumps, encode_body, loads
 from .._door import Answer, CallContext, DoorCall, Served
 from .._embed import MAX_INPUTS, EmbedRequest, EmbedResponse, embed_vector
-from .._errors import ChatError, Headers, error_from_upstream
+from .._errors import ChatError, Headers, clip_message, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._lifecycle import StreamLifecycle
 from .._models import CatalogEntry, ListedModel, usable_id
@@ -313,7 +313,7 @@ def _error_message(body: bytes) -> str:
     if isinstance(obj, dict):
         error = obj.get("error")
         if isinstance(error, str) and error:
-            return _clip(error)
+            return clip_message(error)
         if isinstance(error, dict):
             message = error.get("message")
             message = message if isinstance(message, str) else ""
@@ -336,14 +336,14 @@ def _error_message(body: bytes) -> str:
                 code = error.get("code")
                 message = "" if code is None else f"upstream error code {code}"
             if message:
-                return _clip(message)
+                return clip_message(message)
         message = obj.get("message")
         if isinstance(message, str) and message:
-            return _clip(message)
+            return clip_message(message)
     title = _TITLE.search(body)
     if title is not None:
-        return _clip(title.group(1).decode("utf-8", "replace"))
-    return _clip(body.decode("utf-8", "replace"))
+        return clip_message(title.group(1).decode("utf-8", "replace"))
+    return clip_message(body.decode("utf-8", "replace"))
 
 
 def _error_category(status: int) -> str:
@@ -408,9 +408,6 @@ _FINISH: dict[str | None, str] = {
 #: chatd's think levels (``ChatRequest.think``) -> OpenRouter ``reasoning.effort``, whose
 #: values are xhigh/high/medium/low/minimal/none (providers.md §4.2, OR reasoning doc).
 _OPENROUTER_EFFORT = {"low": "low", "medium": "medium", "high": "high", "max": "xhigh"}
-
-#: Longest upstream error text passed on; bodies can be whole HTML pages.
-_MAX_MESSAGE = 500
 
 
 def _bad(provider: str | None, what: str) -> ChatError:
@@ -632,7 +629,7 @@ def _embedded_error(provider: str, error: Any) -> ChatError:
             message = f"upstream reported an error ({kind})" if kind else ""
     elif isinstance(error, str):
         message = error
-    message = _clip(message) or "upstream reported an error"
+    message = clip_message(message) or "upstream reported an error"
     if type(code) is int and 400 <= code <= 599:
         return error_from_upstream(provider, code, message)
     return ChatError("upstream_error", message, provider=provider)
@@ -649,11 +646,6 @@ def _finish_error(provider: str, chunk: dict[str, Any], choice: dict[str, Any]) 
         return _embedded_error(provider, error)
     return ChatError("upstream_error", "upstream ended the answer with an error",
                      provider=provider)
-
-
-def _clip(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
 # --------------------------------------------------------------------------------------
@@ -815,7 +807,7 @@ class OpenAIChatStreamParser(StreamLifecycle):
         try:
             body = orjson.loads(payload)
         except orjson.JSONDecodeError:
-            return ChatError("upstream_error", _clip(payload.decode("utf-8", "replace"))
+            return ChatError("upstream_error", clip_message(payload.decode("utf-8", "replace"))
                              or "upstream reported an error", provider=self._provider)
         error = body.get("error", body) if isinstance(body, dict) else body
         return _embedded_error(self._provider, error)

@@ -55,7 +55,7 @@ import orjson
 from .._codec import request_headers
 from .._decoders import SSEDecoder, dumps, encode_body, loads
 from .._door import Answer, CallContext, DoorCall, Served
-from .._errors import ChatError, Headers, error_from_upstream
+from .._errors import ChatError, Headers, clip_message, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._lifecycle import StreamLifecycle
 from .._request import (
@@ -84,7 +84,7 @@ from .._types import (
     ToolCall,
     Usage,
 )
-from .openai_chat import _clip, _error_message
+from .openai_chat import _error_category, _error_message
 
 __all__ = [
     "API",
@@ -703,22 +703,6 @@ def render_response(call: DoorCall, answer: Answer, ctx: CallContext) -> bytes:
     return dumps(_response_obj(view, ctx, status, output, resp.usage, resp.finish_reason))
 
 
-def _error_category(status: int) -> str:
-    """OpenAI's ``error.type`` for a status (providers.md §3.4); the SDK picks its
-    exception class from the status alone."""
-    if status == 401:
-        return "authentication_error"
-    if status == 403:
-        return "permission_error"
-    if status == 404:
-        return "not_found_error"
-    if status == 429:
-        return "rate_limit_error"
-    if status >= 500:
-        return "api_error"
-    return "invalid_request_error"
-
-
 def _error_code(exc: ChatError) -> str:
     """``error.code``: chatd's SPEC §4 type, except that a route that cannot exist (no
     such provider, an upstream 404) is OpenAI's ``model_not_found``, the one code on which
@@ -1270,7 +1254,7 @@ def _failed(provider: str, error: Any) -> ChatError:
         code = error.get("code")
         raw = error.get("message")
         message = raw if isinstance(raw, str) else ""
-    message = _clip(message) or f"upstream reported a failure ({code or 'no code'})"
+    message = clip_message(message) or f"upstream reported a failure ({code or 'no code'})"
     kind = _FAILED.get(code, "upstream_rejected") if isinstance(code, str) \
         else "upstream_error"
     return ChatError(kind, message, provider=provider)
