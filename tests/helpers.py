@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from chatproto import ChatError
 
 __all__ = [
+    "WEATHER_TOOL",
     "Feedable",
     "bytewise",
     "cut_at",
@@ -31,6 +32,16 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: A Chat-shaped function tool, the one the codec and door tests send.
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
 
 
 class Feedable(Protocol[T]):

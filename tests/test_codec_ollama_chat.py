@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import cut_at, cuts, every_split, feed, json_values, outcome
+from helpers import WEATHER_TOOL, cut_at, cuts, every_split, feed, json_values, outcome
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ollama import _types as ollama_types
@@ -36,14 +36,6 @@ FIXTURES = Path(__file__).parent / "fixtures"
 LOCAL = Provider(name="ollama", api="ollama_chat", base_url="http://127.0.0.1:11434")
 ROUTE = Route(provider="ollama", upstream_model="qwen3:4b")
 USER = Message(role="user", content="hi")
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    },
-}
 
 
 def request(**kw: Any) -> ChatRequest:

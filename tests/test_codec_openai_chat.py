@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import bytewise, cut_at, cuts, json_values, outcome, steps
+from helpers import WEATHER_TOOL, bytewise, cut_at, cuts, json_values, outcome, steps
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -59,14 +59,6 @@ ROUTES = {
     "kimi": Route(provider="kimi", upstream_model="kimi-for-coding"),
 }
 USER = Message(role="user", content="hi")
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    },
-}
 
 
 def request(**kw: Any) -> ChatRequest:

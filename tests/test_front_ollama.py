@@ -14,7 +14,7 @@ import httpx
 import ollama
 import orjson
 import pytest
-from helpers import Feedable, feed, json_values, steps
+from helpers import WEATHER_TOOL, Feedable, feed, json_values, steps
 from hypothesis import given
 from hypothesis import strategies as st
 from ollama import _types as ot
@@ -44,14 +44,6 @@ from chatproto.dialects.ollama import parse_tags
 PARIS_ID = fo._derived_id(2, 1, ToolCall(id=None, name="get_weather",
                                          arguments='{"city":"Paris"}'))
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    },
-}
 IMAGE = base64.b64encode(b"\x89PNG fake").decode()
 USER_HI = {"role": "user", "content": "hi"}
 
