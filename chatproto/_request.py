@@ -34,6 +34,7 @@ __all__ = [
     "decode_body",
     "integer",
     "invalid",
+    "json_object",
     "json_type",
     "number",
     "parse_chat_object",
@@ -101,6 +102,13 @@ def string(value: object, field: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise invalid(f"{field} must be a string, not {json_type(value)}")
+
+
+def json_object(value: object, field: str) -> dict[str, JSON]:
+    """``value``, which must be a JSON object (``field`` names it in the error)."""
+    if isinstance(value, dict):
+        return value
+    raise invalid(f"{field} must be an object, not {json_type(value)}")
 
 
 def boolean(value: object, field: str) -> bool | None:
@@ -176,8 +184,7 @@ def parse_tools(value: object, field: str = "tools") -> tuple[JSON, ...]:
     if not isinstance(value, list):
         raise invalid(f"{field} must be an array of tool objects, not {json_type(value)}")
     for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise invalid(f"{field}[{i}] must be an object, not {json_type(item)}")
+        item = json_object(item, f"{field}[{i}]")
     return tuple(value)
 
 
@@ -202,14 +209,12 @@ def parse_tool_calls(value: object, field: str) -> tuple[ToolCall, ...]:
     calls: list[ToolCall] = []
     for i, item in enumerate(value):
         where = f"{field}[{i}]"
-        if not isinstance(item, dict):
-            raise invalid(f"{where} must be an object, not {json_type(item)}")
+        item = json_object(item, where)
         kind = item.get("type")
         if kind is not None and kind != "function":
             raise invalid(f'{where}.type must be "function", not {kind!r}')
         fn = item.get("function")
-        if not isinstance(fn, dict):
-            raise invalid(f"{where}.function must be an object, not {json_type(fn)}")
+        fn = json_object(fn, f"{where}.function")
         name = fn.get("name")
         if not isinstance(name, str) or not name:
             raise invalid(f"{where}.function.name must be a non-empty string")
@@ -241,8 +246,7 @@ def parse_message(value: object, field: str) -> Message:
     ``tool_calls`` (OpenAI sends exactly that). ``name`` may also be spelled
     ``tool_name`` (Ollama's field for a tool result).
     """
-    if not isinstance(value, dict):
-        raise invalid(f"{field} must be an object, not {json_type(value)}")
+    value = json_object(value, field)
     role = value.get("role")
     if role not in ROLES:
         roles = ", ".join(ROLES)

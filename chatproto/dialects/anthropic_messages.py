@@ -54,6 +54,7 @@ from .._request import (
     decode_body,
     integer,
     invalid,
+    json_object,
     json_type,
     number,
     parse_model,
@@ -260,8 +261,7 @@ def parse_request(body: bytes, headers: Headers = (), *, count: bool = False) ->
         options["top_k"] = top_k
     metadata = obj.get("metadata")
     if metadata is not None:
-        if not isinstance(metadata, dict):
-            raise invalid(f"metadata must be an object, not {json_type(metadata)}")
+        metadata = json_object(metadata, "metadata")
         user = metadata.get("user_id")
         if user is not None:
             if not isinstance(user, str):
@@ -303,8 +303,7 @@ def _blocks(value: object, field: str) -> list[dict[str, Any]]:
         shown = "missing" if value is None else json_type(value)
         raise invalid(f"{field} must be a string or an array of content blocks, not {shown}")
     for i, block in enumerate(value):
-        if not isinstance(block, dict):
-            raise invalid(f"{field}[{i}] must be an object, not {json_type(block)}")
+        block = json_object(block, f"{field}[{i}]")
         kind = block.get("type")
         if not isinstance(kind, str):
             raise invalid(f"{field}[{i}].type must be a string, not {json_type(kind)}")
@@ -338,8 +337,7 @@ def _message(value: object, field: str, names: dict[str, str]) -> list[Message]:
     blocks becomes one ``tool`` message per result, in order, with the user's other
     blocks around them as user messages). ``names`` maps tool-use ids seen so far to
     their tool names."""
-    if not isinstance(value, dict):
-        raise invalid(f"{field} must be an object, not {json_type(value)}")
+    value = json_object(value, field)
     role = value.get("role")
     if role not in ("user", "assistant", "system"):
         shown = "missing" if role is None else repr(role)
@@ -398,8 +396,7 @@ def _image(block: Mapping[str, Any], where: str) -> ImagePart | None:
     """``{"type": "image", "source": {"type": "base64", "media_type", "data"} | {"type":
     "url", "url"}}``; a ``file`` source (Anthropic's Files API) has no counterpart."""
     source = block.get("source")
-    if not isinstance(source, dict):
-        raise invalid(f"{where}.source must be an object, not {json_type(source)}")
+    source = json_object(source, f"{where}.source")
     kind = source.get("type")
     if kind == "base64":
         data = source.get("data")
@@ -423,8 +420,7 @@ def _document(block: Mapping[str, Any], where: str) -> list[Part]:
     """A ``document`` whose source is text (``{"type": "text", "data"}``) or content
     blocks is that text; a PDF (base64, URL or file) has no counterpart."""
     source = block.get("source")
-    if not isinstance(source, dict):
-        raise invalid(f"{where}.source must be an object, not {json_type(source)}")
+    source = json_object(source, f"{where}.source")
     if source.get("type") == "text":
         data = source.get("data")
         if not isinstance(data, str):
@@ -452,8 +448,7 @@ def _tool_use(block: Mapping[str, Any], where: str) -> ToolCall:
     if not isinstance(name, str) or not name:
         raise invalid(f"{where}.name must be a non-empty string")
     arguments = block.get("input", {})
-    if not isinstance(arguments, dict):
-        raise invalid(f"{where}.input must be an object, not {json_type(arguments)}")
+    arguments = json_object(arguments, f"{where}.input")
     try:
         text = dumps(arguments).decode()
     except TypeError:  # orjson reads 1,024 levels of nesting but writes 254
@@ -492,8 +487,7 @@ def _tools(value: object) -> tuple[JSON, ...]:
     out: list[JSON] = []
     for i, tool in enumerate(value):
         where = f"tools[{i}]"
-        if not isinstance(tool, dict):
-            raise invalid(f"{where} must be an object, not {json_type(tool)}")
+        tool = json_object(tool, where)
         kind = tool.get("type")
         if kind is not None and kind != "custom":
             if not isinstance(kind, str):
@@ -528,8 +522,7 @@ def _tool_choice(value: object) -> tuple[JSON, bool | None]:
     """``tool_choice`` -> (the canonical, OpenAI-shaped choice, parallel calls allowed)."""
     if value is None:
         return None, None
-    if not isinstance(value, dict):
-        raise invalid(f"tool_choice must be an object, not {json_type(value)}")
+    value = json_object(value, "tool_choice")
     disable = boolean(value.get("disable_parallel_tool_use"),
                       "tool_choice.disable_parallel_tool_use")
     parallel = None if disable is None else not disable
@@ -560,8 +553,7 @@ def _think(thinking: object, output_config: Mapping[str, Any] | None) -> bool | 
             level = _EFFORT[effort]
     if thinking is None:
         return level
-    if not isinstance(thinking, dict):
-        raise invalid(f"thinking must be an object, not {json_type(thinking)}")
+    thinking = json_object(thinking, "thinking")
     kind = thinking.get("type")
     if kind == "disabled":
         return False

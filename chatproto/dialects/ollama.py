@@ -158,6 +158,7 @@ from .._request import (
     decode_body,
     integer,
     invalid,
+    json_object,
     json_type,
     number,
     parse_format,
@@ -999,8 +1000,7 @@ def _options(value: object) -> _Options:
     module docstring."""
     if value is None:
         return _Options()
-    if not isinstance(value, dict):
-        raise invalid(f"options must be an object, not {json_type(value)}")
+    value = json_object(value, "options")
     num_predict = integer(value.get("num_predict"), "options.num_predict")
     return _Options(
         # "num_predict -1 (infinite)" (OL modelfile.mdx); the runner limits only when > 0.
@@ -1616,8 +1616,7 @@ def render_ps(entries: Sequence[tuple[str, ListedModel]]) -> bytes:
 def _embed_options(value: object) -> Mapping[str, JSON]:
     if value is None:
         return {}
-    if not isinstance(value, dict):
-        raise invalid(f"options must be an object, not {json_type(value)}")
+    value = json_object(value, "options")
     return value
 
 

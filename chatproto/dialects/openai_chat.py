@@ -105,6 +105,7 @@ from .._request import (
     decode_body,
     integer,
     invalid,
+    json_object,
     json_type,
     number,
     parse_message,
@@ -213,8 +214,7 @@ def _parse_response_format(value: object) -> object:
     reading. The schema's ``name`` and ``strict`` have no place in chatd's ``format``."""
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise invalid(f"response_format must be an object, not {json_type(value)}")
+    value = json_object(value, "response_format")
     kind = value.get("type")
     if kind == "text":
         return None
@@ -1065,8 +1065,7 @@ def parse_request(body: bytes) -> OpenAIRequest:
     options = obj.get("stream_options")
     include_usage = False
     if options is not None:
-        if not isinstance(options, dict):
-            raise invalid(f"stream_options must be an object, not {json_type(options)}")
+        options = json_object(options, "stream_options")
         include_usage = bool(
             boolean(options.get("include_usage"), "stream_options.include_usage")
         )
@@ -1115,8 +1114,7 @@ def _parse_message(value: object, field: str) -> Message:
     are the native door's). An assistant's ``reasoning_content`` (or ``reasoning``) is its
     earlier thinking: Kimi wants it back on tool-call turns (providers.md §6.1).
     """
-    if not isinstance(value, dict):
-        raise invalid(f"{field} must be an object, not {json_type(value)}")
+    value = json_object(value, field)
     role = value.get("role")
     if role not in _ROLES:
         shown = "missing" if role is None else repr(role)
@@ -1157,8 +1155,7 @@ def _parse_parts(
     linked: list[ImagePart] = []
     for i, part in enumerate(parts):
         where = f"{field}[{i}]"
-        if not isinstance(part, dict):
-            raise invalid(f"{where} must be an object, not {json_type(part)}")
+        part = json_object(part, where)
         kind = part.get("type")
         if kind == "text" or (kind == "refusal" and role == "assistant"):
             key = str(kind)
@@ -1197,8 +1194,7 @@ def _parse_think(effort: object, reasoning: object) -> bool | str | None:
     think = _parse_effort(effort, "reasoning_effort")
     if reasoning is None:
         return think
-    if not isinstance(reasoning, dict):
-        raise invalid(f"reasoning must be an object, not {json_type(reasoning)}")
+    reasoning = json_object(reasoning, "reasoning")
     enabled = boolean(reasoning.get("enabled"), "reasoning.enabled")
     other = _parse_effort(reasoning.get("effort"), "reasoning.effort")
     if enabled is False:

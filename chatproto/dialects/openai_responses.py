@@ -63,6 +63,7 @@ from .._request import (
     decode_body,
     integer,
     invalid,
+    json_object,
     json_type,
     number,
     parse_model,
@@ -343,8 +344,7 @@ def _input(value: object, instructions: str | None) -> tuple[Message, ...]:
 
     for i, item in enumerate(value):
         where = f"input[{i}]"
-        if not isinstance(item, dict):
-            raise invalid(f"{where} must be an object, not {json_type(item)}")
+        item = json_object(item, where)
         kind = item.get("type")
         if kind is None and "role" in item:
             kind = "message"  # EasyInputMessage: {"role", "content"} without a type
@@ -408,8 +408,7 @@ def _parts(content: object, field: str, *, assistant: bool) -> tuple[Part, ...]:
     texts: list[str] = []
     for i, part in enumerate(content):
         where = f"{field}[{i}]"
-        if not isinstance(part, dict):
-            raise invalid(f"{where} must be an object, not {json_type(part)}")
+        part = json_object(part, where)
         kind = part.get("type")
         key = "refusal" if kind == "refusal" and assistant else "text"
         if kind in ("input_text", "output_text", "text") or key == "refusal":
@@ -511,8 +510,7 @@ def _tools(value: object, dropped: list[str]
 
     for i, tool in enumerate(value):
         where = f"tools[{i}]"
-        if not isinstance(tool, dict):
-            raise invalid(f"{where} must be an object, not {json_type(tool)}")
+        tool = json_object(tool, where)
         kind = tool.get("type")
         if kind == "function":
             add(tool, where, None)
@@ -565,8 +563,7 @@ def _tool_choice(value: object, dropped: list[str]) -> JSON:
 def _reasoning(value: object) -> tuple[bool | str | None, str | None]:
     if value is None:
         return None, None
-    if not isinstance(value, dict):
-        raise invalid(f"reasoning must be an object, not {json_type(value)}")
+    value = json_object(value, "reasoning")
     effort = value.get("effort")
     think: bool | str | None = None
     if effort is not None:
@@ -588,14 +585,12 @@ def _text(value: object) -> tuple[JSON, str | None]:
     ``schema``) -> ``ChatRequest.format``; ``verbosity`` kept as an option."""
     if value is None:
         return None, None
-    if not isinstance(value, dict):
-        raise invalid(f"text must be an object, not {json_type(value)}")
+    value = json_object(value, "text")
     verbosity = string(value.get("verbosity"), "text.verbosity")
     fmt = value.get("format")
     if fmt is None:
         return None, verbosity
-    if not isinstance(fmt, dict):
-        raise invalid(f"text.format must be an object, not {json_type(fmt)}")
+    fmt = json_object(fmt, "text.format")
     kind = fmt.get("type")
     if kind == "text":
         return None, verbosity
@@ -605,8 +600,7 @@ def _text(value: object) -> tuple[JSON, str | None]:
         schema = fmt.get("schema")
         if schema is None:
             return "json", verbosity
-        if not isinstance(schema, dict):
-            raise invalid(f"text.format.schema must be an object, not {json_type(schema)}")
+        schema = json_object(schema, "text.format.schema")
         string(fmt.get("name"), "text.format.name")
         boolean(fmt.get("strict"), "text.format.strict")
         return schema, verbosity
