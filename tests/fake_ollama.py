@@ -39,17 +39,22 @@ import datetime
 import hashlib
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
+import anyio.from_thread
 import h11
 
-__all__ = ["DEFAULT_REPLY", "Call", "FakeOllama", "FakeServer", "awkward_pieces", "vector_for"]
+__all__ = [
+    "DEFAULT_REPLY", "Call", "FakeOllama", "FakeServer", "awkward_pieces", "in_thread",
+    "vector_for",
+]
 
 DEFAULT_REPLY = "Hello from the fake Ollama, one word at a time."
 
@@ -215,6 +220,20 @@ class FakeServer:
             ("content-type", content_type), ("content-length", str(len(body))), *headers])
         await self._send(conn, stream, h11.Data(data=body))
         await self._send(conn, stream, h11.EndOfMessage())
+
+
+S = TypeVar("S", bound=FakeServer)
+
+
+@contextmanager
+def in_thread(fake: S) -> Iterator[S]:
+    """``fake`` serving from a thread of this process (an anyio portal), for sync tests."""
+    with anyio.from_thread.start_blocking_portal() as portal:
+        future, _ = portal.start_task(fake.serve)
+        try:
+            yield fake
+        finally:
+            future.cancel()
 
 
 class FakeOllama(FakeServer):

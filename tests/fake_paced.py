@@ -16,7 +16,7 @@ import anyio
 import anyio.abc
 import anyio.from_thread
 import h11
-from fake_ollama import FakeServer
+from fake_ollama import FakeServer, in_thread
 
 __all__ = ["STEP", "PacedOllama", "paced_ollama"]
 
@@ -58,10 +58,5 @@ class PacedOllama(FakeServer):
 @contextmanager
 def paced_ollama() -> Iterator[PacedOllama]:
     """A :class:`PacedOllama` serving from a thread of this process."""
-    fake = PacedOllama()
-    with anyio.from_thread.start_blocking_portal() as portal:
-        future, _ = portal.start_task(fake.serve)
-        try:
-            yield fake
-        finally:
-            future.cancel()
+    with in_thread(PacedOllama()) as fake:
+        yield fake

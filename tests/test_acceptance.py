@@ -24,10 +24,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import anyio.from_thread
 import httpx
 import pytest
-from fake_ollama import DEFAULT_REPLY, FakeOllama
+from fake_ollama import DEFAULT_REPLY, FakeOllama, in_thread
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "qwen3:4b"
@@ -37,13 +36,8 @@ STARTUP_TIMEOUT = 15.0
 
 @pytest.fixture(scope="module")
 def fake_ollama() -> Iterator[FakeOllama]:
-    fake = FakeOllama(models=[MODEL])
-    with anyio.from_thread.start_blocking_portal() as portal:
-        future, _ = portal.start_task(fake.serve)
-        try:
-            yield fake
-        finally:
-            future.cancel()
+    with in_thread(FakeOllama(models=[MODEL])) as fake:
+        yield fake
 
 
 @dataclass

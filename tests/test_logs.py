@@ -15,11 +15,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio.from_thread
 import httpx
 import pytest
 from chatd_process import launch
-from fake_ollama import FakeOllama
+from fake_ollama import FakeOllama, in_thread
 
 from server.logs import (
     CONTINUATION,
@@ -121,13 +120,8 @@ def test_accept_errors_are_throttled() -> None:
 def hostile_ollama() -> Iterator[FakeOllama]:
     """Answers every chat with a 500 whose message tries to forge lines."""
     message = f"boom\n{FORGED}\r\n\x1b[2J{FORGED}\u2028{FORGED}"
-    fake = FakeOllama(models=["m"], failures={"m": (500, message, {})})
-    with anyio.from_thread.start_blocking_portal() as portal:
-        future, _ = portal.start_task(fake.serve)
-        try:
-            yield fake
-        finally:
-            future.cancel()
+    with in_thread(FakeOllama(models=["m"], failures={"m": (500, message, {})})) as fake:
+        yield fake
 
 
 @pytest.mark.parametrize("worker_class", ["asyncio", "trio"])

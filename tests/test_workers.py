@@ -18,11 +18,10 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio.from_thread
 import httpx
 import pytest
 from chatd_process import launch
-from fake_ollama import DEFAULT_REPLY, FakeOllama
+from fake_ollama import DEFAULT_REPLY, FakeOllama, in_thread
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="SO_REUSEPORT balances on Linux only")
@@ -34,13 +33,8 @@ PER_CONNECTION = 3
 
 @pytest.fixture(scope="module")
 def fake_ollama() -> Iterator[FakeOllama]:
-    fake = FakeOllama(models=[MODEL])
-    with anyio.from_thread.start_blocking_portal() as portal:
-        future, _ = portal.start_task(fake.serve)
-        try:
-            yield fake
-        finally:
-            future.cancel()
+    with in_thread(FakeOllama(models=[MODEL])) as fake:
+        yield fake
 
 
 def samples(text: str) -> dict[str, float]:
