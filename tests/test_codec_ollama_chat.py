@@ -17,6 +17,8 @@ from chatproto import (
     ChatError,
     ChatRequest,
     ChatResponse,
+    Codec,
+    EmbedCodec,
     Event,
     Message,
     Provider,
@@ -31,6 +33,7 @@ from chatproto import (
     codec_for,
 )
 from chatproto.dialects.ollama import chat_codec as codec
+from chatproto.dialects.ollama import embed_codec, generate_codec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LOCAL = Provider(name="ollama", api="ollama_chat", base_url="http://127.0.0.1:11434")
@@ -527,17 +530,54 @@ def test_error_object_in_a_200_body_is_upstream_error() -> None:
             (502, "upstream_error", "\ufffd oops", None),
             id="not-utf8",
         ),
+        # Ollama Cloud's answers (its /api/generate and /api/chat share them).
+        pytest.param(
+            429,
+            [("Retry-After", "30")],
+            b'{"error": "you (u) have reached your session usage limit"}',
+            (429, "rate_limited", "you (u) have reached your session usage limit", 30.0),
+            id="cloud-429-retry-after",
+        ),
+        pytest.param(
+            400,
+            [],
+            b'{"error": "structured outputs are not supported"}',
+            (400, "upstream_rejected", "structured outputs are not supported", None),
+            id="cloud-400",
+        ),
+        pytest.param(
+            404,
+            [],
+            b'{"error": "model \\"gpt-oss-120b\\" not found"}',
+            (502, "upstream_error", 'model "gpt-oss-120b" not found', None),
+            id="cloud-404",
+        ),
+        pytest.param(
+            502,
+            [],
+            b"upstream connect error",
+            (502, "upstream_error", "upstream connect error", None),
+            id="cloud-text-body",
+        ),
     ],
+)
+@pytest.mark.parametrize(
+    ("error_codec", "provider"),
+    [(codec, "ollama"), (generate_codec, "ollama_cloud"), (embed_codec, "ollama")],
+    ids=["chat", "generate", "embed"],
 )
 def test_parse_error(
     status: int,
     headers: list[tuple[str, str]],
     body: bytes,
     expected: tuple[int, str, str, float | None],
+    error_codec: Codec | EmbedCodec,
+    provider: str,
 ) -> None:
-    err = codec.parse_error("ollama", status, headers, body, now=0.0)
+    """The three Ollama codecs read an error answer the same way."""
+    err = error_codec.parse_error(provider, status, headers, body, now=0.0)
     assert (err.status, err.type, err.message, err.retry_after) == expected
-    assert (err.provider, err.upstream_status) == ("ollama", status)
+    assert (err.provider, err.upstream_status) == (provider, status)
 
 
 def test_parse_error_bounds_a_huge_body() -> None:
