@@ -25,13 +25,13 @@ import anyio
 import mock_stack
 import orjson
 import pytest
+from door_shapes import door_paths
 from mock_stack import app_over
 from test_server import Result, call, ollama_answer, ollama_lines, openai_error, running
 
 from chatproto import HTTPRequest
-from server.app import DOOR_ROUTES, ChatdApp
+from server.app import ChatdApp
 from server.logs import setup
-from server.relay import DoorEndpoint
 from transports import MockResponse, MockTransport
 
 KEY = "sk-kimi-observe-SECRET-5e1d0c9a"
@@ -58,16 +58,6 @@ BODIES: dict[str, Any] = {
                                             "input": CONTENT},
     "/v1/messages": lambda model, stream: {**_messages(model, stream), "max_tokens": 16},
 }
-
-
-def door_paths() -> dict[str, str]:
-    """Every chat path on the route table -> its door's name."""
-    out: dict[str, str] = {}
-    for path, methods in DOOR_ROUTES.items():
-        endpoint = methods.get("POST")
-        if isinstance(endpoint, DoorEndpoint):
-            out[path] = endpoint.door.name
-    return out
 
 
 def test_every_door_has_a_request_here() -> None:
