@@ -416,15 +416,28 @@ class ChatRequest:
 MAX_TOKEN_COUNT = 2**64 - 1
 
 
+_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens",
+                 "cache_creation_tokens", "reasoning_tokens", "total_duration_ns",
+                 "load_duration_ns", "prompt_eval_duration_ns", "eval_duration_ns")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Usage:
-    """Token counts as the upstream reported them; never estimated.
+    """Token counts as the upstream reported them, never estimated; and the time it
+    reported spending, where it does.
 
     ``prompt_tokens`` counts every input token, cached ones included (OpenAI's convention;
     Anthropic reports cache reads and writes apart from ``input_tokens``, and its codec
     adds them in). ``cached_tokens`` are input tokens read from a prompt cache,
     ``cache_creation_tokens`` input tokens written to one, ``reasoning_tokens`` the part of
     ``completion_tokens`` spent thinking. None means the upstream did not say.
+
+    The ``*_duration_ns`` are Ollama's own measures, in nanoseconds (``total_duration``,
+    ``load_duration``, ``prompt_eval_duration``, ``eval_duration``, providers.md OL §1.4),
+    which both Ollama codecs read: Ollama clients compute tokens per second from
+    ``eval_count / eval_duration``, which chatd cannot measure from outside. They belong
+    with the counts they time, on the one object that reaches every door with the answer
+    and is built once per call; None elsewhere.
     """
 
     prompt_tokens: int = 0
@@ -432,13 +445,16 @@ class Usage:
     cached_tokens: int | None = None
     cache_creation_tokens: int | None = None
     reasoning_tokens: int | None = None
+    total_duration_ns: int | None = None
+    load_duration_ns: int | None = None
+    prompt_eval_duration_ns: int | None = None
+    eval_duration_ns: int | None = None
 
     def __post_init__(self) -> None:
         # Counts come from upstream JSON, which orjson reads up to 2^64 - 1 and writes no
         # further: a codec's sum of two (or an absurd count) must not fail the answer when a
         # door encodes it, so every count saturates at MAX_TOKEN_COUNT.
-        for name in ("prompt_tokens", "completion_tokens", "cached_tokens",
-                     "cache_creation_tokens", "reasoning_tokens"):
+        for name in _USAGE_FIELDS:
             value = getattr(self, name)
             if value is not None and value > MAX_TOKEN_COUNT:
                 object.__setattr__(self, name, MAX_TOKEN_COUNT)

@@ -21,7 +21,8 @@ character (:func:`fake_ollama.awkward_pieces`), one HTTP chunk each. A request o
 last message is the tool's result (then the reply, closing a round trip). Each flavor
 checks its own bearer key (401 in OpenAI's error shape otherwise). Models listed in
 ``failures`` answer that status; in ``fail_midstream`` they break after the first delta;
-in ``stall`` they never answer (until the client closes the connection).
+in ``stall`` they never answer (until the client closes the connection). ``usage_details``
+adds fields to every usage object (OpenRouter's ``cost`` and detail objects).
 
 Besides chat, each flavor serves ``GET /<flavor>/models`` (OpenAI's list shape, the ids in
 ``models``) and ``POST /<flavor>/embeddings`` (floats, or base64 float32 when asked, with
@@ -89,6 +90,7 @@ class FakeOpenAI(FakeServer):
         stall: Iterable[str] = (),
         flavors: Iterable[str] = FLAVORS,
         models: Mapping[str, Iterable[str]] | None = None,
+        usage_details: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__()
         self.keys = dict(keys)
@@ -110,6 +112,9 @@ class FakeOpenAI(FakeServer):
         """flavor -> the ids its ``GET /models`` lists."""
         self.embed_requests: list[tuple[str, dict[str, Any]]] = []
         """(flavor, decoded body) of every embeddings call."""
+        self.usage_details = dict(usage_details or {})
+        """Fields added to every usage object beside the three counts (OpenRouter's
+        ``cost``, ``cost_details``, ``prompt_tokens_details``..., providers.md §4.2)."""
 
     def base_url(self, flavor: str) -> str:
         return f"{self.url}/{flavor}"
@@ -229,11 +234,10 @@ class FakeOpenAI(FakeServer):
             return None
         return tools[0]["function"]["name"], json.dumps(self.tool_arguments)
 
-    @staticmethod
-    def _usage(payload: dict[str, Any], completion: int) -> dict[str, int]:
+    def _usage(self, payload: dict[str, Any], completion: int) -> dict[str, Any]:
         prompt = sum(len(str(m.get("content") or "").split()) for m in payload["messages"])
         return {"prompt_tokens": prompt, "completion_tokens": completion,
-                "total_tokens": prompt + completion}
+                "total_tokens": prompt + completion, **self.usage_details}
 
     async def _completion(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
                           payload: dict[str, Any]) -> None:

@@ -315,7 +315,8 @@ def answer(message: dict[str, Any], **top: Any) -> bytes:
             ChatResponse(
                 content="Hello!",
                 finish_reason="stop",
-                usage=Usage(prompt_tokens=12, completion_tokens=9),
+                usage=Usage(prompt_tokens=12, completion_tokens=9,
+                            total_duration_ns=3244883583),
             ),
             id="happy",
         ),
@@ -599,6 +600,13 @@ THINKING_EVENTS = [
     TextDelta(text="4"),
     StreamEnded(finish_reason="length", usage=Usage(prompt_tokens=12, completion_tokens=10)),
 ]
+#: The final line of the recorded text streams: its counts and Ollama's four durations
+#: (nanoseconds), all of which reach the canonical usage.
+FIXTURE_USAGE = Usage(prompt_tokens=26, completion_tokens=4, total_duration_ns=3244883583,
+                      load_duration_ns=2969184542, prompt_eval_duration_ns=141656333,
+                      eval_duration_ns=133293625)
+
+
 STREAMS = [
     pytest.param(
         (FIXTURES / "ollama_chat_text.ndjson").read_bytes(),
@@ -606,7 +614,7 @@ STREAMS = [
             TextDelta(text="Un "),
             TextDelta(text="café ☕"),
             TextDelta(text=", s'il vous plaît 🙂"),
-            StreamEnded(finish_reason="stop", usage=Usage(prompt_tokens=26, completion_tokens=4)),
+            StreamEnded(finish_reason="stop", usage=FIXTURE_USAGE),
         ],
         id="text-utf8-empty-deltas",
     ),

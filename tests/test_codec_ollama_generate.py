@@ -397,6 +397,12 @@ THINKING_EVENTS = [
     TextDelta(text="4"),
     StreamEnded(finish_reason="length", usage=Usage(prompt_tokens=12, completion_tokens=10)),
 ]
+#: The final line of the recorded text streams: its counts and Ollama's four durations
+#: it has (nanoseconds), all of which reach the canonical usage.
+FIXTURE_USAGE = Usage(prompt_tokens=26, completion_tokens=4, total_duration_ns=3244883583,
+                      eval_duration_ns=133293625)
+
+
 STREAMS = [
     pytest.param(
         (FIXTURES / "ollama_generate_text.ndjson").read_bytes(),
@@ -404,7 +410,7 @@ STREAMS = [
             TextDelta(text="Un "),
             TextDelta(text="café ☕"),
             TextDelta(text=" 🙂"),
-            StreamEnded(finish_reason="stop", usage=Usage(prompt_tokens=26, completion_tokens=4)),
+            StreamEnded(finish_reason="stop", usage=FIXTURE_USAGE),
         ],
         id="text-utf8-empty-deltas",
     ),

@@ -114,10 +114,13 @@ so a relayed chunk costs one ``orjson.dumps`` of its text and a concatenation. D
   ``stop`` to ``tool_calls`` when calls are present, OL ``openai.go``); anything else
   (``content_filter``) is passed on as is: the field is free text in Ollama's clients
   (``done_reason: Optional[str]``), and "stop" would hide that the answer was filtered.
-- Durations are nanoseconds (OL §1.4). chatd measures only the whole call, so
-  ``total_duration`` is that and ``load_duration`` is 0; ``prompt_eval_duration`` and
-  ``eval_duration`` are omitted, as Ollama omits metrics it does not have ("All metric
-  fields are ``omitempty``", OL §1.4).
+- Durations are nanoseconds (OL §1.4). An Ollama upstream's own (``total_duration``,
+  ``load_duration``, ``prompt_eval_duration``, ``eval_duration``, carried in
+  :class:`~chatproto.Usage`) are passed on as it reported them: clients compute tokens per
+  second from ``eval_count / eval_duration``. From any other upstream chatd knows only the
+  whole call, so ``total_duration`` is that, ``load_duration`` is 0, and
+  ``prompt_eval_duration`` and ``eval_duration`` are omitted, as Ollama omits metrics it
+  does not have ("All metric fields are ``omitempty``", OL §1.4).
 - Tool-call ``arguments`` are a JSON *object* on Ollama's wire (OL §1.4) and JSON text in
   chatd. Ollama clients need whole calls ("Tool calls arrive as a complete ``tool_calls``
   array inside a ``done:false`` chunk", OL §1.5), so streamed fragments are buffered by
@@ -345,11 +348,23 @@ def _count(obj: dict[str, Any], key: str, provider: str) -> int:
     return value
 
 
+def _duration(obj: dict[str, Any], key: str) -> int | None:
+    """A duration in nanoseconds, or None: one of the wrong type is left out rather than
+    failing an answer whose counts and text are fine."""
+    value = obj.get(key)
+    return value if type(value) is int and value >= 0 else None
+
+
 def _usage(obj: dict[str, Any], provider: str) -> Usage:
-    """``prompt_eval_count`` = input tokens, ``eval_count`` = output (OL ``usage.mdx``)."""
+    """``prompt_eval_count`` = input tokens, ``eval_count`` = output (OL ``usage.mdx``);
+    the four durations, in nanoseconds, as reported (OL §1.4)."""
     return Usage(
         prompt_tokens=_count(obj, "prompt_eval_count", provider),
         completion_tokens=_count(obj, "eval_count", provider),
+        total_duration_ns=_duration(obj, "total_duration"),
+        load_duration_ns=_duration(obj, "load_duration"),
+        prompt_eval_duration_ns=_duration(obj, "prompt_eval_duration"),
+        eval_duration_ns=_duration(obj, "eval_duration"),
     )
 
 
@@ -1154,14 +1169,22 @@ def _answer_call(index: int, call_id: str | None, name: str, arguments: str) -> 
 def _final(
     out: dict[str, Any], finish_reason: str, usage: Usage | None, total_duration_ns: int
 ) -> dict[str, Any]:
-    usage = usage or Usage()
+    usage = usage or _NO_USAGE
     out["done"] = True
     out["done_reason"] = _done_reason(finish_reason)
-    out["total_duration"] = total_duration_ns
-    out["load_duration"] = 0
+    reported = usage.total_duration_ns
+    out["total_duration"] = total_duration_ns if reported is None else reported
+    out["load_duration"] = usage.load_duration_ns or 0
     out["prompt_eval_count"] = usage.prompt_tokens
+    if usage.prompt_eval_duration_ns is not None:
+        out["prompt_eval_duration"] = usage.prompt_eval_duration_ns
     out["eval_count"] = usage.completion_tokens
+    if usage.eval_duration_ns is not None:
+        out["eval_duration"] = usage.eval_duration_ns
     return out
+
+
+_NO_USAGE = Usage()
 
 
 def render_chat(

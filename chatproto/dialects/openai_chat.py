@@ -1210,6 +1210,48 @@ def _parse_think(effort: object, reasoning: object) -> bool | str | None:
 # Server end: whole answers
 
 
+def _usage_json(usage: Usage, raw: object = None) -> dict[str, JSON]:
+    """``usage`` as OpenAI writes it: the three counts, and the details chatd knows
+    (``prompt_tokens_details.cached_tokens``, ``completion_tokens_details.
+    reasoning_tokens``, providers.md §3.2), from whichever upstream reported them.
+
+    ``raw`` is an OpenAI-family upstream's own usage object (the same dialect): it is
+    passed on whole, so what only that upstream reports reaches the client too
+    (OpenRouter's ``cost``, ``cost_details``, ``prompt_tokens_details.cache_write_tokens``,
+    providers.md §4.2), with chatd's three counts written over it. An object orjson
+    cannot write back (nested past 254 levels) is left for the counts alone.
+    """
+    out: dict[str, JSON] = usage.to_dict()
+    if usage.cached_tokens is not None:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    if usage.reasoning_tokens is not None:
+        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    if type(raw) is dict and raw:
+        try:
+            dumps(raw)
+        except TypeError:
+            return out
+        return {**raw, **out, **{k: raw[k] for k in _DETAILS if type(raw.get(k)) is dict}}
+    return out
+
+
+#: The detail objects of an upstream's usage, passed on whole (``_usage_json``).
+_DETAILS = ("prompt_tokens_details", "completion_tokens_details")
+
+
+def _raw_usage(raw: object) -> object:
+    """The usage object of a same-dialect upstream body (top level, or Kimi's in the
+    choice, providers.md §6.1); None otherwise."""
+    if type(raw) is not dict:
+        return None
+    usage = raw.get("usage")
+    if usage is None:
+        choices = raw.get("choices")
+        if type(choices) is list and choices and type(choices[0]) is dict:
+            usage = choices[0].get("usage")
+    return usage
+
+
 def _call_id(completion_id: str, index: int) -> str:
     return f"call_{completion_id}_{index}"
 
@@ -1243,7 +1285,8 @@ def render_completion(resp: ChatResponse, *, id: str, model: str, created: int) 
             "logprobs": None,
             "finish_reason": resp.finish_reason,
         }],
-        "usage": resp.usage.to_dict(),
+        "usage": _usage_json(
+            resp.usage, _raw_usage(resp.raw) if resp.dialect == API else None),
     })
 
 
@@ -1269,7 +1312,7 @@ class CompletionStream:
     """
 
     __slots__ = ("_closed", "_content", "_envelope", "_head", "_id", "_include_usage",
-                 "_reasoning", "_seen_tools", "_tail", "_tool_head")
+                 "_raw_usage", "_reasoning", "_seen_tools", "_tail", "_tool_head")
 
     def __init__(self, *, id: str, model: str, created: int, include_usage: bool) -> None:
         self._id = id
@@ -1288,6 +1331,8 @@ class CompletionStream:
         self._tool_head = head + b'{"tool_calls":['
         self._seen_tools: set[int] = set()
         self._closed = False
+        self._raw_usage: object = None
+        """A same-dialect upstream's own usage object, passed on whole (:func:`_usage_json`)."""
 
     def start(self) -> bytes:
         """The first chunk: ``delta: {"role": "assistant", "content": ""}`` (OpenAI's and
@@ -1311,7 +1356,13 @@ class CompletionStream:
             return self._end(ev)
         if type(ev) is RawEvent:
             # The upstream's own event (same-dialect passthrough); rendered from the
-            # canonical events that follow it.
+            # canonical events that follow it, but for its usage object, kept whole for
+            # the usage chunk (OpenRouter's cost and details).
+            data = ev.data
+            if type(data) is dict:
+                usage = data.get("usage")
+                if usage:
+                    self._raw_usage = usage
             return b""
         raise TypeError(f"not a stream event: {ev!r}")
 
@@ -1343,9 +1394,13 @@ class CompletionStream:
         out = (self._head + b'{},"logprobs":null,"finish_reason":' + dumps(ev.finish_reason)
                + b"}]" + usage + b"}\n\n")
         if self._include_usage and ev.usage is not None:
-            out += (self._envelope + b',"choices":[],"usage":' + dumps(ev.usage.to_dict())
-                    + b"}\n\n")
+            out += self._usage_chunk(ev.usage)
         return out + b"data: [DONE]\n\n"
+
+    def _usage_chunk(self, usage: Usage) -> bytes:
+        """The ``choices: []`` chunk with the usage (providers.md §3.3)."""
+        return (self._envelope + b',"choices":[],"usage":'
+                + dumps(_usage_json(usage, self._raw_usage)) + b"}\n\n")
 
     def error(self, exc: ChatError) -> bytes:
         """A mid-stream failure: ``data: {"error": {...}}`` (providers.md §3.3), then
