@@ -47,6 +47,7 @@ from chatproto.dialects import anthropic_messages, native, ollama, openai_chat, 
 
 from . import embeddings, routes_anthropic, routes_ollama, routes_openai
 from .asgi import (
+    BodyBudget,
     BodyReads,
     Disconnected,
     Drain,
@@ -120,6 +121,10 @@ ERROR_SHAPES: Mapping[str, Door] = {
 #: Routes outside ``max_in_flight``: answered at once, and needed most when all else is busy.
 UNCOUNTED_PATHS = frozenset({"/healthz", "/metrics"})
 
+#: How many maximum-size bodies may be between read and written upstream at once
+#: (:class:`~server.asgi.BodyBudget`).
+BODY_BUDGET_BODIES = 8
+
 #: The answer to a bug (an exception that is not a ChatError), in the door's shape.
 INTERNAL_ERROR = ChatError("internal_error", "internal error")
 
@@ -177,6 +182,8 @@ class ChatdApp:
         """Set going by :meth:`begin_shutdown`; every relayed call's waits end with it."""
         self.body_reads = BodyReads(config.chatd.max_in_flight // 2)
         """Bodies still arriving: at most half of ``max_in_flight``, the oldest cut first."""
+        self.body_budget = BodyBudget(BODY_BUDGET_BODIES * config.chatd.max_body_bytes)
+        """Large bodies between read and written upstream: eight of the largest allowed."""
         self._in_flight = 0
         self.observer = Observer(
             self.telemetry, metrics=config.chatd.metrics,

@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from chatproto import ChatError, retry_after_header
 
 __all__ = [
     "JSON_TYPE",
+    "BodyBudget",
     "BodyReads",
     "Disconnected",
     "Drain",
@@ -274,6 +276,76 @@ class BodyReads:
                 yield scope
         finally:
             self._scopes.pop(scope, None)
+
+
+class BodyBudget:
+    """Bytes of large request bodies between being read and being written upstream.
+
+    In that stretch a call holds its body twice: the parsed request, and the body read
+    (until parsed) or the upstream body built from it (until written). Bodies that arrive
+    together are all parsed before any is written: asyncio runs every task made ready by
+    the same wake-up (their last body chunks) before it looks at a socket again, so 60
+    concurrent 8 MiB calls held two copies each at their peak (bench/hostile.py ``bulk``).
+    A call with a body over :data:`LARGE_BODY` takes room for it here before it parses,
+    and gives it back once its upstream request is written (``Transport.open``'s
+    ``written``) or the call ends: past ``capacity`` the next one waits, first come first
+    served, holding only the body it read. One body larger than ``capacity`` is let in
+    alone. The wait is at most ``wait_secs``, then the call goes ahead anyway: this bounds
+    memory, and must never refuse a call or stall every large body behind an upstream
+    that reads slowly.
+    """
+
+    __slots__ = ("_waiters", "capacity", "in_use", "wait_secs")
+
+    def __init__(self, capacity: int, wait_secs: float = 5.0) -> None:
+        self.capacity = capacity
+        self.wait_secs = wait_secs
+        self.in_use = 0
+        self._waiters: deque[tuple[int, anyio.Event]] = deque()
+
+    def _fits(self, size: int) -> bool:
+        return self.in_use == 0 or self.in_use + size <= self.capacity
+
+    async def acquire(self, size: int) -> Callable[[], None]:
+        """Room for a body of ``size`` bytes; returns its release (idempotent)."""
+        if not self._waiters and self._fits(size):
+            self.in_use += size
+        else:
+            entry = (size, anyio.Event())
+            self._waiters.append(entry)
+            try:
+                with anyio.move_on_after(self.wait_secs):
+                    await entry[1].wait()
+            except BaseException:
+                self._leave(entry)
+                raise
+            if not entry[1].is_set():  # waited long enough: go ahead, counted
+                self._waiters.remove(entry)
+                self.in_use += size
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.in_use -= size
+                self._wake()
+
+        return release
+
+    def _leave(self, entry: tuple[int, anyio.Event]) -> None:
+        """A waiter cancelled: its room, if granted meanwhile, goes to the next."""
+        if entry[1].is_set():
+            self.in_use -= entry[0]
+            self._wake()
+        else:
+            self._waiters.remove(entry)
+
+    def _wake(self) -> None:
+        while self._waiters and self._fits(self._waiters[0][0]):
+            size, event = self._waiters.popleft()
+            self.in_use += size
+            event.set()
 
 
 async def read_body(

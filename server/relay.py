@@ -66,6 +66,8 @@ from chatproto import (
 )
 
 from .asgi import (
+    LARGE_BODY,
+    BodyBudget,
     Disconnected,
     Drain,
     Request,
@@ -95,6 +97,7 @@ class Host(Protocol):
     providers: dict[str, Provider]
     observer: Observer
     drain: Drain
+    body_budget: BodyBudget
 
     def service(self) -> ChatService:
         """The chat service (raises ChatError before lifespan startup)."""
@@ -209,8 +212,23 @@ class DoorEndpoint:
     async def _serve(
         self, host: Host, request: Request, responder: Responder, obs: Observed
     ) -> None:
+        raw = await host.read_body(request)
+        release = None
+        if len(raw) > LARGE_BODY:  # held twice until written upstream: room first
+            release = await host.body_budget.acquire(len(raw))
+        try:
+            call = self.door.parse(raw, ScopeHeaders(request.scope))
+            del raw  # parsed: only the parsed request is kept from here on
+            await self._relay(host, request, responder, obs, call, release)
+        finally:
+            if release is not None:
+                release()
+
+    async def _relay(
+        self, host: Host, request: Request, responder: Responder, obs: Observed,
+        call: DoorCall, written: Callable[[], None] | None,
+    ) -> None:
         door = self.door
-        call = door.parse(await host.read_body(request), ScopeHeaders(request.scope))
         if call.dropped:
             logger.info("%s request %s: left out (no upstream here runs them): %s",
                         door.name, responder.request_id, "; ".join(call.dropped))
@@ -238,7 +256,7 @@ class DoorEndpoint:
         bounds = Bounds.of(host.config.chatd, host.drain)
         await until_disconnect(
             request.receive, responder,
-            lambda: relay(service, door, call, ctx, responder, started, obs, bounds),
+            lambda: relay(service, door, call, ctx, responder, started, obs, bounds, written),
         )
 
 
@@ -255,12 +273,14 @@ def chat_route(door: Door) -> Mapping[str, Endpoint]:
 async def relay_whole(
     service: ChatService, door: Door, call: DoorCall, ctx: CallContext,
     responder: Responder, started: int, obs: Observed | None = None,
-    bounds: Bounds | None = None,
+    bounds: Bounds | None = None, written: Callable[[], None] | None = None,
 ) -> None:
-    """One whole answer, rendered by the door (its ChatError goes to the app's handler)."""
+    """One whole answer, rendered by the door (its ChatError goes to the app's handler).
+    ``written`` is called once the upstream request is written (the service's)."""
     bounds = bounds if bounds is not None else Bounds()
     with bounds.drain.scope() as scope:
-        result = await service.chat(call.chat, obs.trace if obs is not None else None)
+        result = await service.chat(call.chat, obs.trace if obs is not None else None,
+                                    written=written)
     if scope.cancelled_caught:
         raise bounds.shutting_down()
     answer = Answer(
@@ -279,7 +299,7 @@ async def relay_whole(
 async def relay_stream(
     service: ChatService, door: Door, call: DoorCall, ctx: CallContext,
     responder: Responder, started: int, obs: Observed | None = None,
-    bounds: Bounds | None = None,
+    bounds: Bounds | None = None, written: Callable[[], None] | None = None,
 ) -> None:
     """What one upstream read produced becomes one write as soon as the service hands it
     over; the door's opening bytes ride with the first (one write, not two)."""
@@ -287,12 +307,13 @@ async def relay_stream(
     renderer = door.stream(call, ctx)
     async with client_writes(responder) as write:
         await _relay_stream(service, door, call, responder, started, obs, bounds, renderer,
-                            write)
+                            write, written)
 
 
 async def _relay_stream(
     service: ChatService, door: Door, call: DoorCall, responder: Responder, started: int,
     obs: Observed | None, bounds: Bounds, renderer: DoorStream, write: Write,
+    written: Callable[[], None] | None = None,
 ) -> None:
     """:func:`relay_stream`'s work, its writes through ``write``."""
     drain = bounds.drain
@@ -302,7 +323,7 @@ async def _relay_stream(
     pending = b""
     with drain.scope() as scope:  # until the first event: the service's timeout, the drain
         async with service.open_stream(
-            call.chat, obs.trace if obs is not None else None
+            call.chat, obs.trace if obs is not None else None, written=written
         ) as stream:
             phase = "client"
             scope.deadline = min(clock() + idle, drain.deadline)

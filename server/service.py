@@ -421,8 +421,12 @@ class ChatService:
                 plan.failed(attempt, exc)
                 logger.info("falling back from %s after %s", attempt.provider.name, exc.type)
 
-    async def chat(self, request: ChatRequest, trace: CallTrace | None = None) -> ChatResult:
-        """A non-streamed answer, trying the chain's routes in order.
+    async def chat(
+        self, request: ChatRequest, trace: CallTrace | None = None, *,
+        written: Callable[[], None] | None = None,
+    ) -> ChatResult:
+        """A non-streamed answer, trying the chain's routes in order. ``written`` is
+        called once an upstream request has been written (``Transport.open``).
 
         Raises:
             ChatError: the request's own error, or the last route's failure.
@@ -431,19 +435,23 @@ class ChatService:
             request = replace(request, stream=False)
         trace = trace if trace is not None else CallTrace()
         return await self._attempts(
-            request, lambda attempt, outbox, plan: self._call(attempt, outbox, plan, trace),
+            request,
+            lambda attempt, outbox, plan: self._call(attempt, outbox, plan, trace, written),
             trace,
         )
 
     async def _call(
-        self, attempt: Attempt, outbox: Outbox, plan: CallPlan, trace: CallTrace
+        self, attempt: Attempt, outbox: Outbox, plan: CallPlan, trace: CallTrace,
+        written: Callable[[], None] | None = None,
     ) -> ChatResult:
         provider = attempt.provider
         codec = attempt.codec
         async with self.slot(attempt, plan, trace) as attempt:
             started = self._clock()
             with self._accounted(provider, started, trace):
-                async with self.transport.open(outbox.take(), self._timeouts(attempt)) as resp:
+                async with self.transport.open(
+                    outbox.take(), self._timeouts(attempt), written=written
+                ) as resp:
                     await self._raise_for_status(resp, codec, provider)
                     body = await resp.aread(MAX_RESPONSE_BYTES)
                 response = codec.parse_response(
@@ -460,9 +468,11 @@ class ChatService:
 
     @asynccontextmanager
     async def open_stream(
-        self, request: ChatRequest, trace: CallTrace | None = None
+        self, request: ChatRequest, trace: CallTrace | None = None, *,
+        written: Callable[[], None] | None = None,
     ) -> AsyncIterator[ChatStream]:
         """Commit to the first route of the chain that starts streaming; yield its events.
+        ``written`` as for :meth:`chat`.
 
         Raises (on entry):
             ChatError: the request's own error, or the last route's failure; no event has
@@ -474,7 +484,9 @@ class ChatService:
         async with AsyncExitStack() as outer:
             stream = await self._attempts(
                 request,
-                lambda attempt, outbox, plan: self._start(attempt, outbox, plan, outer, trace),
+                lambda attempt, outbox, plan: self._start(
+                    attempt, outbox, plan, outer, trace, written
+                ),
                 trace,
             )
             try:
@@ -484,7 +496,7 @@ class ChatService:
 
     async def _start(
         self, attempt: Attempt, outbox: Outbox, plan: CallPlan, outer: AsyncExitStack,
-        trace: CallTrace,
+        trace: CallTrace, written: Callable[[], None] | None = None,
     ) -> ChatStream:
         """Open ``attempt`` and read until its first event; on success the response's
         cleanup (and the provider's slot) moves to ``outer``, on failure it runs here."""
@@ -501,7 +513,7 @@ class ChatService:
             first_event_by = anyio.current_time() + timeouts.total
             with self._accounted(provider, started, trace):
                 resp = await layer.enter_async_context(
-                    self.transport.open(outbox.take(), timeouts)
+                    self.transport.open(outbox.take(), timeouts, written=written)
                 )
                 await self._raise_for_status(resp, codec, provider)
                 chunks = resp.aiter_bytes()

@@ -1,4 +1,5 @@
-"""A large request body is not kept once it is written upstream.
+"""A large request body is not kept once it is written upstream, and large bodies between
+read and written are bounded together (server/asgi.py ``BodyBudget``).
 
 A call spends most of its life waiting for the upstream's answer; a body kept through
 that wait doubles what a call costs (the parsed request and its upstream body: 60
@@ -20,10 +21,15 @@ from contextlib import asynccontextmanager
 
 import anyio
 import anyio.abc
+import httpx
 import orjson
 import pytest
+from chatd_served import served
 
 from chatproto import ChatRequest, Message, Provider
+from server.app import create_app
+from server.asgi import BodyBudget
+from server.config import load_config
 from server.service import ChatService
 from transports import H11Transport
 from transports._h11 import FRESH_BODY
@@ -41,6 +47,8 @@ class Upstream:
         self.received = anyio.Event()
         self.release = anyio.Event()
         self.accepted = 0
+        self.large = 0
+        """Large requests read so far."""
         self.port = 0
 
     async def connection(self, stream: anyio.abc.SocketStream) -> None:
@@ -63,6 +71,7 @@ class Upstream:
             while left > 0:
                 left -= len(await stream.receive())
             if length >= SIZE:
+                self.large += 1
                 self.received.set()
                 await self.release.wait()
             body = orjson.dumps({
@@ -137,3 +146,107 @@ async def test_a_large_body_goes_on_a_connection_of_its_own(anyio_backend: str) 
         assert fake.accepted == 2
         await svc.chat(request("small", stream=False))
         assert fake.accepted == 2
+
+
+# -- the budget of large bodies between read and written ----------------------------------
+
+
+async def test_the_budget_admits_in_order_within_its_capacity(anyio_backend: str) -> None:
+    budget = BodyBudget(100, wait_secs=10)
+    first = await budget.acquire(60)
+    order: list[str] = []
+
+    async def take(name: str, size: int) -> None:
+        release = await budget.acquire(size)
+        order.append(name)
+        release()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(take, "big", 60)
+        await anyio.sleep(0.05)
+        tg.start_soon(take, "small", 10)  # it would fit, but it came later: FIFO
+        await anyio.sleep(0.05)
+        assert order == [] and budget.in_use == 60  # the small one did not jump the queue
+        first()
+        first()  # a second release changes nothing
+    assert sorted(order) == ["big", "small"]  # both fit once the first went: both in
+    assert budget.in_use == 0
+
+
+async def test_a_body_larger_than_the_budget_goes_alone(anyio_backend: str) -> None:
+    budget = BodyBudget(100, wait_secs=10)
+    release = await budget.acquire(500)
+    assert budget.in_use == 500
+    release()
+    assert budget.in_use == 0
+
+
+async def test_a_wait_past_its_bound_goes_ahead(anyio_backend: str) -> None:
+    """The budget bounds memory; it never refuses a call, nor stalls one for long behind
+    an upstream that reads slowly."""
+    budget = BodyBudget(100, wait_secs=0.1)
+    held = await budget.acquire(100)
+    with anyio.fail_after(2):
+        late = await budget.acquire(50)
+    assert budget.in_use == 150
+    late()
+    held()
+    assert budget.in_use == 0
+
+
+async def test_a_cancelled_waiter_gives_its_room_to_the_next(anyio_backend: str) -> None:
+    budget = BodyBudget(100, wait_secs=10)
+    held = await budget.acquire(100)
+    got: list[int] = []
+
+    async def take(size: int) -> None:
+        got.append(size)
+        (await budget.acquire(size))()
+
+    scope = anyio.CancelScope()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_cancelled, budget, scope)
+        await anyio.sleep(0.05)
+        tg.start_soon(take, 80)
+        await anyio.sleep(0.05)
+        scope.cancel()  # the first in line leaves; the next gets the room once it is free
+        held()
+    assert got == [80] and budget.in_use == 0
+
+
+async def _cancelled(budget: BodyBudget, scope: anyio.CancelScope) -> None:
+    with scope:
+        await budget.acquire(90)
+
+
+async def test_a_large_body_gives_back_its_room_once_written_not_when_answered(
+    anyio_backend: str
+) -> None:
+    """Room for one large body: a second large call reaches the upstream while the first
+    still waits for its answer (its request written), not after it."""
+    async with upstream() as fake:
+        config = load_config(f'[chatd]\nollama_url = "http://127.0.0.1:{fake.port}"\n'
+                             + "".join(f'[chatd.providers.{name}]\nkey_file = "/nonexistent"\n'
+                                       for name in ("ollama_cloud", "openrouter", "opencode",
+                                                    "kimi")))
+        app = create_app(config, environ={})
+        app.body_budget = BodyBudget(SIZE * 3 // 2, wait_secs=60)
+        body = orjson.dumps({"model": "ollama/m", "messages": [
+            {"role": "user", "content": "x" * SIZE}]})
+        statuses: list[int] = []
+        async with served(app) as port, httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30
+        ) as client:
+
+            async def call() -> None:
+                statuses.append((await client.post("/v1/chat", content=body)).status_code)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+                tg.start_soon(call)
+                with anyio.fail_after(10):
+                    while fake.large < 2:
+                        await anyio.sleep(0.02)
+                assert app.body_budget.in_use == 0  # both written, both answers pending
+                fake.release.set()
+    assert statuses == [200, 200]

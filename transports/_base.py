@@ -236,9 +236,15 @@ class Transport(ABC):
 
     @abstractmethod
     def open(
-        self, request: HTTPRequest, timeouts: Timeouts = DEFAULT_TIMEOUTS
+        self, request: HTTPRequest, timeouts: Timeouts = DEFAULT_TIMEOUTS, *,
+        written: Callable[[], None] | None = None,
     ) -> AbstractAsyncContextManager[Response]:
         """Send ``request``; the context manager yields once the response head is in.
+
+        ``written``, when given, is called once the request has been written, before the
+        head is awaited (a caller that bounds how many large bodies are in memory at once
+        lets one go then; server/asgi.py ``BodyBudget``). A transport that cannot see the
+        write end calls it as the write begins. It may be called again for a retry.
 
         Raises:
             ChatError: ``upstream_unavailable``, ``upstream_timeout``,

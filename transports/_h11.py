@@ -38,6 +38,7 @@ import inspect
 import select
 import ssl
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
 from typing import Self
@@ -155,8 +156,11 @@ class H11Transport(Transport):
         self._closed = False
         self._sweeper = Sweeper(self._sweep, reap_interval)
 
-    def open(self, request: HTTPRequest, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> _Exchange:
-        return _Exchange(self, request, timeouts)
+    def open(
+        self, request: HTTPRequest, timeouts: Timeouts = DEFAULT_TIMEOUTS, *,
+        written: Callable[[], None] | None = None,
+    ) -> _Exchange:
+        return _Exchange(self, request, timeouts, written)
 
     async def __aenter__(self) -> Self:
         await self._sweeper.start()
@@ -473,12 +477,18 @@ class _Exchange:
     answer is the end of the wait. A handshake costs less than writing a megabyte.
     """
 
-    __slots__ = ("_conn", "_deadline", "_done", "_request", "_timeouts", "_transport")
+    __slots__ = (
+        "_conn", "_deadline", "_done", "_request", "_timeouts", "_transport", "_written",
+    )
 
-    def __init__(self, transport: H11Transport, request: HTTPRequest, timeouts: Timeouts):
+    def __init__(
+        self, transport: H11Transport, request: HTTPRequest, timeouts: Timeouts,
+        written: Callable[[], None] | None = None,
+    ) -> None:
         self._transport = transport
         self._request = request
         self._timeouts = timeouts
+        self._written = written
         self._deadline = 0.0
         self._done = False
 
@@ -527,6 +537,8 @@ class _Exchange:
                 await self._send(conn, event)  # its own frame: no local keeps the body
             if len(self._request.body) > FRESH_BODY:
                 self._request = replace(self._request, body=b"")  # written: let it go
+            if self._written is not None:
+                self._written()
             what = "awaiting the response"
             while True:
                 with map_exceptions(_HEAD_ERRORS, "reading the response head"):

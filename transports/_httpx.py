@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
@@ -106,8 +106,11 @@ class HTTPXTransport(Transport):
             follow_redirects=False,  # a provider redirect is an answer to report, not follow
         )
 
-    def open(self, request: HTTPRequest, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> _Exchange:
-        return _Exchange(self._client, request, timeouts)
+    def open(
+        self, request: HTTPRequest, timeouts: Timeouts = DEFAULT_TIMEOUTS, *,
+        written: Callable[[], None] | None = None,
+    ) -> _Exchange:
+        return _Exchange(self._client, request, timeouts, written)
 
     async def __aenter__(self) -> Self:
         await self._sweeper.start()
@@ -154,15 +157,20 @@ class _Exchange:
         "_response",
         "_suspended",
         "_timeouts",
+        "_written",
     )
 
     _response: httpx.Response
     _chunks: AsyncIterator[bytes]
 
-    def __init__(self, client: httpx.AsyncClient, request: HTTPRequest, timeouts: Timeouts):
+    def __init__(
+        self, client: httpx.AsyncClient, request: HTTPRequest, timeouts: Timeouts,
+        written: Callable[[], None] | None = None,
+    ) -> None:
         self._client = client
         self._request = request
         self._timeouts = timeouts
+        self._written = written
         self._deadline = 0.0
         self._suspended = False
 
@@ -189,6 +197,8 @@ class _Exchange:
             )
         except (httpx.InvalidURL, UnicodeError, ValueError):
             raise ChatError("invalid_request", _INVALID) from None
+        if self._written is not None:
+            self._written()  # httpx writes inside send(): its end is not to be seen here
         with map_exceptions(_HEAD_ERRORS, f"requesting {request.host}"):
             try:
                 with anyio.fail_after(t.total):

@@ -69,8 +69,11 @@ class MockTransport(Transport):
         self.requests: list[HTTPRequest] = []
         self._closed = False
 
-    def open(self, request: HTTPRequest, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> _Exchange:
-        return _Exchange(self, request, timeouts)
+    def open(
+        self, request: HTTPRequest, timeouts: Timeouts = DEFAULT_TIMEOUTS, *,
+        written: Callable[[], None] | None = None,
+    ) -> _Exchange:
+        return _Exchange(self, request, timeouts, written)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -90,12 +93,17 @@ class _Exchange:
         "_sync_chunks",
         "_timeouts",
         "_transport",
+        "_written",
     )
 
-    def __init__(self, transport: MockTransport, request: HTTPRequest, timeouts: Timeouts):
+    def __init__(
+        self, transport: MockTransport, request: HTTPRequest, timeouts: Timeouts,
+        written: Callable[[], None] | None = None,
+    ) -> None:
         self._transport = transport
         self._request = request
         self._timeouts = timeouts
+        self._written = written
         self._deadline = 0.0
         self._declared: int | None = None
         self._received = 0
@@ -108,6 +116,8 @@ class _Exchange:
         if transport._closed:
             raise RuntimeError("this MockTransport is closed")
         transport.requests.append(self._request)
+        if self._written is not None:
+            self._written()  # the handler has the request: it is "written"
         self._deadline = anyio.current_time() + self._timeouts.total
         # Waiting for the head is one read: under both the idle and the total limit.
         limit = min(self._timeouts.read, self._timeouts.total)
