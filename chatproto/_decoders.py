@@ -208,6 +208,10 @@ class SSEEvent(NamedTuple):
 _new_event = tuple.__new__
 
 
+_BOM = b"\xef\xbb\xbf"
+"""U+FEFF in UTF-8."""
+
+
 class SSEDecoder:
     """The WHATWG event-stream parser, incremental and bounded.
 
@@ -216,10 +220,13 @@ class SSEDecoder:
     ``data``, ``event`` and ``id`` fields accumulate until a blank line dispatches the event;
     unknown fields and ``retry`` are ignored; an event with no data is not dispatched.
     At end of input a pending event is dispatched even without its blank line (lenient:
-    some servers close right after the last ``data:`` line).
+    some servers close right after the last ``data:`` line). One byte order mark at the
+    very start is dropped: WHATWG HTML §9.2.6 says "the stream must then be decoded using
+    UTF-8 decode", which strips a leading U+FEFF, so ``\ufeffdata: ...`` is a ``data``
+    line, not an unknown field that loses the first event.
     """
 
-    __slots__ = ("_data", "_event", "_id", "_limit", "_lines", "_provider", "_size")
+    __slots__ = ("_data", "_event", "_head", "_id", "_limit", "_lines", "_provider", "_size")
 
     def __init__(
         self, *, max_event_bytes: int = DEFAULT_MAX_LINE_BYTES, provider: str | None = None
@@ -231,6 +238,8 @@ class SSEDecoder:
         self._size = 0
         self._event = ""
         self._id: str | None = None
+        self._head: bytes | None = b""
+        """The stream's first bytes while they may still be a BOM; None once past it."""
 
     @property
     def error(self) -> ChatError | None:
@@ -241,6 +250,11 @@ class SSEDecoder:
         lines = self._lines
         if lines._done:
             raise lines.closed()
+        if self._head is not None:  # only the first feeds; one check per feed after them
+            begun = self._begin(data)
+            if isinstance(begun, list):
+                return begun
+            data = begun
         fast = data and not (lines._parts or self._data or self._event) and b"\r" not in data
         # Fast paths, at an event boundary with LF-only framing. Most feeds are exactly one
         # ``data: ...`` event; otherwise each block between blank lines usually is.
@@ -284,6 +298,26 @@ class SSEDecoder:
             self._data = []
             return lines.fail(exc, out)
         return out
+
+    def _begin(self, data: bytes) -> bytes | list[SSEEvent]:
+        """The stream's first bytes without a leading BOM (which may be split across
+        feeds), or the events when there is nothing more to feed yet (``[]`` while the
+        bytes so far are a BOM's prefix)."""
+        assert self._head is not None
+        head = self._head + data
+        if data and len(head) < len(_BOM) and _BOM.startswith(head):
+            self._head = head
+            return []
+        self._head = None
+        if head[:3] == _BOM:
+            head = head[3:]
+        if data:
+            return head or []  # b"" would mean the end
+        if not head:
+            return b""
+        # The body ended on one or two bytes of what looked like a BOM: they are content.
+        out = self.feed(head)
+        return out if self.error is not None else out + self.feed(b"")
 
     def _lines_in(self, found: list[bytes], out: list[SSEEvent]) -> None:
         for line in found:

@@ -41,6 +41,8 @@ def ref_sse(data: bytes) -> list[SSEEvent]:
     buf: list[bytes] = []
     event = ""
     last_id: str | None = None
+    if data.startswith(b"\xef\xbb\xbf"):  # UTF-8 decode strips one leading BOM
+        data = data[3:]
     for line in [*re.split(rb"\r\n|\r|\n", data), b""]:
         if not line:
             if buf:
@@ -189,6 +191,16 @@ SSE_FIXTURES = [
     (b"event: a\nid: 3\n\ndata: y\n\n", [ev(b"y", id="3")], "event-then-id"),
     (b"", [], "empty"),
     (b": only a comment\n", [], "only-comment"),
+    # A leading byte order mark (WHATWG HTML §9.2.6: UTF-8 decode strips one)
+    (b"\xef\xbb\xbfdata: a\n\ndata: b\n\n", [ev(b"a"), ev(b"b")], "bom-then-events"),
+    (b"\xef\xbb\xbfevent: e\ndata: a\n\n", [ev(b"a", "e")], "bom-then-typed-event"),
+    (b"\xef\xbb\xbf: comment\ndata: a\n\n", [ev(b"a")], "bom-then-comment"),
+    (b"\xef\xbb\xbf", [], "bom-only"),
+    (b"\xef\xbb\xbf\xef\xbb\xbfdata: a\n\ndata: b\n\n", [ev(b"b")],
+     "second-bom-is-a-field-name"),
+    (b"data: \xef\xbb\xbfa\n\n", [ev(b"\xef\xbb\xbfa")], "bom-inside-data-kept"),
+    (b"\xef\xbbdata: a\n\ndata: b\n\n", [ev(b"b")], "half-a-bom-is-content"),
+    (b"\xef\xbb", [], "half-a-bom-then-end"),
 ]
 
 
@@ -204,6 +216,31 @@ def test_sse_any_split_any_line_end(data: bytes, expected: list[SSEEvent], end: 
     data = _with_line_ends(data, end)
     assert ref_sse(data) == expected  # the reference agrees with the fixture
     assert_split_invariant(SSEDecoder, data, list(expected))
+
+
+def test_sse_decoder_strips_a_leading_byte_order_mark() -> None:
+    """WHATWG HTML §9.2.6: "The stream must then be decoded using UTF-8 decode", which
+    strips one leading BOM. With a BOM before the first ``data:`` line, chatd reads the
+    field name as ``\ufeffdata`` and silently drops the upstream's first event (its first
+    words of text, or its ``message_start``), however the bytes are split."""
+    data = b"\xef\xbb\xbfdata: one\n\ndata: two\n\n"
+    for how, chunks in every_split(data):
+        events = feed(SSEDecoder(), chunks)
+        assert [e.data for e in events] == [b"one", b"two"], how
+
+
+def test_sse_a_bom_split_across_feeds_then_the_end() -> None:
+    """The BOM's first bytes held back while it may still be one are content when the
+    body ends there, and a feed that completes a BOM alone returns nothing (not the end)."""
+    d = SSEDecoder()
+    assert d.feed(b"\xef") == []
+    assert d.feed(b"\xbb\xbf") == []
+    assert d.feed(b"data: x\n\n") == [ev(b"x")]
+    d = SSEDecoder()
+    assert d.feed(b"\xef") == []
+    assert d.feed(b"") == []
+    with pytest.raises(RuntimeError):
+        d.feed(b"")
 
 
 def test_sse_mixed_line_ends() -> None:
