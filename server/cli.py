@@ -123,7 +123,9 @@ def _providers(config: Config) -> int:
 def _resolve(model: str, config: Config) -> int:
     providers = registered(register_providers(config, os.environ))
     try:
-        routes = resolve(model, providers, config.tiers)
+        # The server's rows: the built-in ones and every provider defined in configuration
+        # (SPEC §1: a configured provider adds ``<prefix><m>`` -> NAME).
+        routes = resolve(model, providers, config.tiers, profiles=config.profiles)
     except ChatError as exc:
         print(f"chatd: {exc.type} ({exc.status}): {exc.message}", file=sys.stderr)
         return 1

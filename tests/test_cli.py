@@ -91,6 +91,55 @@ def test_resolve_errors_exit_1(config: Path, capsys: pytest.CaptureFixture[str],
     assert len(err.splitlines()) == 1
 
 
+def test_cli_resolve_routes_a_configured_provider_prefix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: "`chatd resolve MODEL` shows where a name goes"; SPEC §1: a configured
+    provider adds the row ``<prefix><m>`` -> NAME. The server routes ``groq/m`` to groq,
+    so resolve must say so too, not ``ollama``."""
+    for var in (*KEY_VARS, "LAKEHOUSE_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("GROQ_API_KEY", "sk-groq-review")
+    config = tmp_path / "lakehouse.toml"
+    config.write_text(
+        "".join(f'[chatd.providers.{name}]\nkey_file = "{tmp_path}/{name}.env"\n'
+                for name in ("ollama_cloud", "openrouter", "opencode", "kimi"))
+        + '[chatd.providers.groq]\napi = "openai_chat"\n'
+          'base_url = "http://127.0.0.1:9/v1"\nkey_env = "GROQ_API_KEY"\n')
+    code = main(["resolve", "groq/llama-3.3-70b", "--config", str(config)])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert out.split() == ["groq", "llama-3.3-70b"]
+
+
+@pytest.mark.parametrize(
+    ("model", "code", "out", "err"),
+    [("g:llama", 0, "groq\tllama\n", ""),
+     ("groq/llama", 0, "ollama\tgroq/llama\n", ""),
+     ("mist/large", 1, "", "chatd: provider_not_registered (404): "),
+     ("fast", 0, "groq\tllama\n", "")],
+    ids=["own-prefix", "default-prefix-replaced", "configured-not-registered",
+         "tier-to-configured"],
+)
+def test_resolve_reads_the_same_rows_as_the_server(
+    config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    model: str, code: int, out: str, err: str,
+) -> None:
+    """``resolve`` reads the rows the server routes by (SPEC §1): the built-in ones and
+    each configured provider's, under its own prefix, registered or not."""
+    monkeypatch.setenv("GROQ_API_KEY", KEY)
+    monkeypatch.delenv("MIST_API_KEY", raising=False)
+    config.write_text(config.read_text()
+                      + '[chatd.providers.groq]\napi = "openai_chat"\nprefix = "g:"\n'
+                        'base_url = "http://127.0.0.1:9/v1"\nkey_env = "GROQ_API_KEY"\n'
+                        '[chatd.providers.mist]\napi = "openai_chat"\n'
+                        'base_url = "http://127.0.0.1:9/v1"\nkey_env = "MIST_API_KEY"\n'
+                        '[models]\nfast = "g:llama"\n')
+    got = run(capsys, "resolve", model, "--config", str(config))
+    assert (got[0], got[1]) == (code, out)
+    assert got[2].startswith(err) and len(got[2].splitlines()) == (1 if err else 0)
+
+
 @pytest.mark.parametrize(
     ("argv", "text", "message"),
     [(["providers"], "[chatd]\ntimeout_secs = 'x'\n",
