@@ -33,7 +33,8 @@ logger = logging.getLogger("chatd.request")
 #: The status a request is counted with when the client went away before its answer was
 #: complete (nginx's convention; no response carries it).
 CLIENT_CLOSED = 499
-#: A client's model name is logged up to this many characters.
+#: A client's model name (and the upstream model, the client's text after a prefix) is
+#: logged and echoed in ``x-chatd-upstream-model`` up to this many characters.
 MAX_LOGGED_MODEL = 200
 
 
@@ -112,7 +113,9 @@ class Observed:
             (b"x-chatd-provider", route.provider.encode()),
             # An upstream model name is the client's text after a prefix: it is echoed only
             # as far as a header can carry it (visible ASCII), else percent-escaped.
-            (b"x-chatd-upstream-model", _header_value(route.upstream_model)),
+            # Clipped as in the log: HTTP clients refuse a head past 64 KiB (h11, httpx's),
+            # and a client's 300 kB name would make even its error unreadable.
+            (b"x-chatd-upstream-model", _header_value(_clip(route.upstream_model))),
             (b"x-chatd-overhead-ms", f"{overhead_ms:.3f}".encode()),
         ]
 
@@ -163,15 +166,15 @@ class Observed:
         route = trace.route
         usage = trace.usage
         model = self.model
-        if model is not None and len(model) > MAX_LOGGED_MODEL:
-            model = model[:MAX_LOGGED_MODEL] + "…"
         return {
             "request_id": self.request_id,
             "door": self.door,
-            "model": model,
+            "model": _clip(model) if model is not None else None,
             "stream": self.stream,
             "provider": route.provider if route is not None else None,
-            "upstream_model": route.upstream_model if route is not None else None,
+            # The client's text after a prefix, so as long as the model name (SPEC §5: one
+            # bounded line per request).
+            "upstream_model": _clip(route.upstream_model) if route is not None else None,
             "status": status,
             "error_type": error_type,
             "latency_ms": _ms(now - self.started),
@@ -215,6 +218,12 @@ async def observed(
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
+
+
+def _clip(name: str) -> str:
+    """A model name as far as it is logged and echoed: :data:`MAX_LOGGED_MODEL` characters,
+    then ``…``."""
+    return name if len(name) <= MAX_LOGGED_MODEL else name[:MAX_LOGGED_MODEL] + "…"
 
 
 def _header_value(text: str) -> bytes:

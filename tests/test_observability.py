@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import mock_stack
 import orjson
 import pytest
+from canned import lab
 from door_shapes import door_paths
 from mock_stack import app_over
 from test_server import Result, call, ollama_answer, ollama_lines, openai_error, running
@@ -32,6 +34,7 @@ from test_server import Result, call, ollama_answer, ollama_lines, openai_error,
 from chatproto import HTTPRequest
 from server.app import ChatdApp
 from server.logs import setup
+from server.observe import MAX_LOGGED_MODEL
 from transports import MockResponse, MockTransport
 
 KEY = "sk-kimi-observe-SECRET-5e1d0c9a"
@@ -622,3 +625,31 @@ async def test_time_queued_for_a_slot_is_logged_and_not_overhead() -> None:
         assert line["overhead_ms"] == pytest.approx(
             line["latency_ms"] - line["upstream_ms"] - line["queued_ms"], abs=0.01)
         assert line["overhead_ms"] < line["latency_ms"] / 2
+
+
+@pytest.mark.anyio
+async def test_a_huge_model_name_gives_a_bounded_log_line_and_a_readable_answer(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A client's 300 kB model name: the request log line cuts ``model=`` at 200
+    characters (server/observe.py ``MAX_LOGGED_MODEL``) but writes ``upstream_model=``
+    whole, and the answer carries it whole in ``x-chatd-upstream-model``, a header too
+    big for HTTP clients (h11, which httpx uses, refuses heads over 64 KiB), so the caller
+    cannot even read the 502. SPEC §5: the log is one bounded line per request."""
+    caplog.set_level("INFO", logger="chatd")
+    name = "m" * 300_000
+    async with lab(tmp_path) as s, s.http() as client:
+        try:
+            r: httpx.Response | None = await client.post("/v1/chat", json={
+                "model": f"oai/{name}", "messages": [{"role": "user", "content": "hi"}]})
+        except httpx.RemoteProtocolError:
+            r = None
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "chatd.request"]
+    assert lines and max(len(line) for line in lines) < 10_000
+    assert r is not None, "the answer's head could not be parsed"
+    # Both names are cut alike, in the log and in the header (percent-escaped "…").
+    clipped = "m" * MAX_LOGGED_MODEL
+    assert r.status_code == 502
+    assert r.headers["x-chatd-upstream-model"] == clipped + "%E2%80%A6"
+    fields = [rec.__dict__["fields"] for rec in caplog.records if rec.name == "chatd.request"]
+    assert fields[-1]["model"] == f"oai/{name}"[:MAX_LOGGED_MODEL] + "…"
+    assert fields[-1]["upstream_model"] == clipped + "…"
