@@ -19,8 +19,9 @@ them); ``--worker-class asyncio,trio`` adds ``-trio`` rows for chatd and the bar
 ``--profile DIR`` records a py-spy profile of each chatd process during the c=50 runs.
 
 ``--workers 1,2`` runs each chatd row with every worker count (``-w2`` rows) and prints,
-for every c=50 repeat, the throughput of N workers over one worker, and how the CPU time
-was split between the worker processes (SO_REUSEPORT should give each a share). With 2
+for every c=50 repeat, the throughput of N workers over one worker, how the CPU time was
+split between the worker processes, and how many of wrk's connections each held mid-run
+(``ss``: SO_REUSEPORT should give each a share). With 2
 among the counts, an ``-x2`` control row runs two separate one-worker processes, each
 loaded by its own wrk at once: what two processes can get from the machine at all.
 ``--observe`` adds two rows on the same chatd settings otherwise: ``-quiet`` (``metrics =
@@ -44,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -247,10 +249,31 @@ def _workers_of(pid: int) -> list[int]:
     return found or [pid]
 
 
+def _connections_of(pids: list[int], urls: list[str]) -> list[int]:
+    """How many established client connections each of ``pids`` holds on the ports of
+    ``urls`` now (``ss``): where the kernel put wrk's connections."""
+    ports = {int(u.split(":")[2].split("/")[0]) for u in urls if u}
+    counts = dict.fromkeys(pids, 0)
+    try:
+        out = subprocess.run(["ss", "-tnpH", "state", "established"],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or int(fields[2].rsplit(":", 1)[1]) not in ports:
+            continue
+        for pid in re.findall(r"pid=(\d+)", line):
+            if int(pid) in counts:
+                counts[int(pid)] += 1
+    return [counts[p] for p in pids]
+
+
 def measure_all(targets: list[Target], args: argparse.Namespace, tmp: Path,
                 table: dict[str, dict[int, Result]],
                 every: dict[str, dict[int, list[Result]]] | None = None,
-                cpu: dict[str, list[list[float]]] | None = None) -> None:
+                cpu: dict[str, list[list[float]]] | None = None,
+                conns: dict[str, list[list[int]]] | None = None) -> None:
     """Every target at c=1 then c=50, the repeats interleaved (A B C C B A ...) so that a
     noisy neighbour slows every row alike instead of whichever ran at the wrong time."""
     for t in targets:
@@ -267,6 +290,11 @@ def measure_all(targets: list[Target], args: argparse.Namespace, tmp: Path,
                     pids.append(t.also_pid)
                 before = [cpu_seconds(p) for p in pids]
                 machine, client = _machine_busy(), _children_cpu()
+                if pids and conns is not None:
+                    # Mid-run, once wrk has opened every connection.
+                    threading.Timer(min(1.0, args.duration / 2), lambda t=t, pids=pids: (
+                        conns.setdefault(t.name, []).append(
+                            _connections_of(pids, [t.url, t.also])))).start()
                 runs[t.name].append(wrk(t.url, t.body, c, args.duration, tmp, t.also))
                 if pids and cpu is not None:
                     # Per chatd process, then wrk, then everything else on the machine
@@ -307,7 +335,7 @@ def chatd_config(tmp: Path, upstream: int, name: str = "lakehouse", settings: st
 
 def report_ratios(every: dict[str, dict[int, list[Result]]],
                   cpu: dict[str, list[list[float]]], counts: list[int],
-                  duration: int) -> None:
+                  duration: int, conns: dict[str, list[list[int]]]) -> None:
     """Per c=50 repeat: N workers over one worker, and what observing costs. Repeat i of
     every row ran back to back (measure_all interleaves them), so each ratio compares two
     runs made under the same background load."""
@@ -334,6 +362,9 @@ def report_ratios(every: dict[str, dict[int, list[Result]]],
                           + f" (wrk {run[-2]:.2f}, the rest {run[-1]:.2f})"
                           for run in cpu.get(label, [])]
                 print(f"  CPU s per chatd process, {label}: " + "; ".join(splits))
+                held = [" / ".join(map(str, run)) for run in conns.get(label, [])]
+                if held:
+                    print(f"  connections per chatd process, {label}: " + "; ".join(held))
     for name in every:
         if not name.endswith("-observed"):
             continue
@@ -410,6 +441,7 @@ def main() -> None:
     table: dict[str, dict[int, Result]] = {}
     every: dict[str, dict[int, list[Result]]] = {}
     cpu: dict[str, list[list[float]]] = {}
+    conns: dict[str, list[list[int]]] = {}
     logs: dict[str, Path] = {}
     extra: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
@@ -521,7 +553,7 @@ def main() -> None:
                                       f"http://127.0.0.1:{port}/chat/completions",
                                       OPENAI_BODY.replace('"bench"', '"bench-openai"')))
 
-        measure_all(targets, args, tmp, table, every, cpu)
+        measure_all(targets, args, tmp, table, every, cpu, conns)
         for t in targets:
             if t.pid is not None:
                 extra[t.name] += f", RSS after load {rss_mb(t.pid):.1f} MB"
@@ -547,7 +579,7 @@ def main() -> None:
                   f"{r.p50_ms - hc[c].p50_ms:8.3f}")
     for name, text in extra.items():
         print(f"{name}: {text}")
-    report_ratios(every, cpu, counts, args.duration)
+    report_ratios(every, cpu, counts, args.duration, conns)
     print("\nx hypercorn: throughput over a bare hypercorn app on the same worker class "
           "(the serving ceiling); "
           "+p50 up / hc: median latency added over the upstream alone / over the bare "
