@@ -350,6 +350,17 @@ def report_ratios(every: dict[str, dict[int, list[Result]]],
             ratios = per_repeat(name, base)
             print(f"\nworkers: {name} / {base} at c=50, each repeat: "
                   + " ".join(f"{r:.2f}" for r in ratios) + f"  (min {min(ratios):.2f})")
+            # Throughput per CPU second chatd got: what N workers would reach over one if
+            # each had a core of its own, whatever else the machine was running.
+            if name in cpu and base in cpu:
+                def per_cpu(label: str) -> list[float]:
+                    return [r.rps * duration / sum(run[:-2])
+                            for r, run in zip(every[label][50], cpu[label], strict=True)]
+                efficiency = [a / b for a, b in zip(per_cpu(name), per_cpu(base), strict=True)]
+                print(f"  requests per chatd CPU second, {name} / {base}, each repeat: "
+                      + " ".join(f"{r:.2f}" for r in efficiency)
+                      + f"  (median {statistics.median(efficiency):.2f}; x{n} of it is the "
+                      f"ratio with {n} cores free for chatd)")
             control = base + "-x2"
             labels = [base, name]
             if n == 2 and control in every:
