@@ -22,13 +22,15 @@ other exception escaping a codec is a bug. Every parser follows the one lifecycl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
+
+import orjson
 
 from ._errors import ChatError, Headers
 from ._events import Event
 from ._types import ChatRequest, ChatResponse, HTTPRequest, Provider, Route
 
-__all__ = ["Codec", "StreamParser", "request_headers"]
+__all__ = ["RAW_ARGUMENTS", "Codec", "StreamParser", "history_arguments", "request_headers"]
 
 
 def request_headers(provider: Provider, defaults: Sequence[tuple[str, str]], *,
@@ -51,6 +53,33 @@ def request_headers(provider: Provider, defaults: Sequence[tuple[str, str]], *,
         out = [h for h in out if h[0].lower() not in configured]
         out.extend(provider.headers)
     return tuple(out)
+
+
+RAW_ARGUMENTS = "raw_arguments"
+"""The key under which :func:`history_arguments` keeps arguments that are not an object."""
+
+
+def history_arguments(text: str) -> dict[str, Any]:
+    """A history tool call's JSON-text arguments as the object an upstream wants where the
+    wire carries arguments as an object (Anthropic ``tool_use.input``, Ollama
+    ``function.arguments``, providers.md §1.4).
+
+    Chat Completions takes any string there, so a call cut by ``max_tokens`` leaves text
+    that is not JSON in the history; the agent answers it with an error and goes on, and
+    every later turn carries that call again. Refusing it would make the conversation a
+    400 on that upstream for good, so text that is not a JSON object is sent as
+    ``{"raw_arguments": text}``: the model still sees what it wrote. Empty text (OpenAI
+    clients send it for a call without arguments) is ``{}``.
+    """
+    if not text.strip():
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = None
+    if type(value) is dict:
+        return value
+    return {RAW_ARGUMENTS: text}
 
 
 class StreamParser(Protocol):

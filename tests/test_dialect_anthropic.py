@@ -13,6 +13,7 @@ import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message as SDKMessage
 from anthropic.types import RawMessageStreamEvent
+from canned import lab, whole
 from helpers import bytewise, cut_at, cuts, every_split, feed, outcome
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -547,10 +548,6 @@ def test_think_becomes_a_thinking_budget(think: Any, max_tokens: int | None,
 @pytest.mark.parametrize(("chat", "message"), [
     (native(Message(role="user", content="q"), format="json"), "format (JSON mode)"),
     (native(Message(role="system", content="only a system prompt")), "at least one user"),
-    (native(Message(role="assistant", tool_calls=(
-        ToolCall(id="c", name="f", arguments="{not json"),))), "arguments are not valid JSON"),
-    (native(Message(role="assistant", tool_calls=(
-        ToolCall(id="c", name="f", arguments="[1]"),))), "must be a JSON object"),
 ])
 def test_canonical_requests_without_a_counterpart_are_refused(chat: ChatRequest,
                                                               message: str) -> None:
@@ -1123,3 +1120,56 @@ def test_what_the_door_renders_the_codec_reads_back(events: list[Event],
 
 def test_renderer_is_the_door_stream() -> None:
     assert isinstance(door.stream(CALL, CTX), MessagesStream)
+
+
+# --- the codec: what an Anthropic upstream refuses, through chatd ---------------------
+
+ANTHROPIC_MESSAGE = {
+    "id": "msg_1", "type": "message", "role": "assistant", "model": "c",
+    "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+    "stop_sequence": None, "usage": {"input_tokens": 3, "output_tokens": 5}}
+WEATHER = {"type": "function", "function": {"name": "get_weather",
+                                            "parameters": {"type": "object"}}}
+
+
+@pytest.mark.anyio
+async def test_a_history_call_with_broken_arguments_does_not_stick_the_conversation(
+        tmp_path: Path) -> None:
+    """A model's call cut by ``max_tokens`` leaves arguments that are not JSON in the
+    history (Chat Completions takes any string there); the agent answers the call with an
+    error and goes on. Sent to a Claude (or Ollama) model, chatd refuses the whole request
+    with a 400 "arguments are not valid JSON", and since every later turn carries the
+    same history, the conversation can never continue on that model. The call must go
+    upstream with an object ``input`` (the text kept where the dialect allows it)."""
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["c"] = whole(ANTHROPIC_MESSAGE)
+        r = await client.post("/v1/chat/completions", json={
+            "model": "ant/c", "max_tokens": 50, "tools": [WEATHER],
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "call_1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": '{"city": "Par'}}]},
+                {"role": "tool", "tool_call_id": "call_1",
+                 "content": "error: arguments were not valid JSON"}]})
+        sent = s.up.last() if s.up.bodies else {}
+    assert r.status_code == 200, r.text
+    [use] = [b for m in sent["messages"] if isinstance(m["content"], list)
+             for b in m["content"] if b["type"] == "tool_use"]
+    assert isinstance(use["input"], dict)
+
+
+@pytest.mark.parametrize(("arguments", "sent_input"), [
+    ('{"city": "Par', {"raw_arguments": '{"city": "Par'}),
+    ("[1]", {"raw_arguments": "[1]"}),
+    ("", {}),
+    ('{"city": "Paris"}', {"city": "Paris"}),
+])
+def test_history_call_arguments_that_are_not_an_object_go_wrapped(
+        arguments: str, sent_input: dict[str, Any]) -> None:
+    """Refusing a history call whose arguments are not a JSON object would make every
+    later turn a 400 (each carries the same history); the text goes wrapped."""
+    out = sent(native(Message(role="user", content="q"), Message(
+        role="assistant", tool_calls=(ToolCall(id="c", name="f", arguments=arguments),))))
+    [use] = out["messages"][1]["content"]
+    assert use["input"] == sent_input

@@ -43,7 +43,7 @@ from typing import Any
 
 import orjson
 
-from .._codec import request_headers
+from .._codec import history_arguments, request_headers
 from .._decoders import SSEDecoder, dumps, encode_body, loads
 from .._door import Answer, CallContext, DoorCall, Served
 from .._errors import ChatError, Headers, clip_message, error_from_upstream
@@ -1059,15 +1059,11 @@ def _image_block(part: ImagePart) -> dict[str, Any]:
 
 
 def _call_input(call: ToolCall) -> dict[str, Any]:
-    if not call.arguments.strip():
-        return {}
-    try:
-        value = orjson.loads(call.arguments)
-    except orjson.JSONDecodeError:
-        raise invalid(f"tool call {call.name!r}: arguments are not valid JSON") from None
-    if type(value) is not dict:
-        raise invalid(f"tool call {call.name!r}: arguments must be a JSON object")
-    return value
+    """A history call's JSON-text arguments as the object ``tool_use.input`` must be
+    (:func:`~chatproto._codec.history_arguments`: text that is not a JSON object, such as
+    a call cut by ``max_tokens``, goes as ``{"raw_arguments": text}`` rather than fail
+    every later turn of the conversation)."""
+    return history_arguments(call.arguments)
 
 
 def _canonical_messages(messages: Sequence[Message]) -> tuple[list[dict[str, Any]],

@@ -147,7 +147,7 @@ from typing import Any
 import orjson
 
 from .._accumulate import Accumulator
-from .._codec import Codec
+from .._codec import Codec, history_arguments
 from .._decoders import LineDecoder, dumps, encode_body, loads
 from .._door import Answer, CallContext, DoorCall, Served
 from .._embed import MAX_INPUTS, EmbedRequest, EmbedResponse, embed_vector
@@ -618,11 +618,10 @@ class _NDJSONStream(StreamLifecycle):
 
 def _history_call(call: ToolCall) -> dict[str, Any]:
     """A tool call of an assistant turn in history, its arguments the object Ollama wants
-    (OL §1.4)."""
-    arguments = _arguments_object(call.arguments)
-    if isinstance(arguments, str):
-        raise ChatError("invalid_request", f"tool call {call.name!r}: arguments {arguments}")
-    return _call_object(call.id, call.name, arguments)
+    (OL §1.4); arguments that are not a JSON object go wrapped
+    (:func:`~chatproto._codec.history_arguments`) so one broken call does not make every
+    later turn a 400."""
+    return _call_object(call.id, call.name, history_arguments(call.arguments))
 
 
 def _message_json(message: Message, names: dict[str, str]) -> dict[str, Any]:
