@@ -1133,6 +1133,62 @@ WEATHER = {"type": "function", "function": {"name": "get_weather",
 
 
 @pytest.mark.anyio
+async def test_whitespace_stop_sequences_are_not_sent_to_an_anthropic_upstream(
+        tmp_path: Path) -> None:
+    """SPEC §3's own native example sends ``"stop": ["\\n"]``. Anthropic refuses it: "400
+    stop_sequences: each stop sequence must contain non-whitespace" (LiteLLM #3286, fixed
+    by dropping them, #3436/#7484). Sent to a ``claude-*`` model as is, the SPEC's
+    example request is a 400 ``upstream_rejected``."""
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["c"] = whole(ANTHROPIC_MESSAGE)
+        r = await client.post("/v1/chat", json={
+            "model": "ant/c", "max_tokens": 10, "stop": ["\n", "END"],
+            "messages": [{"role": "user", "content": "hi"}]})
+        sent = s.up.last()
+    assert r.status_code == 200, r.text
+    assert all(stop.strip() for stop in sent.get("stop_sequences", [])), sent
+    assert "END" in sent.get("stop_sequences", [])
+
+
+@pytest.mark.anyio
+async def test_thinking_for_an_anthropic_upstream_is_sent_without_a_temperature(
+        tmp_path: Path) -> None:
+    """An OpenAI client asks a Claude model for ``reasoning_effort: "low"`` with its usual
+    ``temperature: 0.2``; chatd turns the effort into ``thinking`` and keeps the
+    temperature, which Anthropic refuses: "``temperature`` may only be set to 1 when
+    thinking is enabled" (Anthropic extended-thinking docs: "Thinking isn't compatible
+    with temperature or top_k modifications as well as forced tool use"). The request
+    must reach the upstream in a form it accepts."""
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["c"] = whole(ANTHROPIC_MESSAGE)
+        r = await client.post("/v1/chat/completions", json={
+            "model": "ant/c", "reasoning_effort": "low", "temperature": 0.2,
+            "messages": [{"role": "user", "content": "hi"}]})
+        sent = s.up.last()
+    assert r.status_code == 200, r.text
+    if sent.get("thinking", {}).get("type") == "enabled":
+        assert sent.get("temperature", 1) == 1, sent
+        assert "top_k" not in sent, sent
+
+
+@pytest.mark.anyio
+async def test_thinking_for_an_anthropic_upstream_is_not_combined_with_forced_tool_use(
+        tmp_path: Path) -> None:
+    """Anthropic: "Thinking may not be enabled when tool_choice forces tool use" (a 400
+    for ``tool_choice`` ``any`` or ``tool`` with ``thinking``). An OpenAI client sending
+    ``tool_choice: "required"`` and a ``reasoning_effort`` gets both from chatd."""
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["c"] = whole(ANTHROPIC_MESSAGE)
+        r = await client.post("/v1/chat/completions", json={
+            "model": "ant/c", "reasoning_effort": "low", "tool_choice": "required",
+            "tools": [WEATHER], "messages": [{"role": "user", "content": "hi"}]})
+        sent = s.up.last()
+    assert r.status_code == 200, r.text
+    forced = sent.get("tool_choice", {}).get("type") in ("any", "tool")
+    assert not (forced and sent.get("thinking", {}).get("type") == "enabled"), sent
+
+
+@pytest.mark.anyio
 async def test_a_history_call_with_broken_arguments_does_not_stick_the_conversation(
         tmp_path: Path) -> None:
     """A model's call cut by ``max_tokens`` leaves arguments that are not JSON in the
@@ -1157,6 +1213,46 @@ async def test_a_history_call_with_broken_arguments_does_not_stick_the_conversat
     [use] = [b for m in sent["messages"] if isinstance(m["content"], list)
              for b in m["content"] if b["type"] == "tool_use"]
     assert isinstance(use["input"], dict)
+
+
+@pytest.mark.parametrize(("stop", "stop_sequences"), [
+    (("\n", "END"), ["END"]),
+    ((" ", "\t\n", ""), None),
+    (("a b", " x "), ["a b", " x "]),
+])
+def test_stop_sequences_without_non_whitespace_are_left_out(
+        stop: tuple[str, ...], stop_sequences: list[str] | None) -> None:
+    """Anthropic: "stop_sequences: each stop sequence must contain non-whitespace"."""
+    out = sent(native(Message(role="user", content="q"), stop=stop))
+    assert out.get("stop_sequences") == stop_sequences
+
+
+@pytest.mark.parametrize(("kw", "expected"), [
+    ({"think": "low", "temperature": 0.2, "top_p": 0.5, "options": {"top_k": 5}},
+     {"thinking": {"type": "enabled", "budget_tokens": 2048}}),
+    ({"think": "low", "temperature": 1.0, "top_p": 0.97},
+     {"thinking": {"type": "enabled", "budget_tokens": 2048}, "temperature": 1,
+      "top_p": 0.97}),
+    ({"temperature": 0.2, "top_p": 0.5, "options": {"top_k": 5}},
+     {"temperature": 0.2, "top_p": 0.5, "top_k": 5}),
+    ({"think": False, "temperature": 0.2},
+     {"thinking": {"type": "disabled"}, "temperature": 0.2}),
+    ({"think": "low", "tool_choice": "required", "tools": (WEATHER,), "temperature": 0.2},
+     {"tool_choice": {"type": "any"}, "temperature": 0.2}),
+    ({"think": "low", "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+      "tools": (WEATHER,)},
+     {"tool_choice": {"type": "tool", "name": "get_weather"}}),
+    ({"think": "low", "tool_choice": "auto", "tools": (WEATHER,)},
+     {"tool_choice": {"type": "auto"}, "thinking": {"type": "enabled", "budget_tokens": 2048}}),
+])
+def test_thinking_goes_without_what_anthropic_refuses_beside_it(
+        kw: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Anthropic extended-thinking docs: "Thinking isn't compatible with temperature or
+    top_k modifications as well as forced tool use" (top_p only 0.95 to 1). A forced
+    tool choice stays (the client's code reads the call) and thinking goes."""
+    out = sent(native(Message(role="user", content="q"), **kw))
+    keys = ("thinking", "temperature", "top_p", "top_k", "tool_choice")
+    assert {k: out[k] for k in keys if k in out} == expected
 
 
 @pytest.mark.parametrize(("arguments", "sent_input"), [

@@ -1066,6 +1066,14 @@ def _call_input(call: ToolCall) -> dict[str, Any]:
     return history_arguments(call.arguments)
 
 
+def _stop_sequences(stops: Iterable[str]) -> list[str]:
+    """The stop sequences Anthropic takes: it refuses the whole request over one without a
+    non-whitespace character ("stop_sequences: each stop sequence must contain
+    non-whitespace", LiteLLM #3286, which drops them too), and an Ollama or native client
+    often sends ``"\\n"`` (SPEC §3's own example). Those are left out, the rest kept."""
+    return [stop for stop in stops if stop and not stop.isspace()]
+
+
 def _canonical_messages(messages: Sequence[Message]) -> tuple[list[dict[str, Any]],
                                                              list[dict[str, Any]]]:
     """Canonical messages -> (``system`` blocks, Anthropic ``messages``).
@@ -1211,9 +1219,12 @@ def _canonical_body(request: ChatRequest, route: Route) -> dict[str, Any]:
     ``think`` becomes ``thinking: {type: "enabled", budget_tokens}`` (:data:`_BUDGET`),
     ``max_tokens`` defaulting to the budget plus :data:`_DEFAULT_MAX_TOKENS`; a caller's
     ``max_tokens`` too small for Anthropic's minimum budget (1,024, and the budget must
-    stay below ``max_tokens``) leaves thinking off rather than fail. ``think: false`` is
-    ``thinking: {type: "disabled"}``. ``format`` has no dependable counterpart and is
-    refused (400) rather than ignored; ``seed`` has none and is dropped (README).
+    stay below ``max_tokens``) leaves thinking off rather than fail, as does a forced
+    ``tool_choice``; with thinking on, the sampling settings Anthropic refuses beside it
+    are left out. ``think: false`` is ``thinking: {type: "disabled"}``. Stop sequences
+    without a non-whitespace character are left out (:func:`_stop_sequences`). ``format``
+    has no dependable counterpart and is refused (400) rather than ignored; ``seed`` has
+    none and is dropped (README).
     """
     if request.format is not None:
         raise invalid("format (JSON mode) has no counterpart in Anthropic Messages; send "
@@ -1233,21 +1244,39 @@ def _canonical_body(request: ChatRequest, route: Route) -> dict[str, Any]:
     body["messages"] = messages
     if system:
         body["system"] = system
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    if request.top_p is not None:
-        body["top_p"] = request.top_p
-    top_k = request.options.get("top_k")
-    if type(top_k) is int:
-        body["top_k"] = top_k
-    if request.stop:
-        body["stop_sequences"] = list(request.stop)
     if request.tools:
         body["tools"] = _canonical_tools(request.tools)
     choice = _canonical_tool_choice(request.tool_choice,
                                     request.options.get("parallel_tool_calls"))
     if choice is not None and (request.tools or choice["type"] == "none"):
         body["tool_choice"] = choice
+        if choice["type"] in ("any", "tool"):
+            # Anthropic: "Tool use with thinking only supports tool_choice auto or none";
+            # any other is a 400 ("Thinking may not be enabled when tool_choice forces
+            # tool use", extended-thinking docs, "Extended thinking with tool use"). The
+            # forced choice is what the client's code depends on (it reads the call);
+            # thinking only refines the answer, and a forced call is prefilled without
+            # it anyway. So the choice stays and thinking goes.
+            budget = 0
+    top_k = request.options.get("top_k")
+    if budget:
+        # Anthropic extended-thinking docs, "Feature compatibility": "Thinking isn't
+        # compatible with temperature or top_k modifications"; temperature may only be
+        # 1 and top_p only 0.95 to 1. What the client asked outside that is left out.
+        if request.temperature == 1:
+            body["temperature"] = 1
+        if request.top_p is not None and request.top_p >= 0.95:
+            body["top_p"] = request.top_p
+    else:
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if type(top_k) is int:
+            body["top_k"] = top_k
+    stops = _stop_sequences(request.stop)
+    if stops:
+        body["stop_sequences"] = stops
     if budget:
         body["thinking"] = {"type": "enabled", "budget_tokens": budget}
     elif think is False:
