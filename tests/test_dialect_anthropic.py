@@ -29,6 +29,7 @@ from chatproto import (
     Event,
     ImagePart,
     Message,
+    Part,
     Provider,
     RawEvent,
     Route,
@@ -1132,6 +1133,11 @@ WEATHER = {"type": "function", "function": {"name": "get_weather",
                                             "parameters": {"type": "object"}}}
 
 
+def redacted(sent: dict[str, Any]) -> list[str]:
+    return [b["data"] for m in sent["messages"] if isinstance(m["content"], list)
+            for b in m["content"] if b.get("type") == "redacted_thinking"]
+
+
 @pytest.mark.anyio
 async def test_whitespace_stop_sequences_are_not_sent_to_an_anthropic_upstream(
         tmp_path: Path) -> None:
@@ -1189,6 +1195,26 @@ async def test_thinking_for_an_anthropic_upstream_is_not_combined_with_forced_to
 
 
 @pytest.mark.anyio
+async def test_whitespace_only_text_is_not_sent_to_an_anthropic_upstream(
+        tmp_path: Path) -> None:
+    """Anthropic refuses "messages: text content blocks must contain non-whitespace text"
+    (claude-code #575). An OpenAI-style history with an assistant turn of ``" "`` must not
+    reach a Claude model as a whitespace-only text block."""
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["c"] = whole(ANTHROPIC_MESSAGE)
+        r = await client.post("/v1/chat/completions", json={
+            "model": "ant/c", "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hi"},
+                         {"role": "assistant", "content": " "},
+                         {"role": "user", "content": "again\n"}]})
+        sent = s.up.last()
+    assert r.status_code == 200, r.text
+    texts = [b["text"] for m in sent["messages"] if isinstance(m["content"], list)
+             for b in m["content"] if b["type"] == "text"]
+    assert all(t.strip() for t in texts), sent["messages"]
+
+
+@pytest.mark.anyio
 async def test_a_history_call_with_broken_arguments_does_not_stick_the_conversation(
         tmp_path: Path) -> None:
     """A model's call cut by ``max_tokens`` leaves arguments that are not JSON in the
@@ -1213,6 +1239,75 @@ async def test_a_history_call_with_broken_arguments_does_not_stick_the_conversat
     [use] = [b for m in sent["messages"] if isinstance(m["content"], list)
              for b in m["content"] if b["type"] == "tool_use"]
     assert isinstance(use["input"], dict)
+
+
+@pytest.mark.anyio
+async def test_claude_code_history_from_a_responses_upstream_is_not_sent_to_anthropic(
+        tmp_path: Path) -> None:
+    """Claude Code on ``/v1/messages`` with an OpenAI Responses model gets that model's
+    encrypted reasoning as ``redacted_thinking`` with ``data:
+    "openai_responses:<id>:<enc>"`` (chatd's own packing, openai_responses.py ``_pack``).
+    When the user switches to a Claude model, chatd passes that block to Anthropic, whose
+    ``redacted_thinking.data`` is its own encrypted payload: a 400. Like a thinking block
+    without a signature (README: "left out"), another upstream's opaque reasoning must
+    not reach Anthropic."""
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["c"] = whole(ANTHROPIC_MESSAGE)
+        r = await client.post("/v1/messages", json={
+            "model": "ant/c", "max_tokens": 50, "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [
+                    {"type": "redacted_thinking",
+                     "data": "openai_responses:rs_1:gAAAAB-openai-encrypted"},
+                    {"type": "text", "text": "hello"}]},
+                {"role": "user", "content": "again"}]})
+        sent = s.up.last()
+    assert r.status_code == 200, r.text
+    assert not [d for d in redacted(sent) if d.startswith("openai_responses:")], sent
+
+
+@pytest.mark.anyio
+async def test_openai_reasoning_items_are_not_sent_to_anthropic_as_redacted_thinking(
+        tmp_path: Path) -> None:
+    """Codex on ``/v1/responses`` replays its reasoning items (``encrypted_content`` from
+    OpenAI). Sent to a Claude model, chatd turns one into a ``redacted_thinking`` block
+    whose ``data`` is OpenAI's ciphertext, which Anthropic cannot decrypt: a 400. A
+    reasoning item from another provider has no Anthropic counterpart and is dropped."""
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["c"] = whole(ANTHROPIC_MESSAGE)
+        r = await client.post("/v1/responses", json={
+            "model": "ant/c", "input": [
+                {"role": "user", "content": "hi"},
+                {"type": "reasoning", "id": "rs_1", "encrypted_content": "gAAAAB-openai",
+                 "summary": [{"type": "summary_text", "text": "thought"}]},
+                {"type": "message", "role": "assistant",
+                 "content": [{"type": "output_text", "text": "hello"}]},
+                {"role": "user", "content": "again"}]})
+        sent = s.up.last()
+    assert r.status_code == 200, r.text
+    assert not [d for d in redacted(sent) if "gAAAAB-openai" in d], sent
+
+
+@pytest.mark.anyio
+async def test_an_assistant_turn_of_unsigned_thinking_does_not_reach_anthropic_empty(
+        tmp_path: Path) -> None:
+    """README: on ``/v1/messages`` to an Anthropic upstream "a thinking block without a
+    signature (an answer another upstream gave) is left out". When that block was the
+    whole turn (a thinking model cut off or interrupted before it wrote anything),
+    chatd sends ``{"role": "assistant", "content": []}``, which Anthropic refuses: "all
+    messages must have non-empty content except for the optional final assistant
+    message". The emptied turn has to go too."""
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["c"] = whole(ANTHROPIC_MESSAGE)
+        r = await client.post("/v1/messages", json={
+            "model": "ant/c", "max_tokens": 50, "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "hmm", "signature": ""}]},
+                {"role": "user", "content": "again"}]})
+        sent = s.up.last()
+    assert r.status_code == 200, r.text
+    assert all(m["content"] for m in sent["messages"]), sent["messages"]
 
 
 @pytest.mark.parametrize(("stop", "stop_sequences"), [
@@ -1269,3 +1364,49 @@ def test_history_call_arguments_that_are_not_an_object_go_wrapped(
         role="assistant", tool_calls=(ToolCall(id="c", name="f", arguments=arguments),))))
     [use] = out["messages"][1]["content"]
     assert use["input"] == sent_input
+
+
+@pytest.mark.parametrize(("parts", "sent_content"), [
+    ((TextPart(text=" "), TextPart(text="a")), [{"type": "text", "text": "a"}]),
+    ((ThinkingPart(encrypted="openai_responses:rs_1:gAAA"), TextPart(text="a")),
+     [{"type": "text", "text": "a"}]),
+    ((ThinkingPart(encrypted="EmwKAhgB"), TextPart(text="a")),
+     [{"type": "redacted_thinking", "data": "EmwKAhgB"}, {"type": "text", "text": "a"}]),
+    ((ThinkingPart(text="t", signature="sig"),),
+     [{"type": "thinking", "thinking": "t", "signature": "sig"}]),
+    ((ThinkingPart(text="unsigned"), TextPart(text="\n")), None),
+])
+def test_assistant_parts_anthropic_refuses_are_left_out(
+        parts: tuple[Part, ...], sent_content: list[dict[str, Any]] | None) -> None:
+    """Whitespace-only text, thinking without an Anthropic signature and opaque reasoning
+    another dialect packed are left out; a turn left empty goes, and the user turns
+    around it are one."""
+    out = sent(native(Message(role="user", content="q"), Message(role="assistant", parts=parts),
+                      Message(role="user", content="again")))
+    if sent_content is None:
+        assert out["messages"] == [{"role": "user", "content": [
+            {"type": "text", "text": "q"}, {"type": "text", "text": "again"}]}]
+    else:
+        assert out["messages"][1] == {"role": "assistant", "content": sent_content}
+
+
+@pytest.mark.parametrize(("blocks", "kept"), [
+    ([{"type": "thinking", "thinking": "t", "signature": ""}], None),
+    ([{"type": "redacted_thinking", "data": "openai_responses:rs_1:gAAA"},
+      {"type": "text", "text": "a"}], [{"type": "text", "text": "a"}]),
+    ([{"type": "redacted_thinking", "data": "EmwKAhgB"}],
+     [{"type": "redacted_thinking", "data": "EmwKAhgB"}]),
+    ([{"type": "text", "text": " \n"}, {"type": "text", "text": "a",
+                                       "cache_control": {"type": "ephemeral"}}],
+     [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}}]),
+])
+def test_same_dialect_blocks_anthropic_refuses_are_left_out(
+        blocks: list[dict[str, Any]], kept: list[dict[str, Any]] | None) -> None:
+    """The same rules on the client's own body; a message they empty is left out."""
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": blocks},
+                {"role": "user", "content": "again"}]
+    out = sent(chat_of(messages=messages))["messages"]
+    if kept is None:
+        assert out == [messages[0], messages[2]]
+    else:
+        assert out == [messages[0], {"role": "assistant", "content": kept}, messages[2]]

@@ -995,8 +995,25 @@ def _reminder(text: str) -> dict[str, Any]:
     return {"type": "text", "text": f"<system-reminder>\n{text}\n</system-reminder>"}
 
 
+def _sendable(block: object) -> object | None:
+    """One block of a same-dialect message as an Anthropic upstream takes it (None: left
+    out), see :func:`_upstream_messages`."""
+    if not isinstance(block, dict):
+        return block
+    kind = block.get("type")
+    if kind == "thinking":
+        return block if block.get("signature") else None
+    if kind == "redacted_thinking":
+        data = block.get("data")
+        return block if not isinstance(data, str) or _anthropic_opaque(data) else None
+    if kind == "text":
+        text = block.get("text")
+        return None if isinstance(text, str) and (not text or text.isspace()) else block
+    return block
+
+
 def _upstream_messages(messages: list[Any]) -> list[Any]:
-    """A same-dialect ``messages`` array, with the two rewrites an Anthropic upstream needs:
+    """A same-dialect ``messages`` array, with the rewrites an Anthropic upstream needs:
 
     - a ``role: "system"`` message (Claude Code sends one for a model name it does not
       take for Claude, research/agents.md; not in Anthropic's schema, which allows only
@@ -1005,7 +1022,14 @@ def _upstream_messages(messages: list[Any]) -> list[Any]:
       in its place; consecutive user messages are one turn to Anthropic;
     - a ``thinking`` block without a signature (an answer from another upstream, echoed
       back) is left out: Anthropic verifies signatures and refuses the block, and it
-      lets earlier turns' thinking be omitted.
+      lets earlier turns' thinking be omitted; so is a ``redacted_thinking`` block that
+      another dialect packed (an OpenAI Responses model's encrypted reasoning,
+      :func:`_anthropic_opaque`), which Anthropic cannot decrypt;
+    - an empty or whitespace-only ``text`` block is left out (Anthropic: "text content
+      blocks must contain non-whitespace text", claude-code #575);
+    - a message these left empty is left out (Anthropic: "all messages must have
+      non-empty content except for the optional final assistant message"); the turns
+      around it then are consecutive turns of one role, which Anthropic joins into one.
 
     Everything else, ``cache_control`` included, is the client's, unchanged. The list is
     copied only when something changes.
@@ -1026,16 +1050,14 @@ def _upstream_messages(messages: list[Any]) -> list[Any]:
                         {"cache_control": b["cache_control"]} if "cache_control" in b else {})
                         for b in content if isinstance(b, dict)]
                 new = {"role": "user", "content": blocks}
-            elif role == "assistant" and isinstance(content, list) and any(
-                    isinstance(b, dict) and b.get("type") == "thinking"
-                    and not b.get("signature") for b in content):
-                new = {**message, "content": [
-                    b for b in content if not (isinstance(b, dict)
-                                               and b.get("type") == "thinking"
-                                               and not b.get("signature"))]}
+            elif isinstance(content, list):
+                kept = [b for b in (_sendable(b) for b in content) if b is not None]
+                if len(kept) != len(content) or any(
+                        a is not b for a, b in zip(kept, content, strict=True)):
+                    new = None if content and not kept else {**message, "content": kept}
         if new is not message and out is None:
             out = list(messages[:i])
-        if out is not None:
+        if out is not None and new is not None:
             out.append(new)
     return messages if out is None else out
 
@@ -1074,6 +1096,18 @@ def _stop_sequences(stops: Iterable[str]) -> list[str]:
     return [stop for stop in stops if stop and not stop.isspace()]
 
 
+#: ``ThinkingPart.encrypted`` that another dialect packed (openai_responses.py ``_pack``:
+#: ``openai_responses:<item id>:<encrypted_content>``). Anthropic's ``redacted_thinking``
+#: ``data`` is Anthropic's own ciphertext; another provider's is a 400 there.
+_FOREIGN_OPAQUE = ("openai_responses:",)
+
+
+def _anthropic_opaque(data: str) -> bool:
+    """Whether opaque reasoning can go to Anthropic as ``redacted_thinking``: only what an
+    Anthropic upstream made (not another dialect's packing, :data:`_FOREIGN_OPAQUE`)."""
+    return bool(data) and not data.startswith(_FOREIGN_OPAQUE)
+
+
 def _canonical_messages(messages: Sequence[Message]) -> tuple[list[dict[str, Any]],
                                                              list[dict[str, Any]]]:
     """Canonical messages -> (``system`` blocks, Anthropic ``messages``).
@@ -1083,9 +1117,12 @@ def _canonical_messages(messages: Sequence[Message]) -> tuple[list[dict[str, Any
     ``tool_result`` blocks of a user turn; a tool call without an id (Ollama clients) gets
     ``toolu_<message>_<call>``, and a tool result without a ``tool_call_id`` answers the
     earliest unanswered call of its name (SPEC §2: chatd derives stable ids). Thinking
-    without a signature or encrypted data is left out (Anthropic would refuse it).
-    Consecutive turns of one role are merged into one, tool results first in a user turn,
-    and empty turns are dropped: Anthropic wants every turn non-empty.
+    without a signature, and opaque reasoning another upstream made
+    (:func:`_anthropic_opaque`), is left out
+    (Anthropic would refuse it), as is whitespace-only text (Anthropic: "text content
+    blocks must contain non-whitespace text"). Consecutive turns of one role are merged
+    into one, tool results first in a user turn, and empty turns are dropped: Anthropic
+    wants every turn non-empty.
     """
     system: list[dict[str, Any]] = []
     turns: list[tuple[str, list[dict[str, Any]]]] = []
@@ -1131,7 +1168,7 @@ def _canonical_messages(messages: Sequence[Message]) -> tuple[list[dict[str, Any
             t = type(part)
             if t is TextPart:
                 assert isinstance(part, TextPart)
-                if part.text:
+                if not part.text.isspace() and part.text:
                     blocks.append({"type": "text", "text": part.text})
             elif t is ImagePart:
                 assert isinstance(part, ImagePart)
@@ -1139,7 +1176,8 @@ def _canonical_messages(messages: Sequence[Message]) -> tuple[list[dict[str, Any
             elif t is ThinkingPart and role == "assistant":
                 assert isinstance(part, ThinkingPart)
                 if part.encrypted is not None:
-                    blocks.append({"type": "redacted_thinking", "data": part.encrypted})
+                    if _anthropic_opaque(part.encrypted):
+                        blocks.append({"type": "redacted_thinking", "data": part.encrypted})
                 elif part.signature:
                     blocks.append({"type": "thinking", "thinking": part.text,
                                    "signature": part.signature})
