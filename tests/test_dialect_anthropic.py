@@ -4,7 +4,9 @@ answers, streams and errors, and the two ends read against each other."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -1242,6 +1244,35 @@ async def test_a_history_call_with_broken_arguments_does_not_stick_the_conversat
 
 
 @pytest.mark.anyio
+async def test_kimi_style_tool_ids_reach_an_anthropic_upstream_in_its_id_pattern(
+        tmp_path: Path) -> None:
+    """Kimi K2 names its calls ``functions.<name>:<n>`` (Moonshot's tool-call id format);
+    Anthropic refuses a ``tool_use.id`` / ``tool_use_id`` outside
+    ``^[a-zA-Z0-9_-]+$``. A conversation that started on Kimi and goes on with a Claude
+    model (a tier's fallback, a client switching model) must reach Anthropic with ids it
+    takes, the call and its result still paired."""
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["c"] = whole(ANTHROPIC_MESSAGE)
+        r = await client.post("/v1/chat/completions", json={
+            "model": "ant/c", "max_tokens": 50, "tools": [WEATHER],
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "functions.get_weather:0", "type": "function",
+                     "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
+                {"role": "tool", "tool_call_id": "functions.get_weather:0",
+                 "content": "sunny"}]})
+        sent = s.up.last()
+    assert r.status_code == 200, r.text
+    blocks = [b for m in sent["messages"] if isinstance(m["content"], list)
+              for b in m["content"]]
+    [use] = [b for b in blocks if b["type"] == "tool_use"]
+    [result] = [b for b in blocks if b["type"] == "tool_result"]
+    assert re.fullmatch(r"[a-zA-Z0-9_-]+", use["id"]), use
+    assert result["tool_use_id"] == use["id"]
+
+
+@pytest.mark.anyio
 async def test_claude_code_history_from_a_responses_upstream_is_not_sent_to_anthropic(
         tmp_path: Path) -> None:
     """Claude Code on ``/v1/messages`` with an OpenAI Responses model gets that model's
@@ -1364,6 +1395,55 @@ def test_history_call_arguments_that_are_not_an_object_go_wrapped(
         role="assistant", tool_calls=(ToolCall(id="c", name="f", arguments=arguments),))))
     [use] = out["messages"][1]["content"]
     assert use["input"] == sent_input
+
+
+def test_tool_ids_outside_anthropics_pattern_are_rewritten_alike_and_apart() -> None:
+    """Each id outside ``^[a-zA-Z0-9_-]+$`` gets one id that fits, the same for its call
+    and its result, distinct from every other id; ids that fit, and the canonical
+    request the client's answer is rendered from, are unchanged."""
+    calls = (ToolCall(id="functions.f:0", name="f", arguments="{}"),
+             ToolCall(id="functions.f:1", name="f", arguments="{}"),
+             ToolCall(id="toolu_ok", name="f", arguments="{}"))
+    chat = native(Message(role="user", content="q"), Message(role="assistant", tool_calls=calls),
+                  *(Message(role="tool", tool_call_id=c.id, content="r") for c in calls))
+    out = sent(chat)
+    uses = [b["id"] for b in out["messages"][1]["content"]]
+    results = [b["tool_use_id"] for b in out["messages"][2]["content"]]
+    assert uses == results and len(set(uses)) == 3 and uses[2] == "toolu_ok"
+    assert all(re.fullmatch(r"[a-zA-Z0-9_-]+", i) for i in uses)
+    assert uses[0].startswith("functions_f_0_")
+    assert sent(chat) == out  # deterministic: the next turn sends the same ids
+    assert chat.messages[1].tool_calls == calls
+    # The same-dialect body is rewritten alike.
+    raw = chat_of(messages=[
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "functions.f:0", "name": "f", "input": {}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "functions.f:0", "content": "r"}]}])
+    same = sent(raw)["messages"]
+    assert same[1]["content"][0]["id"] == same[2]["content"][0]["tool_use_id"] == uses[0]
+    assert raw.raw["messages"][1]["content"][0]["id"] == "functions.f:0"  # type: ignore[index]
+
+
+def test_tool_ids_rewritten_never_take_an_id_the_request_holds() -> None:
+    """Injective even against an id built to collide: the hash prefix grows."""
+    taken = "functions_f_0_" + sha256(b"functions.f:0").hexdigest()[:12]
+    calls = (ToolCall(id=taken, name="f", arguments="{}"),
+             ToolCall(id="functions.f:0", name="f", arguments="{}"))
+    out = sent(native(Message(role="user", content="q"),
+                      Message(role="assistant", tool_calls=calls)))
+    ids = [b["id"] for b in out["messages"][1]["content"]]
+    assert ids[0] == taken and ids[1] != taken and ids[1].startswith(taken)
+
+
+def test_an_answer_keeps_the_ids_anthropic_gave() -> None:
+    """The client's ids are rewritten only in the upstream body; an answer's calls carry
+    Anthropic's ids (what the client names in its next turn)."""
+    resp = codec.parse_response("p", json.dumps({**ANTHROPIC_MESSAGE, "content": [
+        {"type": "tool_use", "id": "toolu_9", "name": "f", "input": {}}],
+        "stop_reason": "tool_use"}).encode())
+    assert [c.id for c in resp.tool_calls] == ["toolu_9"]
 
 
 @pytest.mark.parametrize(("parts", "sent_content"), [

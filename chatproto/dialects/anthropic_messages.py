@@ -37,8 +37,10 @@ The stream parser's and renderer's per-event paths are written flat (locals, one
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from hashlib import sha256
 from typing import Any
 
 import orjson
@@ -995,7 +997,66 @@ def _reminder(text: str) -> dict[str, Any]:
     return {"type": "text", "text": f"<system-reminder>\n{text}\n</system-reminder>"}
 
 
-def _sendable(block: object) -> object | None:
+#: Anthropic's pattern for ``tool_use.id`` and ``tool_use_id`` (a 400 outside it).
+_TOOL_ID = re.compile(r"[a-zA-Z0-9_-]+")
+_NOT_ID = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+class _ToolIds:
+    """Tool-call ids as Anthropic takes them, for one request.
+
+    Anthropic refuses a ``tool_use.id`` / ``tool_use_id`` outside ``^[a-zA-Z0-9_-]+$``;
+    other upstreams' ids need not fit (Kimi K2 names its calls ``functions.<name>:<n>``),
+    and a conversation may move from one to a Claude model. An id that fits is sent as
+    it is; one that does not becomes its characters with the others replaced by ``_``,
+    then ``_`` and a SHA-256 prefix of the whole id: the same id always gives the same
+    one (every turn resends the history, and a call and its result are rewritten alike),
+    and two ids never give one, since the prefix grows until it names no other id of the
+    request. Only the upstream body is rewritten: the client keeps its ids, and the ids
+    in the answer are the ones Anthropic gives.
+    """
+
+    __slots__ = ("_all", "_map", "_taken")
+
+    def __init__(self, every_id: Callable[[], Iterable[str]]) -> None:
+        self._all = every_id
+        self._map: dict[str, str] = {}
+        self._taken: set[str] | None = None
+
+    def __call__(self, call_id: str) -> str:
+        if _TOOL_ID.fullmatch(call_id):
+            return call_id
+        got = self._map.get(call_id)
+        if got is not None:
+            return got
+        if self._taken is None:
+            self._taken = {i for i in self._all() if _TOOL_ID.fullmatch(i)}
+        base = _NOT_ID.sub("_", call_id)[:48]
+        digest = sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()
+        n = 12
+        got = f"{base}_{digest[:n]}"
+        while got in self._taken:
+            n += 4
+            got = f"{base}_{digest[:n]}" if n <= len(digest) else f"{got}_"
+        self._taken.add(got)
+        self._map[call_id] = got
+        return got
+
+
+def _block_ids(messages: list[Any]) -> Iterable[str]:
+    """Every tool-call id of a same-dialect ``messages`` array."""
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            for block in content:
+                if isinstance(block, dict):
+                    for key in ("id", "tool_use_id"):
+                        value = block.get(key)
+                        if isinstance(value, str):
+                            yield value
+
+
+def _sendable(block: object, ids: _ToolIds) -> object | None:
     """One block of a same-dialect message as an Anthropic upstream takes it (None: left
     out), see :func:`_upstream_messages`."""
     if not isinstance(block, dict):
@@ -1009,6 +1070,14 @@ def _sendable(block: object) -> object | None:
     if kind == "text":
         text = block.get("text")
         return None if isinstance(text, str) and (not text or text.isspace()) else block
+    if kind == "tool_use":
+        call_id = block.get("id")
+        if isinstance(call_id, str) and (new := ids(call_id)) != call_id:
+            return {**block, "id": new}
+    elif kind == "tool_result":
+        call_id = block.get("tool_use_id")
+        if isinstance(call_id, str) and (new := ids(call_id)) != call_id:
+            return {**block, "tool_use_id": new}
     return block
 
 
@@ -1027,6 +1096,8 @@ def _upstream_messages(messages: list[Any]) -> list[Any]:
       :func:`_anthropic_opaque`), which Anthropic cannot decrypt;
     - an empty or whitespace-only ``text`` block is left out (Anthropic: "text content
       blocks must contain non-whitespace text", claude-code #575);
+    - tool ids outside Anthropic's pattern are rewritten, the call and its result alike
+      (:class:`_ToolIds`);
     - a message these left empty is left out (Anthropic: "all messages must have
       non-empty content except for the optional final assistant message"); the turns
       around it then are consecutive turns of one role, which Anthropic joins into one.
@@ -1035,6 +1106,7 @@ def _upstream_messages(messages: list[Any]) -> list[Any]:
     copied only when something changes.
     """
     out: list[Any] | None = None
+    ids = _ToolIds(lambda: _block_ids(messages))
     for i, message in enumerate(messages):
         new = message
         if isinstance(message, dict):
@@ -1051,7 +1123,7 @@ def _upstream_messages(messages: list[Any]) -> list[Any]:
                         for b in content if isinstance(b, dict)]
                 new = {"role": "user", "content": blocks}
             elif isinstance(content, list):
-                kept = [b for b in (_sendable(b) for b in content) if b is not None]
+                kept = [b for b in (_sendable(b, ids) for b in content) if b is not None]
                 if len(kept) != len(content) or any(
                         a is not b for a, b in zip(kept, content, strict=True)):
                     new = None if content and not kept else {**message, "content": kept}
@@ -1108,6 +1180,18 @@ def _anthropic_opaque(data: str) -> bool:
     return bool(data) and not data.startswith(_FOREIGN_OPAQUE)
 
 
+def _canonical_ids(messages: Sequence[Message]) -> Iterable[str]:
+    """Every tool-call id of canonical messages, those chatd derives included."""
+    for m_index, message in enumerate(messages):
+        if message.tool_call_id is not None:
+            yield message.tool_call_id
+        for c_index, part in enumerate(message.parts):
+            if type(part) is ToolCall:
+                assert isinstance(part, ToolCall)
+                yield part.id or f"toolu_{m_index}_{c_index}"
+        yield f"toolu_{m_index}_0"
+
+
 def _canonical_messages(messages: Sequence[Message]) -> tuple[list[dict[str, Any]],
                                                              list[dict[str, Any]]]:
     """Canonical messages -> (``system`` blocks, Anthropic ``messages``).
@@ -1116,9 +1200,9 @@ def _canonical_messages(messages: Sequence[Message]) -> tuple[list[dict[str, Any
     ``<system-reminder>`` (see :func:`_upstream_messages`). Tool messages become
     ``tool_result`` blocks of a user turn; a tool call without an id (Ollama clients) gets
     ``toolu_<message>_<call>``, and a tool result without a ``tool_call_id`` answers the
-    earliest unanswered call of its name (SPEC §2: chatd derives stable ids). Thinking
-    without a signature, and opaque reasoning another upstream made
-    (:func:`_anthropic_opaque`), is left out
+    earliest unanswered call of its name (SPEC §2: chatd derives stable ids); ids outside
+    Anthropic's pattern are rewritten (:class:`_ToolIds`). Thinking without a signature,
+    and opaque reasoning another upstream made (:func:`_anthropic_opaque`), is left out
     (Anthropic would refuse it), as is whitespace-only text (Anthropic: "text content
     blocks must contain non-whitespace text"). Consecutive turns of one role are merged
     into one, tool results first in a user turn, and empty turns are dropped: Anthropic
@@ -1127,6 +1211,7 @@ def _canonical_messages(messages: Sequence[Message]) -> tuple[list[dict[str, Any
     system: list[dict[str, Any]] = []
     turns: list[tuple[str, list[dict[str, Any]]]] = []
     pending: list[tuple[str, str]] = []  # (id, name) of calls not answered yet
+    ids = _ToolIds(lambda: _canonical_ids(messages))
     leading = True
     for m_index, message in enumerate(messages):
         role = message.role
@@ -1149,7 +1234,7 @@ def _canonical_messages(messages: Sequence[Message]) -> tuple[list[dict[str, Any
                     match = pending[0]
                 call_id = match[0] if match else f"toolu_{m_index}_0"
             pending = [p for p in pending if p[0] != call_id]
-            result: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id}
+            result: dict[str, Any] = {"type": "tool_result", "tool_use_id": ids(call_id)}
             if message.image_parts:
                 inner: list[dict[str, Any]] = []
                 for p in message.parts:
@@ -1185,7 +1270,7 @@ def _canonical_messages(messages: Sequence[Message]) -> tuple[list[dict[str, Any
                 assert isinstance(part, ToolCall)
                 call_id = part.id or f"toolu_{m_index}_{c_index}"
                 pending.append((call_id, part.name))
-                blocks.append({"type": "tool_use", "id": call_id, "name": part.name,
+                blocks.append({"type": "tool_use", "id": ids(call_id), "name": part.name,
                                "input": _call_input(part)})
         if blocks:
             turns.append(("assistant" if role == "assistant" else "user", blocks))
