@@ -1423,7 +1423,7 @@ def test_tool_ids_outside_anthropics_pattern_are_rewritten_alike_and_apart() -> 
             {"type": "tool_result", "tool_use_id": "functions.f:0", "content": "r"}]}])
     same = sent(raw)["messages"]
     assert same[1]["content"][0]["id"] == same[2]["content"][0]["tool_use_id"] == uses[0]
-    assert raw.raw["messages"][1]["content"][0]["id"] == "functions.f:0"  # type: ignore[index]
+    assert raw.raw["messages"][1]["content"][0]["id"] == "functions.f:0"
 
 
 def test_tool_ids_rewritten_never_take_an_id_the_request_holds() -> None:
