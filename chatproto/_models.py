@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from ._codec import request_headers
+from ._decoders import loads
 from ._errors import ChatError
 from ._profiles import DEFAULT_PROVIDER, PROFILES
 from ._routing import resolve
@@ -32,6 +33,7 @@ __all__ = [
     "ListedModel",
     "catalog",
     "find_model",
+    "list_entries",
     "model_list_request",
     "name_for",
     "parse_model_list",
@@ -135,6 +137,17 @@ def parse_model_list(
         "bad_upstream_response", f"chatd reads no model list for api {provider.api!r}",
         provider=provider.name,
     )
+
+
+def list_entries(provider: str, body: bytes, key: str) -> list[dict[str, JSON]]:
+    """The object entries of the array ``key`` of an upstream's model list (anything else
+    in the array is skipped); a body without that array is ``bad_upstream_response``."""
+    obj = loads(body, provider)
+    entries = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(entries, list):
+        raise ChatError("bad_upstream_response", f'upstream model list has no "{key}" array',
+                        provider=provider)
+    return [item for item in entries if isinstance(item, dict)]
 
 
 def usable_id(value: object) -> str | None:

@@ -154,7 +154,7 @@ from .._embed import MAX_INPUTS, EmbedRequest, EmbedResponse, embed_vector
 from .._errors import ChatError, Headers, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._lifecycle import StreamLifecycle
-from .._models import CatalogEntry, ListedModel, usable_id
+from .._models import CatalogEntry, ListedModel, list_entries, usable_id
 from .._options import OLLAMA_OPTIONS, read_options
 from .._request import (
     boolean,
@@ -1540,17 +1540,10 @@ def _listed_models(provider: str, body: bytes, limit: int, extra: Sequence[str] 
                    ) -> tuple[ListedModel, ...]:
     """The entries of an upstream's ``{"models": [...]}``, each by its ``model`` (else
     ``name``), at most ``limit`` of them; an entry without a usable name is skipped."""
-    obj = loads(body, provider)
-    models = obj.get("models") if isinstance(obj, dict) else None
-    if not isinstance(models, list):
-        raise ChatError("bad_upstream_response", "upstream model list has no \"models\" array",
-                        provider=provider)
     out: list[ListedModel] = []
-    for item in models:
+    for item in list_entries(provider, body, "models"):
         if len(out) >= limit:
             break
-        if not isinstance(item, dict):
-            continue
         name = usable_id(item.get("model")) or usable_id(item.get("name"))
         if name is not None:
             out.append(ListedModel(id=name, entry=_model_entry(name, item, extra)))

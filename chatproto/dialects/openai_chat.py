@@ -98,7 +98,7 @@ from .._embed import MAX_INPUTS, EmbedRequest, EmbedResponse, embed_vector
 from .._errors import ChatError, Headers, clip_message, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._lifecycle import StreamLifecycle
-from .._models import CatalogEntry, ListedModel, usable_id
+from .._models import CatalogEntry, ListedModel, list_entries, usable_id
 from .._options import read_options
 from .._request import (
     boolean,
@@ -1520,17 +1520,10 @@ ENCODINGS = ("float", "base64")
 def parse_models(provider: str, body: bytes, *, limit: int) -> tuple[ListedModel, ...]:
     """An upstream's ``GET /models``: each entry's ``id`` (and ``created``), at most
     ``limit``; entries without a usable id are skipped."""
-    obj = loads(body, provider)
-    data = obj.get("data") if isinstance(obj, dict) else None
-    if not isinstance(data, list):
-        raise ChatError("bad_upstream_response", "upstream model list has no \"data\" array",
-                        provider=provider)
     out: list[ListedModel] = []
-    for item in data:
+    for item in list_entries(provider, body, "data"):
         if len(out) >= limit:
             break
-        if not isinstance(item, dict):
-            continue
         model_id = usable_id(item.get("id"))
         if model_id is None:
             continue
