@@ -86,6 +86,7 @@ import re
 import struct
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -1252,8 +1253,32 @@ def _raw_usage(raw: object) -> object:
     return usage
 
 
+#: The delta fields a stream chunk's canonical events render (``role`` opens every
+#: stream, :meth:`CompletionStream.start`); the others are passed on as they came.
+_DELTA_READ = frozenset({"role", "content", "reasoning", "reasoning_content", "tool_calls"})
+
+
 def _call_id(completion_id: str, index: int) -> str:
     return f"call_{completion_id}_{index}"
+
+
+def _same_dialect(raw: object) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+    """A same-dialect upstream body's top level, first choice and its message, or None
+    when ``raw`` is not that shape (the parser already refused a body that is not)."""
+    if type(raw) is not dict:
+        return None
+    choices = raw.get("choices")
+    if type(choices) is not list or not choices or type(choices[0]) is not dict:
+        return None
+    message = choices[0].get("message")
+    if type(message) is not dict:
+        return None
+    return raw, choices[0], message
+
+
+#: The top-level fields chatd writes itself into an answer (its id, the client's model
+#: name, the one choice, the usage); an upstream's other fields ride along.
+_WRITTEN = frozenset({"id", "object", "created", "model", "choices", "usage"})
 
 
 def render_completion(resp: ChatResponse, *, id: str, model: str, created: int) -> bytes:
@@ -1262,6 +1287,14 @@ def render_completion(resp: ChatResponse, *, id: str, model: str, created: int) 
     ``model`` is the name the client sent (a tier or prefixed name), as Ollama's /v1 and
     OpenRouter echo the requested model. ``content`` is null when the answer is only tool
     calls, as OpenAI sends it.
+
+    From an upstream of this dialect (``resp.raw``), what chatd does not interpret is kept
+    (SPEC §2 "Dialects"): the message's other fields (OpenRouter's ``reasoning_details``
+    with their signatures, which a client must send back for Claude or Gemini tool use,
+    and ``annotations``; OpenAI's ``refusal``, ``audio``), the choice's ``logprobs`` and
+    other fields, and the body's (``system_fingerprint``, ``service_tier``, OpenRouter's
+    ``provider``), under the fields chatd writes, which say the same as the upstream's
+    did, normalised (finish reason, tool-call ids, both reasoning spellings).
     """
     message: dict[str, object] = {
         "role": "assistant",
@@ -1274,20 +1307,28 @@ def render_completion(resp: ChatResponse, *, id: str, model: str, created: int) 
         message["tool_calls"] = [
             _completion_tool_call(c, id, i) for i, c in enumerate(resp.tool_calls)
         ]
-    return dumps({
+    choice: dict[str, object] = {"index": 0, "message": message, "logprobs": None,
+                                 "finish_reason": resp.finish_reason}
+    answer: dict[str, object] = {
         "id": id,
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": None,
-            "finish_reason": resp.finish_reason,
-        }],
+        "choices": [choice],
         "usage": _usage_json(
             resp.usage, _raw_usage(resp.raw) if resp.dialect == API else None),
-    })
+    }
+    upstream = _same_dialect(resp.raw) if resp.dialect == API else None
+    if upstream is not None:
+        top, first, said = upstream
+        choice = {**first, **choice, "message": {**said, **message},
+                  "logprobs": first.get("logprobs")}
+        kept = {k: v for k, v in top.items() if k not in _WRITTEN}
+        try:
+            return dumps({**answer, "choices": [choice], **kept})
+        except TypeError:  # nested past what orjson writes (254 levels): chatd's own
+            pass
+    return dumps(answer)
 
 
 def _completion_tool_call(call: ToolCall, completion_id: str, index: int) -> dict[str, JSON]:
@@ -1309,10 +1350,19 @@ class CompletionStream:
     openai SDK raises as ``APIError`` (OAI ``_streaming.py``), then ``[DONE]`` (SPEC §4). Every
     returned value is a whole number of SSE events, ready to send. Using the stream after
     its end or its error is a caller bug (RuntimeError).
+
+    From an upstream of this dialect, each chunk's :class:`~chatproto.RawEvent` comes
+    before the canonical events derived from it; the chunk's delta fields chatd does not
+    interpret (OpenRouter's ``reasoning_details`` with their signatures, ``annotations``;
+    OpenAI's ``refusal``) and its choice's ``logprobs`` ride on the first chunk chatd
+    renders from it (SPEC §2 "Dialects"), or, when it yields no canonical event (a
+    signature alone), on a chunk of their own before the next upstream chunk's, or on the
+    finish chunk. A plain text chunk costs one look at its delta's keys.
     """
 
-    __slots__ = ("_closed", "_content", "_envelope", "_head", "_id", "_include_usage",
-                 "_raw_usage", "_reasoning", "_seen_tools", "_tail", "_tool_head")
+    __slots__ = ("_after_logprobs", "_closed", "_content", "_envelope", "_head", "_id",
+                 "_include_usage", "_pending", "_raw_usage", "_reasoning", "_seen_tools",
+                 "_tail", "_tool_head")
 
     def __init__(self, *, id: str, model: str, created: int, include_usage: bool) -> None:
         self._id = id
@@ -1325,7 +1375,11 @@ class CompletionStream:
         self._head = head = envelope + b',"choices":[{"index":0,"delta":'
         usage = b',"usage":null' if include_usage else b""
         # Closes the delta object, then the choice, the choices and the chunk.
-        self._tail = b'},"logprobs":null,"finish_reason":null}]' + usage + b"}\n\n"
+        self._after_logprobs = b',"finish_reason":null}]' + usage + b"}\n\n"
+        self._tail = b'},"logprobs":null' + self._after_logprobs
+        self._pending: tuple[bytes, bytes] | None = None
+        """A same-dialect chunk's extra delta fields (JSON object members, or ``b""``) and
+        its choice's ``logprobs`` (JSON), for the next chunk rendered."""
         self._content = head + b'{"content":'
         self._reasoning = head + b'{"reasoning_content":'
         self._tool_head = head + b'{"tool_calls":['
@@ -1346,25 +1400,64 @@ class CompletionStream:
         # ``type(ev) is`` rather than isinstance: the events are final by contract, and
         # this is the per-chunk path.
         if type(ev) is TextDelta:
-            return self._content + dumps(ev.text) + self._tail
+            return self._content + dumps(ev.text) + (
+                self._tail if self._pending is None else self._take())
         if type(ev) is ThinkingDelta:
             text = dumps(ev.text)
-            return self._reasoning + text + b',"reasoning":' + text + self._tail
+            return self._reasoning + text + b',"reasoning":' + text + (
+                self._tail if self._pending is None else self._take())
         if type(ev) is ToolCallDelta:
             return self._tool(ev)
         if type(ev) is StreamEnded:
             return self._end(ev)
         if type(ev) is RawEvent:
-            # The upstream's own event (same-dialect passthrough); rendered from the
-            # canonical events that follow it, but for its usage object, kept whole for
-            # the usage chunk (OpenRouter's cost and details).
-            data = ev.data
-            if type(data) is dict:
-                usage = data.get("usage")
-                if usage:
-                    self._raw_usage = usage
-            return b""
+            return self._raw(ev)
         raise TypeError(f"not a stream event: {ev!r}")
+
+    def _raw(self, ev: RawEvent) -> bytes:
+        """The upstream's own chunk (same-dialect passthrough): rendered from the canonical
+        events that follow it, but for what they cannot say: its usage object, kept whole
+        for the usage chunk (OpenRouter's cost and details), and its delta's other fields
+        and its ``logprobs``, kept for the next chunk (:attr:`_pending`). Extras still
+        pending from the chunk before (it yielded no canonical event) go out first."""
+        data = ev.data
+        if type(data) is not dict:
+            return b""
+        usage = data.get("usage")
+        if usage:
+            self._raw_usage = usage
+        choices = data.get("choices")
+        if not choices or type(choices) is not list:
+            return b""  # the usage chunk: extras pending stay for the finish chunk
+        out = b"" if self._pending is None else self._flush()
+        choice = choices[0]
+        if type(choice) is not dict:
+            return out
+        delta = choice.get("delta")
+        logprobs = choice.get("logprobs")
+        extra = None
+        if type(delta) is dict and not _DELTA_READ.issuperset(delta):
+            extra = {k: v for k, v in delta.items() if k not in _DELTA_READ}
+        if extra is not None or logprobs is not None:
+            with suppress(TypeError):  # nested past what orjson writes: canonical alone
+                self._pending = (dumps(extra)[1:-1] if extra else b"", dumps(logprobs))
+        return out
+
+    def _take(self) -> bytes:
+        """The tail of a chunk that carries the pending extras: the extra delta fields,
+        then ``logprobs``, then the usual rest."""
+        assert self._pending is not None
+        fields, logprobs = self._pending
+        self._pending = None
+        return ((b"," + fields if fields else b"") + b'},"logprobs":' + logprobs
+                + self._after_logprobs)
+
+    def _flush(self) -> bytes:
+        """A chunk of the pending extras alone (their upstream chunk had nothing else)."""
+        assert self._pending is not None
+        fields, logprobs = self._pending
+        self._pending = None
+        return self._head + b"{" + fields + b'},"logprobs":' + logprobs + self._after_logprobs
 
     def events(self, batch: Sequence[Event], served: Served) -> bytes:
         """The SSE bytes for one batch of events (:class:`~chatproto.DoorStream`)."""
@@ -1386,13 +1479,16 @@ class CompletionStream:
         if ev.name is not None:
             function = {"name": ev.name, "arguments": ev.arguments}
         call["function"] = function
-        return self._tool_head + dumps(call) + b"]" + self._tail
+        return self._tool_head + dumps(call) + b"]" + (
+            self._tail if self._pending is None else self._take())
 
     def _end(self, ev: StreamEnded) -> bytes:
         self._closed = True
         usage = b',"usage":null' if self._include_usage else b""
-        out = (self._head + b'{},"logprobs":null,"finish_reason":' + dumps(ev.finish_reason)
-               + b"}]" + usage + b"}\n\n")
+        fields, logprobs = (b"", b"null") if self._pending is None else self._pending
+        self._pending = None
+        out = (self._head + b"{" + fields + b'},"logprobs":' + logprobs + b',"finish_reason":'
+               + dumps(ev.finish_reason) + b"}]" + usage + b"}\n\n")
         if self._include_usage and ev.usage is not None:
             out += self._usage_chunk(ev.usage)
         return out + b"data: [DONE]\n\n"
