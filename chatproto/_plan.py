@@ -234,17 +234,21 @@ _BASE64_IMAGES_ONLY = frozenset({"ollama_chat", "ollama_generate"})
 _NO_TOOLS = frozenset({"ollama_generate"})
 
 
-def _why_not(api: str, *, tools: bool, image_url: Callable[[], bool]) -> str | None:
+def _why_not(api: str, *, tools: bool, image_url: Callable[[], bool],
+             request: ChatRequest) -> str | None:
     if api in _NO_TOOLS and tools:
         return f"{api} takes no tools or tool results"
     if api in _BASE64_IMAGES_ONLY and image_url():
         return f"{api} takes images as base64 data only, not URLs"
+    if request.dialect_only is not None and api != request.dialect:
+        return request.dialect_only  # a part only the client's own wire format has
     return None
 
 
 def cannot_carry(api: str, request: ChatRequest) -> str | None:
     """Why the wire format ``api`` cannot carry ``request`` at all, or None if it can."""
-    return _why_not(api, tools=_uses_tools(request), image_url=lambda: _has_image_url(request))
+    return _why_not(api, tools=_uses_tools(request), image_url=lambda: _has_image_url(request),
+                    request=request)
 
 
 # --- the plan ---------------------------------------------------------------------------
@@ -460,7 +464,8 @@ class CallPlan(SlotRules):
         request = self.request
         api = provider.api_for(route.upstream_model, tools=self._uses_tools)
         try:
-            why = _why_not(api, tools=self._uses_tools, image_url=self._image_url)
+            why = _why_not(api, tools=self._uses_tools, image_url=self._image_url,
+                           request=request)
             if why is not None:
                 raise ChatError(
                     "invalid_request",

@@ -408,8 +408,17 @@ class ChatRequest:
     reasoning ids, namespace and hosted tools; Anthropic Messages: ``cache_control`` on any
     block, citations, server-tool blocks in the history). A codec whose ``api`` equals
     :attr:`dialect` sends it with only ``model`` and ``stream`` rewritten, so the same
-    dialect loses nothing (SPEC §2 "Dialects"); every other codec ignores it. The
-    counterpart of :attr:`ChatResponse.raw`; None otherwise."""
+    dialect loses nothing (SPEC §2 "Dialects"); every other codec ignores it. OpenAI Chat
+    Completions keeps it too, and its codec reads from it what the canonical fields drop
+    (each message's other fields and content parts, the whole ``response_format``), while
+    its top level is still built from the canonical fields and ``extras``, where each
+    provider's quirks apply. The counterpart of :attr:`ChatResponse.raw`; None
+    otherwise."""
+    dialect_only: str | None = None
+    """Why only an upstream of :attr:`dialect` can take this request, when :attr:`raw`
+    holds what the canonical fields cannot say at all (an OpenAI ``file`` part, a PDF):
+    another wire format would get the request without it. The call plan skips a target
+    of any other wire format with this as the reason; None when any can take it."""
 
 
 #: The largest token count chatd reports: the largest integer orjson writes (2^64 - 1).

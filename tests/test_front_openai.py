@@ -204,7 +204,9 @@ GOOD_IDS = [
 @pytest.mark.parametrize(("raw", "expected"), GOOD, ids=GOOD_IDS)
 def test_request_mapping(raw: bytes, expected: ChatRequest) -> None:
     parsed = parse_request(raw)
-    assert parsed.chat == expected
+    # The body is kept whole for an upstream of the same wire format (ChatRequest.raw).
+    assert parsed.chat.raw == json.loads(raw)
+    assert replace(parsed.chat, raw=None) == expected
     assert parsed.include_usage is False
 
 
@@ -242,8 +244,10 @@ BAD = [
      "part-string"),
     (msgs({"role": "user", "content": [{"type": "text", "text": 1}]}),
      "messages[0].content[0].text must be a string", "text-part-number"),
-    (msgs({"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}),
-     "messages[0].content[0].type 'input_audio' is not supported", "audio-part"),
+    (msgs({"role": "assistant", "content": [{"type": "input_audio", "input_audio": {}}]}),
+     "messages[0].content[0].type 'input_audio' is not supported", "audio-part-assistant"),
+    (msgs({"role": "user", "content": [{"type": "file", "file": "a.pdf"}]}),
+     "messages[0].content[0].file must be an object", "file-part-string"),
     (msgs({"role": "user", "content": [{"type": "refusal", "refusal": "no"}]}),
      "messages[0].content[0].type 'refusal'", "refusal-part-on-user"),
     (msgs({"role": "user", "content": [{"text": "x"}]}),

@@ -5,6 +5,7 @@ only the model name rewritten, whole and streamed, against :class:`canned.Canned
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from canned import chunk, lab, sse, sse_events, whole
 
 from chatproto import (
     Event,
+    Provider,
     RawEvent,
     Route,
     Served,
@@ -21,7 +23,7 @@ from chatproto import (
     ThinkingDelta,
     ToolCallDelta,
 )
-from chatproto.dialects.openai_chat import CompletionStream
+from chatproto.dialects.openai_chat import CompletionStream, codec, parse_request
 
 OPENAI_COMPLETION = {
     "id": "gen-1", "object": "chat.completion", "created": 1, "model": "m",
@@ -185,3 +187,114 @@ def test_stream_carries_each_chunks_extras_on_the_chunk_chatd_renders_from_it(
     assert got == expected
     if expected[-1][0] != {}:  # the finish chunk carried them
         assert datas[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+# --- the request ------------------------------------------------------------------------
+
+WEATHER = {"type": "function", "function": {"name": "get_weather",
+                                            "parameters": {"type": "object"}}}
+
+
+@pytest.mark.anyio
+async def test_openai_door_keeps_assistant_message_fields_for_an_openai_upstream(
+        tmp_path: Path) -> None:
+    """The request half of the case above: OpenRouter asks clients to send
+    ``reasoning_details`` back on the assistant turn ("Preserving reasoning blocks") so
+    Claude or Gemini can go on after a tool call; Chat Completions to Chat Completions
+    must carry it (SPEC §2), and chatd drops it."""
+    details = [{"type": "reasoning.text", "text": "r1", "signature": "sig-1"}]
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["m"] = whole(OPENAI_COMPLETION)
+        r = await client.post("/v1/chat/completions", json={
+            "model": "oai/m", "tools": [WEATHER], "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": None, "reasoning_details": details,
+                 "tool_calls": [{"id": "call_1", "type": "function", "function": {
+                     "name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]})
+        sent = s.up.last()
+    assert r.status_code == 200, r.text
+    [assistant] = [m for m in sent["messages"] if m["role"] == "assistant"]
+    assert assistant.get("reasoning_details") == details, assistant
+
+
+@pytest.mark.anyio
+async def test_openai_door_keeps_content_parts_for_an_openai_upstream(tmp_path: Path) -> None:
+    """SPEC §2 "Dialects": Chat Completions to Chat Completions loses nothing. OpenRouter
+    users mark prompt-cache breakpoints with ``cache_control`` on a text part (OpenRouter
+    "Prompt caching") and send PDFs as ``file`` parts; chatd joins the parts into one
+    string (the breakpoint is gone) and refuses ``file`` parts with a 400."""
+    content = [{"type": "text", "text": "long document",
+                "cache_control": {"type": "ephemeral"}},
+               {"type": "file", "file": {"filename": "a.pdf",
+                                         "file_data": "data:application/pdf;base64,JVBERi0="}},
+               {"type": "text", "text": "summarise it"}]
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["m"] = whole(OPENAI_COMPLETION)
+        r = await client.post("/v1/chat/completions", json={
+            "model": "oai/m", "messages": [{"role": "user", "content": content}]})
+        assert r.status_code == 200, r.text
+        sent = s.up.last()
+    assert sent["messages"] == [{"role": "user", "content": content}]
+
+
+@pytest.mark.anyio
+async def test_a_file_part_is_refused_for_an_upstream_of_another_wire_format(
+        tmp_path: Path) -> None:
+    """Where the ``file`` part cannot go (an Ollama upstream), the call is a 400 that
+    names it, not the request without the document; nothing is sent."""
+    content = [{"type": "text", "text": "summarise it"},
+               {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0="}}]
+    async with lab(tmp_path) as s, s.http() as client:
+        r = await client.post("/v1/chat/completions", json={
+            "model": "oll/m", "messages": [{"role": "user", "content": content}]})
+        assert not s.up.bodies
+    assert r.status_code == 400, r.text
+    assert "messages[0].content[1] is a file part" in r.json()["error"]["message"]
+
+
+OPENROUTER = Provider(name="openrouter", api="openai_chat", base_url="https://or.test/v1")
+ROUTE = Route(provider="openrouter", upstream_model="vendor/m")
+
+#: (the client's messages, what the upstream gets): the client's own fields and content
+#: parts under the ones chatd builds (developer as system, content null beside tool calls).
+AS_SENT: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = [
+    ([{"role": "developer", "content": "be brief", "x": 1}],
+     [{"role": "system", "content": "be brief", "x": 1}]),
+    ([{"role": "user", "content": [
+        {"type": "text", "text": "doc", "cache_control": {"type": "ephemeral"}},
+        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}],
+     [{"role": "user", "content": [
+         {"type": "text", "text": "doc", "cache_control": {"type": "ephemeral"}},
+         {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}]),
+    ([{"role": "user", "content": "weather?"},
+      {"role": "assistant", "content": "", "reasoning": "r", "reasoning_details": [{"a": 1}],
+       "tool_calls": [{"id": "c1", "type": "function", "extra_content": {"sig": "s"},
+                       "function": {"name": "f", "arguments": "{}"}}]},
+      {"role": "tool", "tool_call_id": "c1", "content": "sunny"}],
+     [{"role": "user", "content": "weather?"},
+      {"role": "assistant", "content": None, "reasoning": "r",
+       "reasoning_details": [{"a": 1}],
+       "tool_calls": [{"id": "c1", "type": "function", "extra_content": {"sig": "s"},
+                       "function": {"name": "f", "arguments": "{}"}}]},
+      {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]),
+]
+
+
+@pytest.mark.parametrize(("messages", "expected"), AS_SENT)
+def test_an_openai_clients_messages_reach_an_openai_upstream_as_sent(
+        messages: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    chat = parse_request(json.dumps({"model": "m", "messages": messages}).encode()).chat
+    sent = json.loads(codec.build_request(chat, ROUTE, OPENROUTER).body)
+    assert sent["messages"] == expected
+
+
+def test_only_the_same_dialect_reads_the_clients_body() -> None:
+    """A request from another door (no ``raw``), or whose ``raw`` came from another
+    dialect, is built from the canonical fields alone."""
+    chat = parse_request(json.dumps({"model": "m", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "a", "cache_control": {}}]},
+    ]}).encode()).chat
+    for other in (replace(chat, dialect="anthropic_messages"), replace(chat, raw=None)):
+        sent = json.loads(codec.build_request(other, ROUTE, OPENROUTER).body)
+        assert sent["messages"] == [{"role": "user", "content": "a"}]

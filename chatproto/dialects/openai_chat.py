@@ -486,6 +486,53 @@ def _think_fields(
     return {}
 
 
+def _image_part_json(part: ImagePart) -> dict[str, JSON]:
+    """An ``image_url`` content part: a URL image (the Anthropic and Responses doors take
+    them) as its URL, a base64 one as a data URL of its media type, when the client said
+    it, else of the type its bytes show (:func:`_image_url`)."""
+    return {"type": "image_url", "image_url": {"url": (
+        part.url if part.url is not None else
+        f"data:{part.media_type};base64,{part.data}" if part.media_type else
+        _image_url(part.data or ""))}}
+
+
+def _messages_json(request: ChatRequest, echo_reasoning: bool) -> list[JSON]:
+    """``messages`` for the upstream: each chatd message in OpenAI shape
+    (:func:`_message_json`), with what a client of this dialect sent beside it
+    (:func:`_as_sent`)."""
+    raw = request.raw
+    sent = raw.get("messages") if request.dialect == API and type(raw) is dict else None
+    same = sent if type(sent) is list and len(sent) == len(request.messages) else None
+    out: list[JSON] = []
+    for i, msg in enumerate(request.messages):
+        one = _message_json(msg, echo_reasoning)
+        if same is not None and type(same[i]) is dict:
+            one = _as_sent(same[i], one)
+        out.append(one)
+    return out
+
+
+def _as_sent(sent: dict[str, JSON], built: dict[str, JSON]) -> dict[str, JSON]:
+    """A message of a client of this dialect, for an upstream of this dialect (SPEC §2
+    "Dialects": nothing is lost): the fields chatd built (``built``) over the client's
+    own, so the ones chatd does not interpret reach the upstream (OpenRouter's
+    ``reasoning_details``, which it asks to have sent back on the assistant turn so
+    Claude or Gemini can go on after a tool call, "Preserving reasoning blocks"), as do a
+    list of content parts as sent (``cache_control`` breakpoints on text parts, OpenRouter
+    "Prompt caching"; ``file`` parts) and each tool call's other fields. chatd's own
+    choices still hold: ``developer`` is sent as ``system``, an assistant turn of tool
+    calls alone has ``content: null``."""
+    out = {**sent, **built}
+    content = sent.get("content")
+    if type(content) is list:
+        out["content"] = content
+    calls, made = sent.get("tool_calls"), built.get("tool_calls")
+    if type(calls) is list and type(made) is list and len(calls) == len(made):
+        out["tool_calls"] = [{**c, **m} if type(c) is dict else m
+                             for c, m in zip(calls, made, strict=True)]
+    return out
+
+
 def _message_json(msg: Message, echo_reasoning: bool) -> dict[str, JSON]:
     """One chatd message in OpenAI shape (providers.md §3.1; OAI ``completion_create_params``).
 
@@ -499,13 +546,8 @@ def _message_json(msg: Message, echo_reasoning: bool) -> dict[str, JSON]:
     out: dict[str, JSON] = {"role": msg.role}
     images = msg.image_parts
     if images:
-        # A URL image (the Anthropic and Responses doors take them) goes as its URL; a
-        # base64 one as a data URL of its media type, when the client said it.
         parts: list[JSON] = [{"type": "text", "text": msg.content}] if msg.content else []
-        parts.extend({"type": "image_url", "image_url": {"url": (
-            p.url if p.url is not None else
-            f"data:{p.media_type};base64,{p.data}" if p.media_type else
-            _image_url(p.data or ""))}} for p in images)
+        parts.extend(_image_part_json(p) for p in images)
         out["content"] = parts
     elif msg.content or not msg.tool_calls:
         out["content"] = msg.content
@@ -845,7 +887,7 @@ class OpenAIChatCodec:
         name = provider.name
         body: dict[str, JSON] = {
             "model": route.upstream_model,
-            "messages": [_message_json(m, provider.echo_reasoning) for m in request.messages],
+            "messages": _messages_json(request, provider.echo_reasoning),
         }
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
@@ -1078,9 +1120,11 @@ def parse_request(body: bytes) -> OpenAIRequest:
         # Checked by _parse_think; kept as sent for an upstream that takes it back
         # ("minimal" and "none" are both think false).
         options["reasoning_effort"] = obj["reasoning_effort"]
+    kept: list[str] = []
+    messages = _parse_messages(obj.get("messages"), kept)
     chat = ChatRequest(
         model=model,
-        messages=_parse_messages(obj.get("messages")),
+        messages=messages,
         max_tokens=newer if newer is not None else max_tokens,
         temperature=number(obj.get("temperature"), "temperature"),
         top_p=number(obj.get("top_p"), "top_p"),
@@ -1094,21 +1138,27 @@ def parse_request(body: bytes) -> OpenAIRequest:
         options=options,
         dialect=API,
         extras={k: v for k, v in obj.items() if k not in _READ},
+        raw=obj,
+        dialect_only=(f"{kept[0]}, which only an OpenAI Chat Completions upstream takes"
+                      if kept else None),
     )
     return OpenAIRequest(chat=chat, include_usage=include_usage)
 
 
-def _parse_messages(value: object) -> tuple[Message, ...]:
+def _parse_messages(value: object, kept: list[str] | None = None) -> tuple[Message, ...]:
+    """The ``messages``; ``kept`` collects where a part only this dialect can carry sits
+    (see :func:`_parse_parts`)."""
     if value is None:
         raise invalid("messages is required")
     if not isinstance(value, list):
         raise invalid(f"messages must be an array of messages, not {json_type(value)}")
     if not value:
         raise invalid("messages must not be empty")
-    return tuple(_parse_message(item, f"messages[{i}]") for i, item in enumerate(value))
+    return tuple(_parse_message(item, f"messages[{i}]", kept)
+                 for i, item in enumerate(value))
 
 
-def _parse_message(value: object, field: str) -> Message:
+def _parse_message(value: object, field: str, kept: list[str] | None = None) -> Message:
     """One OpenAI message, normalised to the native shape and checked by ``parse_message``.
 
     Only OpenAI's fields are carried over (Ollama's ``images`` / ``thinking`` spellings
@@ -1125,7 +1175,7 @@ def _parse_message(value: object, field: str) -> Message:
     images: tuple[str, ...] = ()
     linked: tuple[ImagePart, ...] = ()
     if isinstance(content, list):
-        content, images, linked = _parse_parts(content, f"{field}.content", role)
+        content, images, linked = _parse_parts(content, f"{field}.content", role, kept)
     native: dict[str, object] = {
         "role": "system" if role == "developer" else role,
         "content": content,
@@ -1145,12 +1195,20 @@ def _parse_message(value: object, field: str) -> Message:
     return message
 
 
+#: User content parts with no counterpart in chatd's model (OAI
+#: ``chat_completion_content_part_param.py``: ``input_audio``, ``file``, which OpenRouter
+#: takes for PDFs): carried in the client's own body to an upstream of this dialect only.
+_KEPT_PARTS = ("file", "input_audio")
+
+
 def _parse_parts(
-    parts: list[object], field: str, role: str
+    parts: list[object], field: str, role: str, kept: list[str] | None = None
 ) -> tuple[str, tuple[str, ...], tuple[ImagePart, ...]]:
     """Content parts -> (text, base64 images, images by URL). OpenAI part types: ``text``,
-    ``image_url`` (user), ``refusal`` (assistant history); audio and file parts cannot be
-    carried."""
+    ``image_url`` (user), ``refusal`` (assistant history). ``file`` and ``input_audio``
+    (user) have no canonical counterpart: they stay in the body kept for an upstream of
+    this dialect (:attr:`ChatRequest.raw`), and where each sits is added to ``kept``, so
+    the call plan skips an upstream of any other (:attr:`ChatRequest.dialect_only`)."""
     texts: list[str] = []
     images: list[str] = []
     linked: list[ImagePart] = []
@@ -1172,10 +1230,13 @@ def _parse_parts(
                 linked.append(image)
             else:
                 images.append(image)
+        elif kind in _KEPT_PARTS and role == "user" and kept is not None:
+            json_object(part.get(str(kind)), f"{where}.{kind}")
+            kept.append(f"{where} is a {kind} part")
         else:
             raise invalid(
                 f"{where}.type {kind!r} is not supported; chatd takes text and image_url "
-                "parts"
+                "parts, and file and input_audio parts in user messages"
             )
     return "\n".join(texts), tuple(images), tuple(linked)
 
