@@ -253,6 +253,28 @@ async def test_a_file_part_is_refused_for_an_upstream_of_another_wire_format(
     assert "messages[0].content[1] is a file part" in r.json()["error"]["message"]
 
 
+
+@pytest.mark.anyio
+async def test_openai_door_keeps_the_whole_json_schema_format_for_an_openai_upstream(
+        tmp_path: Path) -> None:
+    """SPEC §2 "Dialects": Chat Completions to Chat Completions loses nothing, and names
+    ``strict``. ``name`` and ``strict`` now pass (README "Options across dialects"), but
+    ``response_format.json_schema.description`` (OpenAI's "what the response format is
+    for, used by the model to determine how to respond") is still dropped."""
+    response_format = {"type": "json_schema", "json_schema": {
+        "name": "Weather", "description": "a forecast", "strict": True,
+        "schema": {"type": "object", "properties": {"t": {"type": "number"}},
+                   "required": ["t"], "additionalProperties": False}}}
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["m"] = whole(OPENAI_COMPLETION)
+        r = await client.post("/v1/chat/completions", json={
+            "model": "oai/m", "response_format": response_format,
+            "messages": [{"role": "user", "content": "hi"}]})
+        sent = s.up.last()
+    assert r.status_code == 200, r.text
+    assert sent.get("response_format") == response_format
+
+
 OPENROUTER = Provider(name="openrouter", api="openai_chat", base_url="https://or.test/v1")
 ROUTE = Route(provider="openrouter", upstream_model="vendor/m")
 
@@ -293,8 +315,9 @@ def test_only_the_same_dialect_reads_the_clients_body() -> None:
     """A request from another door (no ``raw``), or whose ``raw`` came from another
     dialect, is built from the canonical fields alone."""
     chat = parse_request(json.dumps({"model": "m", "messages": [
-        {"role": "user", "content": [{"type": "text", "text": "a", "cache_control": {}}]},
-    ]}).encode()).chat
+        {"role": "user", "content": [{"type": "text", "text": "a", "cache_control": {}}]}],
+        "response_format": {"type": "json_object", "x": 1}}).encode()).chat
     for other in (replace(chat, dialect="anthropic_messages"), replace(chat, raw=None)):
         sent = json.loads(codec.build_request(other, ROUTE, OPENROUTER).body)
         assert sent["messages"] == [{"role": "user", "content": "a"}]
+        assert sent["response_format"] == {"type": "json_object"}

@@ -902,6 +902,12 @@ class OpenAIChatCodec:
         options = request.options
         if request.format is not None:
             body["response_format"] = _response_format_json(request.format, options)
+        raw = request.raw
+        if request.dialect == API and type(raw) is dict and raw.get("response_format"):
+            # The client's own, whole: the schema's ``description`` ("used by the model to
+            # determine how to respond", OAI ``response_format_json_schema.py``) and
+            # whatever else chatd's ``format`` has no place for.
+            body["response_format"] = raw["response_format"]
         if request.tools:
             body["tools"] = list(request.tools)
         if request.tool_choice is not None:
