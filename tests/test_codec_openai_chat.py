@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from canned import lab, whole
 from helpers import WEATHER_TOOL, bytewise, cut_at, cuts, json_values, outcome, steps
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from chatproto import (
     ChatRequest,
     ChatResponse,
     Event,
+    ImagePart,
     Message,
     Provider,
     Route,
@@ -26,6 +28,7 @@ from chatproto import (
     SSEDecoder,
     StreamEnded,
     TextDelta,
+    TextPart,
     ThinkingDelta,
     ToolCall,
     ToolCallDelta,
@@ -975,3 +978,83 @@ def test_random_chunks_give_well_typed_events_or_chat_error(
 ) -> None:
     body = sse(*chunks, *([DONE] if done else []))
     feed_all(steps(body, size))
+
+
+OPENAI_COMPLETION = {
+    "id": "gen-1", "object": "chat.completion", "created": 1, "model": "m",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+
+
+@pytest.mark.anyio
+async def test_image_in_a_tool_result_is_not_sent_inside_an_openai_tool_message(
+        tmp_path: Path) -> None:
+    """Claude Code's Read tool answers with an image inside ``tool_result``. Chat
+    Completions' tool message takes text parts only (openai-python
+    ``ChatCompletionToolMessageParam.content: str | Iterable[...ContentPartTextParam]``);
+    an ``image_url`` part there is a 400 from OpenAI-family upstreams. The image has to
+    travel in a user message after the tool results."""
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["m"] = whole(OPENAI_COMPLETION)
+        r = await client.post("/v1/messages", json={
+            "model": "oai/m", "max_tokens": 50,
+            "tools": [{"name": "Read", "input_schema": {"type": "object"}}],
+            "messages": [
+                {"role": "user", "content": "read a.png"},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "Read",
+                     "input": {"file_path": "a.png"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                              "content": [
+                    {"type": "text", "text": "the image:"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                                 "data": "iVBORw0KGgo="}}]}]}]})
+        sent = s.up.last()
+    assert r.status_code == 200, r.text
+    [tool] = [m for m in sent["messages"] if m["role"] == "tool"]
+    parts = tool["content"] if isinstance(tool["content"], list) else []
+    assert all(p.get("type") == "text" for p in parts), tool
+    later = sent["messages"][sent["messages"].index(tool) + 1:]
+    assert any(isinstance(m.get("content"), list) and any(
+        p.get("type") == "image_url" for p in m["content"]) for m in later
+        if m["role"] == "user"), sent["messages"]
+
+
+def image_result(call: str, text: str) -> Message:
+    return Message(role="tool", tool_call_id=call, parts=(
+        *((TextPart(text=text),) if text else ()),
+        ImagePart(data="iVBORw0KGgo=", media_type="image/png")))
+
+
+def calls(*ids: str) -> Message:
+    return Message(role="assistant", tool_calls=tuple(
+        ToolCall(id=i, name="Read", arguments="{}") for i in ids))
+
+
+def shown(call: str) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": f"The result of tool call {call} has this image:"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]
+
+
+#: (messages, the role and content of each message sent): tool results keep their text;
+#: their images follow the run of tool messages in one user message.
+TOOL_IMAGES: list[tuple[tuple[Message, ...], list[tuple[str, Any]]]] = [
+    ((USER, calls("a"), image_result("a", "the image:")),
+     [("user", "hi"), ("assistant", None), ("tool", "the image:"), ("user", shown("a"))]),
+    ((USER, calls("a", "b"), image_result("a", ""), Message(role="tool", tool_call_id="b",
+                                                            content="ok"),
+      image_result("b", "two"), Message(role="user", content="go on")),
+     [("user", "hi"), ("assistant", None),
+      ("tool", "The result is the image in the next message."), ("tool", "ok"),
+      ("tool", "two"), ("user", shown("a") + shown("b")), ("user", "go on")]),
+    ((USER, calls("a"), Message(role="tool", tool_call_id="a", content="text only")),
+     [("user", "hi"), ("assistant", None), ("tool", "text only")]),
+]
+
+
+@pytest.mark.parametrize(("messages", "expected"), TOOL_IMAGES)
+def test_tool_result_images_follow_the_tool_messages(
+        messages: tuple[Message, ...], expected: list[tuple[str, Any]]) -> None:
+    sent = body_of(request(messages=messages))["messages"]
+    assert [(m["role"], m["content"]) for m in sent] == expected

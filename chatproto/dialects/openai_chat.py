@@ -499,16 +499,38 @@ def _image_part_json(part: ImagePart) -> dict[str, JSON]:
 def _messages_json(request: ChatRequest, echo_reasoning: bool) -> list[JSON]:
     """``messages`` for the upstream: each chatd message in OpenAI shape
     (:func:`_message_json`), with what a client of this dialect sent beside it
-    (:func:`_as_sent`)."""
+    (:func:`_as_sent`).
+
+    Images in tool results (Claude Code's Read tool answers with one) cannot stay there:
+    a tool message's content is text only (OAI ``ChatCompletionToolMessageParam.content:
+    str | Iterable[ChatCompletionContentPartTextParam]``), and OpenAI-family upstreams
+    refuse an ``image_url`` part in it with a 400. They follow, each after a line naming
+    its call, in one user message after the run of tool messages (which must directly
+    follow the assistant turn that made the calls): the one place Chat Completions takes
+    an image, and still before the assistant's next turn. A result that was the image
+    alone says where it went, rather than being empty (an empty text becomes an empty
+    block some upstreams behind OpenRouter refuse, as with ``content: null`` below).
+    """
     raw = request.raw
     sent = raw.get("messages") if request.dialect == API and type(raw) is dict else None
     same = sent if type(sent) is list and len(sent) == len(request.messages) else None
     out: list[JSON] = []
+    images: list[JSON] = []
     for i, msg in enumerate(request.messages):
+        if images and msg.role != "tool":
+            out.append({"role": "user", "content": images})
+            images = []
         one = _message_json(msg, echo_reasoning)
+        if msg.role == "tool" and msg.image_parts:
+            images.append({"type": "text", "text": f"The result of tool call "
+                           f"{msg.tool_call_id or msg.name or ''} has this image:"})
+            images.extend(_image_part_json(p) for p in msg.image_parts)
+            one["content"] = msg.content or "The result is the image in the next message."
         if same is not None and type(same[i]) is dict:
             one = _as_sent(same[i], one)
         out.append(one)
+    if images:
+        out.append({"role": "user", "content": images})
     return out
 
 
