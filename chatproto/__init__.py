@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from ._door import DoorCall as DoorCall
     from ._door import DoorStream as DoorStream
     from ._door import Served as Served
+    from ._door import keep_rendered as keep_rendered
+    from ._door import rendered_before as rendered_before
     from ._embed import EMBED_APIS as EMBED_APIS
     from ._embed import EmbedAttempt as EmbedAttempt
     from ._embed import EmbedCodec as EmbedCodec
@@ -119,6 +121,8 @@ _LAZY: dict[str, str] = {
     "DoorCall": "._door",
     "DoorStream": "._door",
     "Served": "._door",
+    "keep_rendered": "._door",
+    "rendered_before": "._door",
     "Event": "._events",
     "RawEvent": "._events",
     "StreamEnded": "._events",
@@ -250,6 +254,7 @@ __all__ = [
     "error_from_upstream",
     "find_model",
     "header_value",
+    "keep_rendered",
     "mask_secret",
     "mask_secrets",
     "model_list_request",
@@ -260,6 +265,7 @@ __all__ = [
     "parse_tiers",
     "profile",
     "redact_userinfo",
+    "rendered_before",
     "resolve",
     "retry_after_header",
 ]

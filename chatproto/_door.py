@@ -22,7 +22,10 @@ from ._errors import ChatError, Headers
 from ._events import Event
 from ._types import ChatRequest, ChatResponse, Route
 
-__all__ = ["Answer", "CallContext", "Door", "DoorCall", "DoorStream", "Served"]
+__all__ = [
+    "Answer", "CallContext", "Door", "DoorCall", "DoorStream", "Served", "keep_rendered",
+    "render_each", "rendered_before",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,7 +96,11 @@ class DoorStream(Protocol):
     def events(self, batch: Sequence[Event], served: Served) -> bytes:
         """The bytes for one batch of events (what one upstream read produced).
 
-        A batch ending with StreamEnded renders the end of the stream too."""
+        A batch ending with StreamEnded renders the end of the stream too. If an event
+        cannot be rendered, the exception carries the bytes rendered for the events before
+        it (:func:`keep_rendered`), for the server to send ahead of :meth:`error` (SPEC §4:
+        "every event parsed before the failure reaches the client first, however the
+        upstream's bytes were split", so how many events one read held cannot matter)."""
         ...
 
     def error(self, exc: ChatError) -> bytes:
@@ -153,3 +160,38 @@ class Door(Protocol):
         """The error body, sent with ``exc.status``. Also shapes errors raised before the
         door ran (401, 404, 405, 413) on the door's paths."""
         ...
+
+
+_RENDERED = "chatd_rendered"
+"""The attribute under which an exception from :meth:`DoorStream.events` carries the bytes
+rendered before it."""
+
+
+def keep_rendered(exc: BaseException, out: Sequence[bytes]) -> None:
+    """Attach to ``exc`` what a :meth:`DoorStream.events` call rendered for its batch
+    before it raised (``out``, the pieces in order); the caller re-raises ``exc``.
+
+    An attribute rather than a wrapping exception, so what was raised keeps its type
+    (a ChatError stays one, with its status) for every caller of ``events``."""
+    setattr(exc, _RENDERED, b"".join(out))
+
+
+def rendered_before(exc: BaseException) -> bytes:
+    """The bytes a :meth:`DoorStream.events` call rendered before it raised ``exc``
+    (b"" for any other exception)."""
+    rendered = getattr(exc, _RENDERED, b"")
+    return rendered if type(rendered) is bytes else b""
+
+
+def render_each(render: Callable[[Event], bytes], batch: Sequence[Event]) -> bytes:
+    """``render`` applied to each event of ``batch``, joined; if one raises, what the
+    events before it gave rides on the exception (:func:`keep_rendered`)."""
+    out: list[bytes] = []
+    append = out.append
+    try:
+        for ev in batch:
+            append(render(ev))
+    except Exception as exc:
+        keep_rendered(exc, out)
+        raise
+    return b"".join(out)

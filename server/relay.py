@@ -16,7 +16,10 @@ every door:
   (``open_stream`` reads to it before it returns), so a failure before that is a proper
   status code, shaped by the door; after it, each batch the service hands over (what one
   upstream read produced) becomes one write, the door's opening bytes riding with the
-  first, and a failure is the door's own last bytes (:meth:`~chatproto.DoorStream.error`);
+  first, and a failure is the door's own last bytes (:meth:`~chatproto.DoorStream.error`),
+  after whatever the door rendered for the same batch before an event it could not
+  (:func:`~chatproto.rendered_before`; SPEC §4: every event parsed before the failure
+  reaches the client first, however the upstream's bytes were split);
 - every upstream call runs under :func:`~server.asgi.until_disconnect`: a client that goes
   away cancels it, also while the upstream has sent nothing yet;
 - every request is observed (:mod:`server.observe`) from the door to its last byte: the
@@ -63,6 +66,7 @@ from chatproto import (
     Provider,
     Served,
     StreamEnded,
+    rendered_before,
 )
 
 from .asgi import (
@@ -362,7 +366,7 @@ async def _relay_stream(
                 )
                 if obs is not None:
                     obs.error = exc
-                await write(pending + renderer.error(exc), False)
+                await write(pending + rendered_before(exc) + renderer.error(exc), False)
                 return
             except Disconnected:
                 raise
@@ -374,9 +378,9 @@ async def _relay_stream(
                             failure.provider, responder.request_id, failure.message)
                 if obs is not None:
                     obs.error = failure
-                await write(pending + renderer.error(failure), False)
+                await write(pending + rendered_before(exc) + renderer.error(failure), False)
                 return
-            except Exception:
+            except Exception as exc:
                 # A bug after the head: logged once here, and the stream still ends in the
                 # door's way (SPEC §4), not as a cut body.
                 logger.exception("%s stream failed (request %s)", door.name,
@@ -386,7 +390,7 @@ async def _relay_stream(
                     obs.error = internal
                 phase = "client"
                 scope.deadline = min(clock() + FINAL_WRITE_SECS, drain.deadline)
-                await write(pending + renderer.error(internal), False)
+                await write(pending + rendered_before(exc) + renderer.error(internal), False)
                 return
             except StopAsyncIteration:  # pragma: no cover - StreamEnded is always last
                 # Unreachable by ChatStream's contract; never leave the response open.

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
+from door_shapes import door_paths, request_body, stream_error_type
 from test_server import (
     CONFIG,
     ENV,
@@ -35,17 +36,23 @@ from chatproto import (
     CallContext,
     ChatError,
     ChatRequest,
+    Door,
     DoorCall,
+    DoorStream,
     Event,
     HTTPRequest,
     Message,
+    Route,
     Served,
     StreamEnded,
     TextDelta,
+    keep_rendered,
+    rendered_before,
 )
-from server.app import ChatdApp
+from chatproto.dialects import DOORS, door_for
+from server.app import DOOR_ROUTES, ChatdApp
 from server.config import load_config, register_providers, registered
-from server.relay import chat_route
+from server.relay import DoorEndpoint, chat_route
 from transports import MockResponse, MockTransport
 
 
@@ -54,7 +61,15 @@ class ProbeStream:
         return b"<start>"
 
     def events(self, batch: Sequence[Event], served: Served) -> bytes:
-        out = b"".join(b"[" + ev.text.encode() + b"]" for ev in batch if type(ev) is TextDelta)
+        pieces: list[bytes] = []
+        for ev in batch:
+            if type(ev) is TextDelta:
+                if ev.text == "boom":  # a text this dialect cannot carry
+                    exc = ChatError("bad_upstream_response", "the probe cannot carry boom")
+                    keep_rendered(exc, pieces)
+                    raise exc
+                pieces.append(b"[" + ev.text.encode() + b"]")
+        out = b"".join(pieces)
         last = batch[-1]
         if type(last) is StreamEnded:
             timed = served.elapsed_ns is not None and served.elapsed_ns > 0
@@ -219,3 +234,118 @@ async def test_the_clients_user_agent_reaches_a_forwarding_provider() -> None:
     assert [v for k, v in sent.headers if k.lower() == "user-agent"] == ["KimiCLI/1.51.0"]
     [(parsed, _, _)] = door.rendered
     assert parsed.chat.headers == (("user-agent", "KimiCLI/1.51.0"),)
+
+
+ROUTE = Route(provider="ollama", upstream_model="m")
+
+
+def _one_read(*contents: str) -> Any:
+    """An Ollama stream whose lines all arrive in one read (one batch)."""
+    return lambda request: MockResponse(200, [("content-type", "application/x-ndjson")],
+                                        (b"".join(ollama_lines(*contents)),))
+
+
+@pytest.mark.anyio
+async def test_what_a_batch_rendered_before_a_failure_goes_before_the_doors_error() -> None:
+    """SPEC §4: "Every event parsed before the failure reaches the client first, however
+    the upstream's bytes were split": a door that cannot render one event of a batch
+    hands over what it rendered before it (:func:`chatproto.keep_rendered`), and the
+    relay sends that ahead of the door's error, whether the events came in one read or
+    in several."""
+    for upstream in (_one_read("a", "b", "boom", "c"),
+                     lambda request: ollama_stream("a", "b", "boom", "c")):
+        app, _, _ = probe_app(upstream)
+        async with running(app):
+            result = await call(app, "POST", "/probe", body(stream=True))
+        assert result.body == b"<start>[a][b]<error bad_upstream_response>"
+
+
+#: Text no door can encode: orjson refuses a lone surrogate ("str is not valid UTF-8").
+UNENCODABLE = TextDelta(text="\ud800")
+
+
+class JammedStream:
+    """A door's own renderer, handed :data:`UNENCODABLE` where the upstream said "boom"."""
+
+    def __init__(self, inner: DoorStream) -> None:
+        self.inner = inner
+
+    def start(self) -> bytes:
+        return self.inner.start()
+
+    def events(self, batch: Sequence[Event], served: Served) -> bytes:
+        jammed = [UNENCODABLE if type(ev) is TextDelta and ev.text == "boom" else ev
+                  for ev in batch]
+        return self.inner.events(jammed, served)
+
+    def error(self, exc: ChatError) -> bytes:
+        return self.inner.error(exc)
+
+
+class JammedDoor:
+    """A real door, its streams jammed (:class:`JammedStream`)."""
+
+    def __init__(self, door: Door) -> None:
+        self.door = door
+        self.name = door.name
+        self.api = door.api
+        self.content_type = door.content_type
+        self.stream_content_type = door.stream_content_type
+        self.stream_headers = door.stream_headers
+
+    def parse(self, body: bytes, headers: Any) -> DoorCall:
+        return self.door.parse(body, headers)
+
+    def render(self, call: DoorCall, answer: Answer, ctx: CallContext) -> bytes:
+        return self.door.render(call, answer, ctx)
+
+    def stream(self, call: DoorCall, ctx: CallContext) -> DoorStream:
+        return JammedStream(self.door.stream(call, ctx))
+
+    def render_error(self, exc: ChatError) -> bytes:
+        return self.door.render_error(exc)
+
+
+def _door_at(path: str) -> Door:
+    endpoint = DOOR_ROUTES[path]["POST"]
+    assert isinstance(endpoint, DoorEndpoint)
+    return endpoint.door
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", sorted(door_paths()))
+async def test_every_door_sends_what_it_rendered_before_an_event_it_cannot(
+        path: str) -> None:
+    """Each real door's renderer meets an event it cannot encode in the middle of one
+    upstream read: the text before it reaches the client, then the door's own error."""
+    config = load_config(CONFIG)
+    app = ChatdApp(
+        config=config, providers=registered(register_providers(config, ENV)),
+        transport_factory=lambda: MockTransport(_one_read("Let me check.", "boom", "c")),
+        doors={**DOOR_ROUTES, path: chat_route(JammedDoor(_door_at(path)))},
+    )
+    async with running(app):
+        result = await call(app, "POST", path, request_body(path, "qwen3:4b", True))
+    assert result.status == 200
+    assert b"Let me check." in result.body, result.body
+    assert b'"c"' not in result.body
+    assert stream_error_type(path, result.body) == "bad_upstream_response"
+
+
+@pytest.mark.parametrize("name", sorted(DOORS))
+def test_every_renderer_keeps_what_it_rendered_before_a_failure(name: str) -> None:
+    """The renderer's half, pure: the bytes that ride on the exception are exactly what
+    the events before the failing one render alone, from the same state."""
+    door = door_for(name)
+    path = next(p for p in door_paths() if _door_at(p) is door)
+    call_ = door.parse(request_body(path, "m", True), {})
+    ctx = CallContext(id="0" * 32, created=1)
+    before = [TextDelta(text="Let me check."), TextDelta(text=" Twice.")]
+    alone = door.stream(call_, ctx)
+    expected = alone.events(before, Served(route=ROUTE))
+    renderer = door.stream(call_, ctx)
+    with pytest.raises(orjson.JSONEncodeError) as caught:
+        renderer.events([*before, UNENCODABLE, TextDelta(text="after")], Served(route=ROUTE))
+    assert rendered_before(caught.value) == expected
+    assert b"Let me check." in expected
+    assert rendered_before(ChatError("upstream_error", "x")) == b""

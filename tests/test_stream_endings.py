@@ -17,8 +17,10 @@ byte for byte where the SPEC names bytes; :mod:`door_shapes` reads the error's t
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,6 +28,7 @@ import anyio.abc
 import httpx
 import orjson
 import pytest
+from canned import Answer, chunk, lab, sse, sse_events
 from chatd_served import served
 from door_shapes import door_paths, request_body, stream_error_type
 
@@ -182,3 +185,124 @@ async def test_a_stream_that_fails_mid_way_ends_in_its_doors_way(
     assert stream_error_type(path, body) == FAULTS[fault], body[-300:]
     assert b"first " in body  # the event before the failure reached the client first
     assert body.index(b"first ") < body.rindex(b"fell over" if fault == "error" else b"error")
+
+
+# --- what a door cannot render, in the same read as what it can -------------------------
+#
+# SPEC §4's last sentence again, for a failure in the door rather than the upstream: the
+# upstream's events arrive in one read and a later one cannot be rendered by the client's
+# door. Every door's renderer with a jammed event: tests/test_relay.py; here, the upstream
+# bytes that make a door fail for real.
+
+INTERLEAVED_CALLS = [
+    chunk({"role": "assistant", "content": "Let me check."}),
+    chunk({"tool_calls": [{"index": 0, "id": "call_A", "type": "function",
+                           "function": {"name": "fa", "arguments": ""}}]}),
+    chunk({"tool_calls": [{"index": 1, "id": "call_B", "type": "function",
+                           "function": {"name": "fb", "arguments": '{"y":'}}]}),
+    chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"x":1}'}}]}),
+    chunk({"tool_calls": [{"index": 1, "function": {"arguments": "2}"}}]}),
+    {**chunk({}, "tool_calls"),
+     "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}},
+]
+
+
+async def test_anthropic_door_delivers_events_parsed_before_a_failure_in_the_same_read(
+        tmp_path: Path) -> None:
+    """SPEC §4: "Every event parsed before the failure reaches the client first, however
+    the upstream's bytes were split." When the upstream's events arrive in one read and a
+    later one cannot be rendered, the relay drops the whole batch (``renderer.events``
+    raises and its rendered bytes are discarded, server/relay.py ``_relay_stream``): the
+    client gets a lone ``event: error``, no ``message_start`` and no text."""
+    answer = sse(INTERLEAVED_CALLS)
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["m"] = Answer(200, "text/event-stream", (b"".join(answer.pieces),))
+        r = await client.post("/v1/messages", json={
+            "model": "oai/m", "max_tokens": 50, "stream": True,
+            "tools": [{"name": "fa", "input_schema": {"type": "object"}},
+                      {"name": "fb", "input_schema": {"type": "object"}}],
+            "messages": [{"role": "user", "content": "hi"}]})
+        events = sse_events(r.text)
+    assert events and events[0][0] == "message_start", events
+    texts = [d["delta"].get("text") for name, d in events if name == "content_block_delta"]
+    assert "Let me check." in texts, events
+
+
+def _deep(levels: int) -> object:
+    """JSON nested ``levels`` deep: read (orjson reads 1,024 levels) but not written back
+    (it writes 254), so a door that re-encodes it fails (server/relay.py ``unencodable``)."""
+    value: object = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def _named(name: str, obj: dict[str, Any]) -> bytes:
+    # The stdlib writes any depth (orjson, like the doors, stops at 254).
+    return f"event: {name}\ndata: {json.dumps(obj)}\n\n".encode()
+
+
+_MESSAGE: dict[str, Any] = {"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 1, "output_tokens": 1}}
+_ANTHROPIC = (
+    _named("message_start", {"type": "message_start", "message": _MESSAGE}),
+    _named("content_block_start", {"type": "content_block_start", "index": 0,
+                                   "content_block": {"type": "text", "text": ""}}),
+    _named("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                   "delta": {"type": "text_delta", "text": "Let me check."}}),
+    _named("ping", {"type": "ping", "deep": _deep(300)}),
+    _named("message_stop", {"type": "message_stop"}),
+)
+_RESPONSE: dict[str, Any] = {"id": "resp_1", "object": "response", "created_at": 1, "model": "m",
+             "status": "in_progress", "output": []}
+_RESPONSES = (
+    _named("response.created", {"type": "response.created", "sequence_number": 0,
+                                "response": _RESPONSE}),
+    _named("response.output_item.added", {
+        "type": "response.output_item.added", "sequence_number": 1, "output_index": 0,
+        "item": {"id": "msg_1", "type": "message", "status": "in_progress",
+                 "role": "assistant", "content": []}}),
+    _named("response.output_text.delta", {
+        "type": "response.output_text.delta", "sequence_number": 2, "item_id": "msg_1",
+        "output_index": 0, "content_index": 0, "delta": "Let me check."}),
+    _named("response.output_text.done", {
+        "type": "response.output_text.done", "sequence_number": 3, "item_id": "msg_1",
+        "output_index": 0, "content_index": 0, "text": "Let me check.", "deep": _deep(300)}),
+)
+_TOO_MANY_CALLS = (
+    b"data: " + orjson.dumps(chunk({"role": "assistant", "content": "Let me check."}))
+    + b"\n\n",
+    *(b"data: " + orjson.dumps(chunk({"tool_calls": [{
+        "index": i, "id": f"call_{i}", "type": "function",
+        "function": {"name": "f", "arguments": "{}"}}]})) + b"\n\n" for i in range(129)),
+    b"data: " + orjson.dumps(chunk({}, "tool_calls")) + b"\n\ndata: [DONE]\n\n",
+)
+
+#: door path, upstream model, what the upstream sends (in one read, or one piece each),
+#: the error type the door ends with. The Anthropic and Responses doors re-encode a
+#: same-dialect upstream's events, so one nested past what orjson writes cannot go on;
+#: the Ollama door buffers tool calls and refuses past ``MAX_TOOL_CALLS`` (128).
+UNRENDERABLE = [
+    ("/v1/messages", "ant/m", _ANTHROPIC, "bad_upstream_response"),
+    ("/v1/responses", "rsp/m", _RESPONSES, "bad_upstream_response"),
+    ("/api/chat", "oai/m", _TOO_MANY_CALLS, "bad_upstream_response"),
+]
+
+
+@pytest.mark.parametrize("split", ["one-read", "as-written"])
+@pytest.mark.parametrize(("path", "model", "pieces", "error"), UNRENDERABLE,
+                         ids=[row[0] for row in UNRENDERABLE])
+async def test_what_a_door_rendered_before_an_event_it_cannot_reaches_the_client(
+    tmp_path: Path, path: str, model: str, pieces: tuple[bytes, ...], error: str, split: str
+) -> None:
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["m"] = Answer(200, "text/event-stream",
+                                   (b"".join(pieces),) if split == "one-read" else pieces)
+        r = await client.post(path, content=request_body(path, model, True),
+                              headers={"content-type": "application/json"})
+    body = r.content
+    assert r.status_code == 200, body
+    ENDINGS[door_paths()[path]](body)
+    assert stream_error_type(path, body) == error, body[-300:]
+    assert b"Let me check." in body, body[:300]

@@ -47,7 +47,7 @@ import orjson
 
 from .._codec import history_arguments, request_headers
 from .._decoders import SSEDecoder, dumps, encode_body, loads
-from .._door import Answer, CallContext, DoorCall, Served
+from .._door import Answer, CallContext, DoorCall, Served, keep_rendered
 from .._errors import ChatError, Headers, clip_message, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._lifecycle import StreamLifecycle
@@ -815,6 +815,14 @@ class MessagesStream:
         if self._closed:
             raise RuntimeError("events() after the stream ended")
         out: list[bytes] = []
+        try:
+            self._events(batch, out)
+        except Exception as exc:
+            keep_rendered(exc, out)  # the events before the failure go first (SPEC §4)
+            raise
+        return b"".join(out)
+
+    def _events(self, batch: Sequence[Event], out: list[bytes]) -> None:
         for ev in batch:
             t = type(ev)
             if t is RawEvent:
@@ -848,7 +856,6 @@ class MessagesStream:
                 out.append(self._end(ev))
             else:
                 raise TypeError(f"not a stream event: {ev!r}")
-        return b"".join(out)
 
     def _thinking(self, ev: ThinkingDelta, out: list[bytes]) -> None:
         if ev.encrypted is not None:

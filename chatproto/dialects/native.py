@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .._decoders import dumps
-from .._door import Answer, CallContext, DoorCall, Served
+from .._door import Answer, CallContext, DoorCall, Served, keep_rendered
 from .._errors import ChatError, Headers
 from .._events import Event, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._request import parse_chat_request
@@ -44,6 +44,15 @@ class NativeStream:
 
     def events(self, batch: Sequence[Event], served: Served) -> bytes:
         lines: list[bytes] = []
+        try:
+            self._lines(batch, served, lines)
+        except Exception as exc:
+            keep_rendered(exc, lines)  # the lines before the failure go first (SPEC §4)
+            raise
+        return b"".join(lines)
+
+    @staticmethod
+    def _lines(batch: Sequence[Event], served: Served, lines: list[bytes]) -> None:
         for event in batch:
             # ``type(e) is``: the events are final, and this is the per-chunk path.
             if type(event) is TextDelta:
@@ -65,7 +74,6 @@ class NativeStream:
                     "upstream_model": served.route.upstream_model,
                 }) + b"\n")
             # Other events (RawEvent) have no native line.
-        return b"".join(lines)
 
     def error(self, exc: ChatError) -> bytes:
         return dumps({"done": True, "error": exc.to_dict()}) + b"\n"

@@ -149,7 +149,7 @@ import orjson
 from .._accumulate import Accumulator
 from .._codec import Codec, history_arguments
 from .._decoders import LineDecoder, dumps, encode_body, loads
-from .._door import Answer, CallContext, DoorCall, Served
+from .._door import Answer, CallContext, DoorCall, Served, keep_rendered, render_each
 from .._embed import MAX_INPUTS, EmbedRequest, EmbedResponse, embed_vector
 from .._errors import ChatError, Headers, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
@@ -1270,9 +1270,13 @@ class StreamRenderer:
         stream ends with :meth:`end`, timed by ``served.elapsed_ns``."""
         last = batch[-1]
         if type(last) is StreamEnded:
-            data = b"".join([self.event(ev) for ev in batch[:-1]])
-            return data + self.end(last, total_duration_ns=served.elapsed_ns or 0)
-        return b"".join([self.event(ev) for ev in batch])
+            data = render_each(self.event, batch[:-1])
+            try:
+                return data + self.end(last, total_duration_ns=served.elapsed_ns or 0)
+            except Exception as exc:
+                keep_rendered(exc, (data,))  # the lines before the failure go first
+                raise
+        return render_each(self.event, batch)
 
     def event(self, ev: Event) -> bytes:
         """The NDJSON line(s) for one delta event; b"" when nothing is due yet.

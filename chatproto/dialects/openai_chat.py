@@ -94,7 +94,7 @@ import orjson
 
 from .._codec import request_headers
 from .._decoders import SSEDecoder, dumps, encode_body, loads
-from .._door import Answer, CallContext, DoorCall, Served
+from .._door import Answer, CallContext, DoorCall, Served, render_each
 from .._embed import MAX_INPUTS, EmbedRequest, EmbedResponse, embed_vector
 from .._errors import ChatError, Headers, clip_message, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
@@ -1550,7 +1550,7 @@ class CompletionStream:
 
     def events(self, batch: Sequence[Event], served: Served) -> bytes:
         """The SSE bytes for one batch of events (:class:`~chatproto.DoorStream`)."""
-        return b"".join([self.event(ev) for ev in batch])
+        return render_each(self.event, batch)
 
     def _tool(self, ev: ToolCallDelta) -> bytes:
         """``delta.tool_calls`` (providers.md §3.3): the first fragment of an index carries

@@ -54,7 +54,7 @@ import orjson
 
 from .._codec import request_headers
 from .._decoders import SSEDecoder, dumps, encode_body, loads
-from .._door import Answer, CallContext, DoorCall, Served
+from .._door import Answer, CallContext, DoorCall, Served, keep_rendered
 from .._errors import ChatError, Headers, clip_message, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._lifecycle import StreamLifecycle
@@ -809,13 +809,22 @@ class ResponseStream:
         if self._closed:
             raise RuntimeError("events() after the stream ended")
         out: list[bytes] = []
+        try:
+            self._events(batch, out)
+        except Exception as exc:
+            keep_rendered(exc, out)  # the events before the failure go first (SPEC §4)
+            raise
+        return b"".join(out)
+
+    def _events(self, batch: Sequence[Event], out: list[bytes]) -> None:
         if not self._started:
             self._started = True
             self._raw = any(type(ev) is RawEvent for ev in batch)
             if not self._raw:
                 self._open(out)
         if self._raw:
-            return self._relay(batch)
+            self._relay(batch, out)
+            return
         for ev in batch:
             kind = type(ev)
             if kind is TextDelta:
@@ -838,7 +847,6 @@ class ResponseStream:
                 self._end(ev, out)
             elif kind is not RawEvent:
                 raise TypeError(f"not a stream event: {ev!r}")
-        return b"".join(out)
 
     def _new(self, kind: int, item_id: str) -> _Item:
         item = _Item(kind, item_id, len(self._items))
@@ -985,9 +993,8 @@ class ResponseStream:
 
     # --- same dialect ---------------------------------------------------------------
 
-    def _relay(self, batch: Sequence[Event]) -> bytes:
+    def _relay(self, batch: Sequence[Event], out: list[bytes]) -> None:
         """The upstream's own events, each re-encoded with only ``model`` rewritten."""
-        out: list[bytes] = []
         model = self._model
         for ev in batch:
             if type(ev) is RawEvent:
@@ -1010,7 +1017,6 @@ class ResponseStream:
                 out.append(head + b"data: " + dumps(data) + b"\n\n")
             elif type(ev) is StreamEnded:
                 self._closed = True
-        return b"".join(out)
 
 
 class ResponsesDoor:
