@@ -75,12 +75,23 @@ def _invalid(message: str) -> ChatError:
     return ChatError("invalid_request", message)
 
 
+#: How much of a client's model name an error message quotes.
+SHOWN_NAME = 200
+
+
+def _shown(name: str) -> str:
+    """``name`` quoted for an error message, cut at :data:`SHOWN_NAME` characters: the
+    message is the error body and a log line (server/app.py), and a client's 300 kB
+    name must make neither 300 kB (SPEC §5: one bounded line per request)."""
+    return repr(name if len(name) <= SHOWN_NAME else name[:SHOWN_NAME] + "…")
+
+
 def not_registered(provider: str, model: str) -> ChatError:
     # Which setting registers a provider (an env var, a key file) is the server's business;
     # the core only knows the provider's name.
     return ChatError(
         "provider_not_registered",
-        f"model {model!r} needs provider {provider!r}, which is not registered (no key "
+        f"model {_shown(model)} needs provider {provider!r}, which is not registered (no key "
         f"was found for it); configure a key for {provider!r} to register it",
         provider=provider,
     )
@@ -124,19 +135,21 @@ def _grammar(name: str, profiles: Sequence[Provider] = PROFILES) -> Route:
         provider = row.name
         rest = name[len(prefix) :]
         if not rest.strip():
-            raise _invalid(f"model {name!r} names provider {provider!r} but no model after it")
+            raise _invalid(
+                f"model {_shown(name)} names provider {provider!r} but no model after it")
         if row.strip_cloud_tag:
             # Rule 4: ollama.com is called with the bare name (providers.md §2.2).
             rest, _ = split_cloud_suffix(rest)
             if not rest.strip():
-                raise _invalid(f"model {name!r} has no model name before its cloud tag")
+                raise _invalid(
+                    f"model {_shown(name)} has no model name before its cloud tag")
         elif row.vendor_model_ids and (
             "/" not in rest or any(not part for part in rest.split("/"))
         ):
             # Rule 5: "Model IDs are `vendor/model` ... router IDs `openrouter/auto`"
             # (providers.md §4); a bare id is refused upstream with a 400 anyway.
             raise _invalid(
-                f"model {name!r}: {provider} models are written {prefix}<vendor>/<model>"
+                f"model {_shown(name)}: {provider} models are written {prefix}<vendor>/<model>"
             )
         return Route(provider=provider, upstream_model=rest)
     if cloud is not None:
@@ -144,7 +157,7 @@ def _grammar(name: str, profiles: Sequence[Provider] = PROFILES) -> Route:
         if suffix == _COLON_CLOUD:
             # Rule 8: ``<m>:cloud`` goes to Ollama Cloud, which wants the bare name.
             if not base.strip():
-                raise _invalid(f"model {name!r} has no model name before ':cloud'")
+                raise _invalid(f"model {_shown(name)} has no model name before ':cloud'")
             return Route(provider=cloud.name, upstream_model=base)
     # Rule 9: bare names and unknown prefixes alike, unchanged.
     return Route(provider=DEFAULT_PROVIDER, upstream_model=name)

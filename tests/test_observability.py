@@ -653,3 +653,22 @@ async def test_a_huge_model_name_gives_a_bounded_log_line_and_a_readable_answer(
     fields = [rec.__dict__["fields"] for rec in caplog.records if rec.name == "chatd.request"]
     assert fields[-1]["model"] == f"oai/{name}"[:MAX_LOGGED_MODEL] + "…"
     assert fields[-1]["upstream_model"] == clipped + "…"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("model", ["kimi/", "openrouter/", "oai/"], ids=lambda m: m[:-1])
+async def test_a_huge_model_name_writes_no_huge_line_anywhere(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, model: str) -> None:
+    """Refused at routing (404 ``provider_not_registered``, 400 ``invalid_request``) or
+    by the upstream (502): no log record of chatd's and no answer quotes the 300 kB name
+    whole (the error message is both a log line and the body)."""
+    caplog.set_level("DEBUG", logger="chatd")
+    async with lab(tmp_path) as s, s.http() as client:
+        for stream in (False, True):
+            r = await client.post("/v1/chat/completions", json={
+                "model": model + "m" * 300_000, "stream": stream,
+                "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code in (400, 404, 502)
+            assert len(r.content) < 10_000
+    records = [rec for rec in caplog.records if rec.name.startswith("chatd")]
+    assert records and max(len(rec.getMessage()) for rec in records) < 10_000

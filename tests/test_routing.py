@@ -10,6 +10,7 @@ from chatproto import ChatError, Route
 from chatproto._routing import (
     DEFAULT_PROVIDER,
     PROVIDER_APIS,
+    SHOWN_NAME,
     parse_tiers,
     resolve,
     split_cloud_suffix,
@@ -118,6 +119,27 @@ def test_invalid(model: object, fragment: str) -> None:
     assert info.value.type == "invalid_request"
     assert info.value.status == 400
     assert fragment in info.value.message
+
+
+HUGE = "m" * 300_000
+
+
+@pytest.mark.parametrize(
+    ("model", "registered", "status"),
+    [(f"kimi/{HUGE}", LOCAL_ONLY, 404), (f"{HUGE}:cloud", LOCAL_ONLY, 404),
+     (f"openrouter/{HUGE}", ALL, 400), (f"ollama_cloud/{HUGE}", LOCAL_ONLY, 404)],
+    ids=["not-registered", "cloud-not-registered", "bad-grammar", "prefix-not-registered"],
+)
+def test_an_error_quotes_a_huge_name_cut_short(
+        model: str, registered: frozenset[str], status: int) -> None:
+    """The message is the error body and a log line (server/app.py): a client's 300 kB
+    name is quoted up to SHOWN_NAME characters and an ellipsis, not whole (SPEC §5)."""
+    with pytest.raises(ChatError) as info:
+        resolve(model, registered)
+    message = info.value.message
+    assert info.value.status == status
+    assert len(message) < SHOWN_NAME + 300
+    assert repr(model[:SHOWN_NAME] + "…") in message
 
 
 NOT_REGISTERED = [
