@@ -23,7 +23,10 @@ for every c=50 repeat, the throughput of N workers over one worker, how the CPU 
 split between the worker processes, and how many of wrk's connections each held mid-run
 (``ss``: SO_REUSEPORT should give each a share). With 2
 among the counts, an ``-x2`` control row runs two separate one-worker processes, each
-loaded by its own wrk at once: what two processes can get from the machine at all.
+loaded by its own wrk at once: what two processes can get from the machine at all. Its two
+wrk share ``--wrk-threads`` between them, so keep that even (the default 2) for the
+control to have the client threads of the other rows: on a busy machine a row with more
+client threads wins CPU for its client, not for chatd.
 ``--observe`` adds two rows on the same chatd settings otherwise: ``-quiet`` (``metrics =
 false``, ``log_requests = false``) and ``-observed`` (``metrics = true``, ``log_format =
 "json"``, a request line per call written to a file), and prints what observing costs.
@@ -529,8 +532,9 @@ def main() -> None:
                         name, f"http://127.0.0.1:{pair[0][0]}/v1/chat", CHAT_BODY,
                         pid=pair[0][1], also=f"http://127.0.0.1:{pair[1][0]}/v1/chat",
                         also_pid=pair[1][1]))
-                    extra[name] = ("two one-worker processes, each its own wrk at c=25 "
-                                   "(c=1: the first alone)")
+                    extra[name] = ("two one-worker processes, each its own wrk at c=25 with "
+                                   f"{max(1, WRK_THREADS[0] // 2)} thread(s) (c=1: the "
+                                   "first alone)")
 
         if args.litellm and wanted("litellm"):
             py = litellm_python(args)
