@@ -10,6 +10,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+import canned
 import orjson
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
@@ -49,6 +50,8 @@ from chatproto import (
 )
 from chatproto.dialects.anthropic_messages import (
     API,
+    MAX_HELD_BYTES,
+    MAX_HELD_CALLS,
     MessagesStream,
     MessagesView,
     codec,
@@ -1020,12 +1023,76 @@ def test_stream_with_nothing_but_the_end() -> None:
     assert out[2][1]["usage"] == {"input_tokens": 0, "output_tokens": 0}
 
 
-def test_stream_refuses_a_tool_call_that_comes_back() -> None:
+def _call(index: int, *arguments: str, name: str | None = None) -> list[ToolCallDelta]:
+    """A call's first delta (its id and name) and its argument fragments."""
+    return [ToolCallDelta(index=index, id=f"call_{index}", name=name or f"f{index}"),
+            *(ToolCallDelta(index=index, arguments=a) for a in arguments)]
+
+
+def _interleaved(*calls: list[ToolCallDelta]) -> list[ToolCallDelta]:
+    """The calls' deltas taken in turn, one of each at a time."""
+    out: list[ToolCallDelta] = []
+    for i in range(max(len(c) for c in calls)):
+        out.extend(c[i] for c in calls if i < len(c))
+    return out
+
+
+@pytest.mark.parametrize(("events", "blocks"), [
+    pytest.param(_interleaved(_call(0, '{"x":', "1}"), _call(1, '{"y":', "2}")),
+                 ["text", "tool_use", "tool_use"], id="two-interleaved"),
+    pytest.param(_interleaved(_call(0, "", '{"a":', '"b"}'), _call(1, '{"c":1', "}"),
+                              _call(2, "{}")),
+                 ["text", "tool_use", "tool_use", "tool_use"], id="three-interleaved"),
+    pytest.param([*_call(0, '{"x":1}'), *_call(1, '{"y":', "2}")],
+                 ["text", "tool_use", "tool_use"], id="one-after-another"),
+    pytest.param([*_call(0, '{"x":'), *_call(1, '{"y":2}'), ToolCallDelta(index=0, arguments="1}"),
+                  ToolCallDelta(index=2, id="call_2", name="f2", arguments="{}")],
+                 ["text", "tool_use", "tool_use", "tool_use"], id="a-held-call-goes-live"),
+])
+def test_stream_renders_interleaved_tool_calls_as_whole_blocks(
+        events: list[Event], blocks: list[str]) -> None:
+    """Chat Completions may interleave parallel calls' argument fragments (by ``index``);
+    Anthropic blocks do not reopen. Each call is one ``tool_use`` block with its whole
+    input, in the order the calls began, however the events are batched."""
+    events = [TextDelta(text="Let me check."), *events, TextDelta(text="Done."),
+              StreamEnded(finish_reason="tool_calls")]
+    calls = sorted({e.index for e in events if isinstance(e, ToolCallDelta)})
+    expected = {f"call_{i}": json.loads("".join(
+        e.arguments for e in events if isinstance(e, ToolCallDelta) and e.index == i))
+        for i in calls}
+    for split in (False, True):
+        out = sse(render(events, split=split))
+        check_order(out)
+        message = sdk_message(out)
+        assert [b.type for b in message.content] == [*blocks, "text"]
+        uses = [b for b in message.content if b.type == "tool_use"]
+        assert [u.id for u in uses] == [f"call_{i}" for i in calls]
+        assert [u.name for u in uses] == [f"f{i}" for i in calls]
+        assert {u.id: u.input for u in uses} == expected
+
+
+def test_stream_refuses_a_tool_call_that_comes_back_after_its_block_closed() -> None:
+    """Once another kind of block has begun, a call's block cannot take more."""
     stream = door.stream(CALL, CTX)
-    stream.events([ToolCallDelta(index=0, id="a", name="f"),
-                   ToolCallDelta(index=1, id="b", name="g")], None)
-    with pytest.raises(ChatError):
+    stream.events([*_call(0, "{}"), TextDelta(text="t")], None)
+    with pytest.raises(ChatError) as err:
         stream.events([ToolCallDelta(index=0, arguments="{}")], None)
+    assert err.value.type == "bad_upstream_response"
+
+
+def test_stream_holds_back_a_bounded_amount_of_interleaved_calls() -> None:
+    stream = door.stream(CALL, CTX)
+    stream.events(_call(0, '{"x":'), None)
+    big = "a" * (MAX_HELD_BYTES // 2 - 10)
+    stream.events([*_call(1, '{"y":"' + big), ToolCallDelta(index=1, arguments=big)], None)
+    with pytest.raises(ChatError) as err:
+        stream.events([ToolCallDelta(index=1, arguments=big)], None)
+    assert err.value.type == "bad_upstream_response"
+    calls = door.stream(CALL, CTX)
+    calls.events(_call(0, '{"x":'), None)
+    calls.events([d for i in range(1, MAX_HELD_CALLS + 1) for d in _call(i)], None)
+    with pytest.raises(ChatError):
+        calls.events(_call(MAX_HELD_CALLS + 1), None)
 
 
 def test_stream_error_and_the_end_are_final() -> None:
@@ -1490,3 +1557,44 @@ def test_same_dialect_blocks_anthropic_refuses_are_left_out(
         assert out == [messages[0], messages[2]]
     else:
         assert out == [messages[0], {"role": "assistant", "content": kept}, messages[2]]
+
+
+INTERLEAVED_CALLS = [
+    canned.chunk({"role": "assistant", "content": "Let me check."}),
+    canned.chunk({"tool_calls": [{"index": 0, "id": "call_A", "type": "function",
+                                  "function": {"name": "fa", "arguments": ""}}]}),
+    canned.chunk({"tool_calls": [{"index": 1, "id": "call_B", "type": "function",
+                                  "function": {"name": "fb", "arguments": '{"y":'}}]}),
+    canned.chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"x":1}'}}]}),
+    canned.chunk({"tool_calls": [{"index": 1, "function": {"arguments": "2}"}}]}),
+    {**canned.chunk({}, "tool_calls"),
+     "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}},
+]
+
+
+@pytest.mark.anyio
+async def test_anthropic_door_streams_interleaved_parallel_tool_calls(
+        tmp_path: Path) -> None:
+    """Chat Completions streams parallel calls by ``index``, and their argument fragments
+    may interleave (OpenAI's chunk format allows it; the Responses door and the native
+    door relay it fine). Claude Code on ``/v1/messages`` must get both ``tool_use``
+    blocks. Today the whole answer is one ``event: error`` — even the text parsed before
+    it is lost, against SPEC §4: "Every event parsed before the failure reaches the
+    client first"."""
+    tools = [{"name": "fa", "input_schema": {"type": "object"}},
+             {"name": "fb", "input_schema": {"type": "object"}}]
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["m"] = canned.sse(INTERLEAVED_CALLS)
+        r = await client.post("/v1/messages", json={
+            "model": "oai/m", "max_tokens": 50, "stream": True, "tools": tools,
+            "messages": [{"role": "user", "content": "hi"}]})
+        events = canned.sse_events(r.text)
+    names = [name for name, _ in events]
+    assert "error" not in names, events
+    blocks = [d["content_block"] for name, d in events if name == "content_block_start"]
+    assert [b["type"] for b in blocks] == ["text", "tool_use", "tool_use"]
+    inputs: dict[int, str] = {}
+    for name, d in events:
+        if name == "content_block_delta" and d["delta"]["type"] == "input_json_delta":
+            inputs[d["index"]] = inputs.get(d["index"], "") + d["delta"]["partial_json"]
+    assert [json.loads(v) for _, v in sorted(inputs.items())] == [{"x": 1}, {"y": 2}]

@@ -82,6 +82,8 @@ from .._types import (
 __all__ = [
     "API",
     "DEFAULT_VERSION",
+    "MAX_HELD_BYTES",
+    "MAX_HELD_CALLS",
     "MessagesCodec",
     "MessagesDoor",
     "MessagesStream",
@@ -741,6 +743,23 @@ _TEXT_BLOCK = b'{"type":"text","text":""}'
 _THINKING_BLOCK = b'{"type":"thinking","thinking":"","signature":""}'
 
 
+#: Bounds on the tool calls a stream holds back while another call's block is open (SPEC:
+#: bounded buffers). A real answer has a handful of calls of a few kilobytes each.
+MAX_HELD_CALLS = 128
+MAX_HELD_BYTES = 1 << 20
+
+
+class _Held:
+    """A tool call held back: its id, name and argument fragments so far."""
+
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.name: str | None = None
+        self.arguments: list[str] = []
+
+
 class MessagesStream:
     """Renders one streamed answer as Anthropic SSE (see the module docstring for the order).
 
@@ -756,13 +775,22 @@ class MessagesStream:
 
     ``message_start`` carries ``input_tokens: 0``: upstreams other than Anthropic report
     the prompt's size at the end, and ``message_delta``'s usage (which the SDK and Claude
-    Code take over the start's) has the real counts. Tool-call fragments for a call whose
-    block was already closed cannot be rendered (Anthropic blocks do not reopen) and fail
-    the stream with ``bad_upstream_response``; no upstream interleaves calls.
+    Code take over the start's) has the real counts.
+
+    Parallel tool calls: Chat Completions streams them by ``index`` and may interleave
+    their argument fragments (OpenAI's chunk format allows it), while an Anthropic block,
+    once closed, does not reopen. So one call's block is open at a time and streams live;
+    fragments of another call are held while the open call's arguments are not yet a
+    whole JSON object (then the open call is done, its block closes and the first held
+    call's opens, with what it held). Before a block of another kind, or the end, every
+    held call is written out whole, in the order the calls began. What is held is
+    bounded (:data:`MAX_HELD_CALLS`, :data:`MAX_HELD_BYTES`; past them the stream fails
+    with ``bad_upstream_response``), as is a fragment for a call whose block already
+    closed (after text, say).
     """
 
-    __slots__ = ("_closed", "_delta", "_id", "_index", "_kind", "_model", "_raw",
-                 "_started", "_tool", "_tools_done")
+    __slots__ = ("_closed", "_delta", "_held", "_held_bytes", "_id", "_index", "_kind",
+                 "_live", "_live_bytes", "_model", "_raw", "_started", "_tool", "_tools_done")
 
     def __init__(self, *, id: str, model: str) -> None:
         self._id = id
@@ -778,6 +806,12 @@ class MessagesStream:
         self._tool = -1
         """The canonical index of the open tool call."""
         self._tools_done: set[int] = set()
+        self._held: dict[int, _Held] = {}
+        """Calls whose fragments came while another call's block was open, in order."""
+        self._held_bytes = 0
+        self._live: list[str] | None = None
+        """The open call's argument fragments (None: past :data:`MAX_HELD_BYTES`)."""
+        self._live_bytes = 0
 
     def start(self) -> bytes:
         return b""
@@ -792,6 +826,8 @@ class MessagesStream:
                 + dumps({"type": "message_start", "message": message}) + b"\n\n" + _PING)
 
     def _open(self, kind: int, block: bytes, out: list[bytes]) -> None:
+        if kind != _TOOL and self._held:
+            self._release(out)
         self._close(out)
         self._index += 1
         self._kind = kind
@@ -875,22 +911,99 @@ class MessagesStream:
             self._kind = _SIGNED
 
     def _tool_delta(self, ev: ToolCallDelta, out: list[bytes]) -> None:
-        if self._kind != _TOOL or self._tool != ev.index:
-            if ev.index in self._tools_done or (self._kind == _TOOL and ev.index < self._tool):
-                raise ChatError("bad_upstream_response",
-                                f"upstream sent more of tool call {ev.index} after the next "
-                                "call had begun")
-            block = {"type": "tool_use", "id": ev.id or f"toolu_{self._id}_{ev.index}",
-                     "name": ev.name or "", "input": {}}
-            self._open(_TOOL, dumps(block), out)
-            self._tool = ev.index
-        if ev.arguments:
+        index = ev.index
+        while self._kind == _TOOL and self._tool != index:
+            if index in self._held or not self._live_complete():
+                self._hold(ev)
+                return
+            # The open call's arguments are whole: it is done, and the next one may go.
+            self._close(out)
+            self._promote(out)
+        if self._kind == _TOOL:  # this call's block is open
+            if ev.arguments:
+                self._live_arguments(ev.arguments)
+                out.append(self._delta + b'{"type":"input_json_delta","partial_json":'
+                           + dumps(ev.arguments) + b"}}\n\n")
+            return
+        if index in self._tools_done:
+            raise ChatError("bad_upstream_response",
+                            f"upstream sent more of tool call {index} after its block "
+                            "had closed")
+        self._open_tool(index, ev.id, ev.name, ev.arguments, out)
+
+    def _open_tool(self, index: int, call_id: str | None, name: str | None,
+                   arguments: str, out: list[bytes]) -> None:
+        block = {"type": "tool_use", "id": call_id or f"toolu_{self._id}_{index}",
+                 "name": name or "", "input": {}}
+        self._open(_TOOL, dumps(block), out)
+        self._tool = index
+        self._live = []
+        self._live_bytes = 0
+        if arguments:
+            self._live_arguments(arguments)
             out.append(self._delta + b'{"type":"input_json_delta","partial_json":'
-                       + dumps(ev.arguments) + b"}}\n\n")
+                       + dumps(arguments) + b"}}\n\n")
+
+    def _live_arguments(self, fragment: str) -> None:
+        live = self._live
+        if live is not None:
+            self._live_bytes += len(fragment)
+            if self._live_bytes > MAX_HELD_BYTES:
+                self._live = None  # too big to check: taken as whole
+            else:
+                live.append(fragment)
+
+    def _live_complete(self) -> bool:
+        """Whether the open call's arguments so far are a whole JSON object (then a
+        fragment of another call means this one is done)."""
+        live = self._live
+        if live is None:
+            return True
+        try:
+            return type(orjson.loads("".join(live))) is dict
+        except orjson.JSONDecodeError:
+            return False
+
+    def _hold(self, ev: ToolCallDelta) -> None:
+        held = self._held.get(ev.index)
+        if held is None:
+            if len(self._held) >= MAX_HELD_CALLS:
+                raise ChatError("bad_upstream_response",
+                                f"upstream interleaved more than {MAX_HELD_CALLS} tool calls")
+            held = self._held[ev.index] = _Held()
+        if ev.id and held.id is None:
+            held.id = ev.id
+        if ev.name and held.name is None:
+            held.name = ev.name
+        if ev.arguments:
+            self._held_bytes += len(ev.arguments)
+            if self._held_bytes > MAX_HELD_BYTES:
+                raise ChatError("bad_upstream_response",
+                                "upstream interleaved tool calls of more than "
+                                f"{MAX_HELD_BYTES} bytes of arguments")
+            held.arguments.append(ev.arguments)
+
+    def _promote(self, out: list[bytes]) -> None:
+        """Open the first held call's block, with what it holds, as the live one."""
+        if not self._held:
+            return
+        index = next(iter(self._held))
+        held = self._held.pop(index)
+        arguments = "".join(held.arguments)
+        self._held_bytes -= len(arguments)
+        self._open_tool(index, held.id, held.name, arguments, out)
+
+    def _release(self, out: list[bytes]) -> None:
+        """Every held call, each block opened and closed in turn (before another kind of
+        block, or the end)."""
+        while self._held:
+            self._close(out)
+            self._promote(out)
 
     def _end(self, ev: StreamEnded) -> bytes:
         self._closed = True
         out: list[bytes] = []
+        self._release(out)
         self._close(out)
         delta = {"type": "message_delta",
                  "delta": {"stop_reason": _stop_reason(ev.finish_reason, ev.stop_sequence),
