@@ -333,12 +333,18 @@ class Message:
 
     @property
     def content(self) -> str:
-        """The text parts, joined (``""`` when there are none)."""
+        """The text parts as one string, each on its own line (``""`` when there are none).
+
+        Where a wire has one string for a message (Chat Completions and Ollama content, a
+        system prompt), separate blocks must stay apart: Claude Code's first ``system``
+        block is its billing header (``x-anthropic-billing-header: ...;``), which joined
+        with nothing runs into the prompt's first words. A dialect that has blocks sends
+        :attr:`parts` instead."""
         parts = self.parts
         if len(parts) == 1:
             only = parts[0]
             return only.text if type(only) is TextPart else ""
-        return "".join(p.text for p in parts if type(p) is TextPart)
+        return "\n".join(p.text for p in parts if type(p) is TextPart and p.text)
 
     @property
     def thinking(self) -> str | None:

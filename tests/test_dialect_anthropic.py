@@ -1598,3 +1598,57 @@ async def test_anthropic_door_streams_interleaved_parallel_tool_calls(
         if name == "content_block_delta" and d["delta"]["type"] == "input_json_delta":
             inputs[d["index"]] = inputs.get(d["index"], "") + d["delta"]["partial_json"]
     assert [json.loads(v) for _, v in sorted(inputs.items())] == [{"x": 1}, {"y": 2}]
+
+
+BILLING = "x-anthropic-billing-header: cc_version=2.1.332.f04; cc_entrypoint=sdk-cli;"
+OPENAI_COMPLETION = {
+    "id": "c", "object": "chat.completion", "created": 1, "model": "m",
+    "choices": [{"index": 0, "finish_reason": "stop",
+                 "message": {"role": "assistant", "content": "ok"}}]}
+
+
+@pytest.mark.anyio
+async def test_system_blocks_stay_apart_where_the_upstream_has_one_string(
+        tmp_path: Path) -> None:
+    """Claude Code's first ``system`` block is its billing header (research/agents/
+    claude-tool.json); joined with nothing, the header ran into the prompt's first words
+    (``...cc_entrypoint=sdk-cli;You are a Claude agent``) for an upstream whose system
+    prompt is one string. Each block keeps its own line; to Anthropic each stays a
+    block."""
+    system = [{"type": "text", "text": BILLING},
+              {"type": "text", "text": "You are a Claude agent.",
+               "cache_control": {"type": "ephemeral"}}]
+    ask = {"max_tokens": 50, "system": system, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "<system-reminder>r"
+                                                              "</system-reminder>"},
+                                     {"type": "text", "text": "hi"}]}]}
+    async with lab(tmp_path) as s, s.http() as client:
+        s.up.answers["m"] = whole(OPENAI_COMPLETION)
+        r = await client.post("/v1/messages", json={"model": "oai/m", **ask})
+        assert r.status_code == 200, r.text
+        sent = s.up.last()
+    assert sent["messages"][0] == {"role": "system",
+                                   "content": f"{BILLING}\nYou are a Claude agent."}
+    assert sent["messages"][1]["content"] in (
+        "<system-reminder>r</system-reminder>\nhi",
+        [{"type": "text", "text": "<system-reminder>r</system-reminder>"},
+         {"type": "text", "text": "hi"}])
+
+
+def test_a_canonical_system_prompt_of_several_parts_is_several_blocks() -> None:
+    """From another door (a Responses client's ``instructions`` and developer parts),
+    each system part is its own Anthropic ``system`` block."""
+    out = sent(native(Message(role="system", parts=(TextPart(text=BILLING),
+                                                    TextPart(text="Be brief."))),
+                      Message(role="user", content="q")))
+    assert out["system"] == [{"type": "text", "text": BILLING},
+                             {"type": "text", "text": "Be brief."}]
+
+
+def test_message_content_puts_each_text_part_on_its_own_line() -> None:
+    message = Message(role="user", parts=(TextPart(text="a"), ImagePart(data=PNG),
+                                          TextPart(text=""), TextPart(text="b")))
+    assert message.content == "a\nb"
+    assert Message(role="user", parts=(TextPart(text="only"),)).content == "only"
+    assert Message(role="user", parts=()).content == ""
+

@@ -1336,11 +1336,11 @@ def _canonical_messages(messages: Sequence[Message]) -> tuple[list[dict[str, Any
     for m_index, message in enumerate(messages):
         role = message.role
         if role == "system":
-            text = message.content
-            if leading:
-                if text:
-                    system.append({"type": "text", "text": text})
+            if leading:  # one block per part: Anthropic's system is blocks too
+                system.extend({"type": "text", "text": p.text} for p in message.parts
+                              if type(p) is TextPart and p.text and not p.text.isspace())
                 continue
+            text = message.content
             if text:
                 turns.append(("user", [_reminder(text)]))
             continue
