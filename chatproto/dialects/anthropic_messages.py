@@ -912,6 +912,19 @@ class MessagesStream:
 
     def _tool_delta(self, ev: ToolCallDelta, out: list[bytes]) -> None:
         index = ev.index
+        fragment = ev.arguments
+        if self._tool == index and self._kind == _TOOL:  # the open call: once per fragment
+            if fragment:
+                live = self._live
+                if live is not None:
+                    self._live_bytes += len(fragment)
+                    if self._live_bytes > MAX_HELD_BYTES:
+                        self._live = None  # too big to check: taken as whole
+                    else:
+                        live.append(fragment)
+                out.append(self._delta + b'{"type":"input_json_delta","partial_json":'
+                           + dumps(fragment) + b"}}\n\n")
+            return
         while self._kind == _TOOL and self._tool != index:
             if index in self._held or not self._live_complete():
                 self._hold(ev)
