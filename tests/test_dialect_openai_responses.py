@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import canned
 import httpx2
 import openai
 import orjson
@@ -1092,3 +1094,63 @@ def test_flattened_names_map_back(name: str) -> None:
         StreamEnded(finish_reason="tool_calls")], SERVED))
     item = got[-1]["response"]["output"][0]
     assert (item["name"], item["namespace"]) == (name or "x", "ns")
+
+
+#: Reasoning items of a Responses client's ``input``, and whether the same dialect sends
+#: them on: the upstream's own go as they came; what chatd made from another dialect's
+#: thinking does not (the upstream could neither decrypt nor resolve it).
+MADE_HERE = [
+    ({"type": "reasoning", "id": "rs_c", "summary": [],
+      "encrypted_content": "chatd-signature:EqQBCgIYAhIM-anthropic"}, False),
+    ({"type": "reasoning", "id": "rs_c", "summary": [],
+      "encrypted_content": "chatd-encrypted:redacted"}, False),
+    ({"type": "reasoning", "id": f"rs_{'a1' * 16}_0",
+      "summary": [{"type": "summary_text", "text": "plain thinking"}]}, False),
+    ({"type": "reasoning", "id": "rs_0a1b2c3d", "summary": [], "encrypted_content": "gAAA"},
+     True),
+    ({"type": "reasoning", "id": f"rs_{'a1' * 16}_0x", "summary": []}, True),
+    ({"type": "message", "role": "assistant",
+      "content": "chatd-signature:not reasoning"}, True),
+]
+
+
+@pytest.mark.parametrize(("item", "kept"), MADE_HERE)
+def test_same_dialect_request_leaves_out_the_reasoning_chatd_made(
+        item: dict[str, Any], kept: bool) -> None:
+    client = {"model": "smart", "input": [
+        {"role": "user", "content": "hi"}, item, {"role": "user", "content": "again"}]}
+    call = door.parse(json.dumps(client).encode(), ())
+    sent = built(call.chat)["input"]
+    assert sent == ([client["input"][0], item, client["input"][2]] if kept
+                    else [client["input"][0], client["input"][2]])
+
+
+@pytest.mark.anyio
+async def test_chatd_made_reasoning_items_are_not_sent_to_an_openai_responses_upstream(
+        tmp_path: Path) -> None:
+    """Codex on a Claude model gets reasoning items whose ``encrypted_content`` chatd made
+    (``chatd-signature:<Anthropic signature>``, openai_responses.py ``_SIGNATURE``). When
+    the session moves to an OpenAI Responses model, the Responses-to-Responses path sends
+    the body as the client sent it, and OpenAI cannot decrypt chatd's blob: a 400. chatd
+    must drop (or turn into plain text) the reasoning it encoded for another upstream."""
+    response = {"id": "resp_1", "object": "response", "created_at": 1,
+                "status": "completed", "model": "g", "output": [
+                    {"id": "msg_1", "type": "message", "status": "completed",
+                     "role": "assistant", "content": [
+                         {"type": "output_text", "text": "ok", "annotations": []}]}],
+                "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
+    async with canned.lab(tmp_path) as s, s.http() as client:
+        s.up.answers["g"] = canned.whole(response)
+        r = await client.post("/v1/responses", json={
+            "model": "rsp/g", "input": [
+                {"role": "user", "content": "hi"},
+                {"type": "reasoning", "id": "rs_c", "summary": [],
+                 "encrypted_content": "chatd-signature:EqQBCgIYAhIM-anthropic"},
+                {"type": "message", "role": "assistant",
+                 "content": [{"type": "output_text", "text": "hello"}]},
+                {"role": "user", "content": "again"}]})
+        sent = s.up.last()
+    assert r.status_code == 200, r.text
+    blobs = [i.get("encrypted_content") or "" for i in sent["input"]
+             if isinstance(i, dict) and i.get("type") == "reasoning"]
+    assert not [b for b in blobs if b.startswith("chatd-")], sent["input"]

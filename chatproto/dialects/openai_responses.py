@@ -46,6 +46,7 @@ per-event path reads the event type first and dispatches on the frequent ones fi
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -164,6 +165,26 @@ def _opaque_in(item_id: str | None, content: str | None) -> tuple[str | None, st
 
 def _bad(provider: str | None, what: str) -> ChatError:
     return ChatError("bad_upstream_response", what, provider=provider)
+
+
+#: The id chatd gives a reasoning item it renders from another dialect's thinking
+#: (``rs_<call id>_<n>``, :func:`render_response`; the call id is 32 hex digits).
+_MADE_ID = re.compile(r"rs_[0-9a-f]{32}_[0-9]+")
+
+
+def _made_here(item: object) -> bool:
+    """Whether ``item`` of a client's ``input`` is a reasoning item chatd made from another
+    dialect's thinking: its ``encrypted_content`` under one of chatd's markers (an
+    Anthropic signature, redacted thinking), or chatd's id on plain thinking text. Such an
+    item is not the upstream's reasoning, which it could decrypt or resolve: OpenAI
+    answers a 400 for a blob it did not encrypt, and a 404 for an id it never gave."""
+    if type(item) is not dict or item.get("type") != "reasoning":
+        return False
+    content = item.get("encrypted_content")
+    if isinstance(content, str) and content.startswith((_SIGNATURE, _ENCRYPTED)):
+        return True
+    item_id = item.get("id")
+    return isinstance(item_id, str) and _MADE_ID.fullmatch(item_id) is not None
 
 
 # ======================================================================================
@@ -1513,16 +1534,22 @@ class OpenAIResponsesCodec:
         self, request: ChatRequest, route: Route, provider: Provider
     ) -> HTTPRequest:
         """The request: the client's own body when it came through the Responses door
-        (only ``model`` and ``stream`` rewritten), else built from canonical fields
-        (:func:`_body`). Headers as for Chat Completions: JSON, ``Accept`` for SSE or
-        JSON, the Bearer key, then the configured ``provider.headers``, which replace a
-        default of the same name."""
+        (only ``model`` and ``stream`` rewritten, and the reasoning items chatd made from
+        another dialect's thinking left out, :func:`_made_here`), else built from
+        canonical fields (:func:`_body`). Headers as for Chat Completions: JSON,
+        ``Accept`` for SSE or JSON, the Bearer key, then the configured
+        ``provider.headers``, which replace a default of the same name."""
         raw = request.raw if request.dialect == API else None
         if isinstance(raw, dict):
             body: dict[str, JSON] = {**raw, "model": route.upstream_model,
                                      "stream": request.stream}
             if not request.stream:
                 body.pop("stream_options", None)
+            items = raw.get("input")
+            if type(items) is list and any(_made_here(item) for item in items):
+                # Codex on a Claude model, then on an OpenAI one: the reasoning chatd
+                # encoded for the first cannot go to the second (as in _items_out).
+                body["input"] = [item for item in items if not _made_here(item)]
         else:
             body = _body(request, route)
         headers = request_headers(provider, (
