@@ -68,8 +68,9 @@ source is beside it):
   OpenAI's ``tool_calls[].id`` is required and clients answer tool results by it; deriving
   it from the completion id keeps it unique across turns.
 - ``system_fingerprint`` is left out (it is optional in the SDK, OAI ``chat_completion.py``,
-  and chatd has no backend fingerprint to vouch for). ``finish_reason`` is chatd's own
-  (SPEC §3), which is OpenAI's set.
+  and chatd has no backend fingerprint to vouch for), but for an upstream of this dialect,
+  whose own it is (:func:`render_completion` keeps such an upstream's other fields).
+  ``finish_reason`` is chatd's own (SPEC §3), which is OpenAI's set.
 - A stream that ended without upstream usage gets no usage chunk even with
   ``include_usage``: OpenAI says it "may be missing" (providers.md §3.3) and a zero count
   would be a false number (anchors.md takeaway 3: usage is never estimated).
@@ -1526,7 +1527,9 @@ class CompletionStream:
         logprobs = choice.get("logprobs")
         extra = None
         if type(delta) is dict and not _DELTA_READ.issuperset(delta):
-            extra = {k: v for k, v in delta.items() if k not in _DELTA_READ}
+            # A null says nothing in a delta (OpenAI's first delta has "refusal": null).
+            extra = {k: v for k, v in delta.items()
+                     if v is not None and k not in _DELTA_READ} or None
         if extra is not None or logprobs is not None:
             with suppress(TypeError):  # nested past what orjson writes: canonical alone
                 self._pending = (dumps(extra)[1:-1] if extra else b"", dumps(logprobs))
