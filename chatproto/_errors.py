@@ -12,6 +12,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._types import Usage
 
 __all__ = [
     "ERROR_STATUS",
@@ -68,7 +72,8 @@ class ChatError(Exception):
         retry_after: seconds the caller should wait, from the upstream's headers.
     """
 
-    __slots__ = ("message", "provider", "retry_after", "status", "type", "upstream_status")
+    __slots__ = ("message", "provider", "retry_after", "status", "type", "upstream_status",
+                 "usage")
 
     def __init__(
         self,
@@ -86,6 +91,9 @@ class ChatError(Exception):
         self.provider = provider
         self.upstream_status = upstream_status
         self.retry_after = retry_after
+        self.usage: Usage | None = None
+        """What the upstream reported having spent before it failed (OpenRouter's error
+        chunk carries the call's usage), for a door to show beside the error."""
 
     @property
     def retryable(self) -> bool:

@@ -1771,6 +1771,15 @@ class MessagesStreamParser(StreamLifecycle):
         try:
             obj = _loads(payload)
         except _JSONDecodeError as exc:
+            if b"\n" in payload:
+                # OpenCode Zen appends ``event: ping`` with its cost to the upstream's
+                # bytes (providers.md §5.3, OC console ``zen/util/handler.ts``); after an
+                # event without its blank line the two arrive joined, two ``data:``
+                # lines under the name ``ping``. Each line is an event of its own, read
+                # by its ``type``: the upstream's error stays its error, cost apart.
+                lines = [line for line in payload.split(b"\n") if line.strip()]
+                if len(lines) > 1 and all(line[:1] == b"{" for line in lines):
+                    return any(self._event(name, line, out) for line in lines)
             raise ChatError("bad_upstream_response",
                             f"upstream sent malformed JSON: {exc}", provider=provider) from None
         if type(obj) is not dict:

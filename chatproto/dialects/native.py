@@ -76,7 +76,11 @@ class NativeStream:
             # Other events (RawEvent) have no native line.
 
     def error(self, exc: ChatError) -> bytes:
-        return dumps({"done": True, "error": exc.to_dict()}) + b"\n"
+        out: dict[str, object] = {"done": True, "error": exc.to_dict()}
+        if exc.usage is not None:
+            # What the upstream reported spending before it failed (OpenRouter).
+            out["usage"] = _usage(exc.usage)
+        return dumps(out) + b"\n"
 
 
 class NativeDoor:

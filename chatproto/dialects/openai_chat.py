@@ -701,6 +701,46 @@ def _embedded_error(provider: str, error: Any) -> ChatError:
     return ChatError("upstream_error", message, provider=provider)
 
 
+def _chunk_error(provider: str, chunk: dict[str, Any], error: Any) -> ChatError:
+    """A stream chunk's top-level ``error``, with the chunk's ``usage`` when it carries one:
+    OpenRouter may end an answer with ``finish_reason: "length"`` and then an error chunk
+    that holds the usage of the whole call (providers.md §4.2: full usage "in the last SSE
+    message"). The counts were spent and billed; the door shows them beside the error."""
+    exc = _embedded_error(provider, error)
+    usage = chunk.get("usage")
+    if type(usage) is dict:
+        exc.usage = _usage(usage, provider)
+    return exc
+
+
+def _joined_chunks(events: list[Any], current: Any) -> dict[str, Any] | None:
+    """The first chunk of a ``data`` payload that holds several JSON lines, the others
+    queued after it in ``events``; None when the lines are not JSON either.
+
+    OpenCode Zen relays the upstream's bytes verbatim and then appends its cost event
+    (providers.md §5.3; OC console ``zen/util/handler.ts``: ``c.enqueue(value)``, then
+    ``buildCostChunk``): when the upstream's last event lacks its blank line, an SSE
+    decoder joins the two into one event of two ``data:`` lines, an error chunk and
+    ``{"choices":[],"cost":...}``. Each line is then a chunk of its own, so the error is
+    the upstream's, not a malformed-JSON failure with the cost in it. Off the hot path:
+    only a payload that failed to decode gets here.
+    """
+    payload: bytes = current[1]
+    if b"\n" not in payload:
+        return None
+    try:
+        chunks = [orjson.loads(line) for line in payload.split(b"\n") if line.strip()]
+    except orjson.JSONDecodeError:
+        return None
+    if not chunks:
+        return None
+    at = next(i for i, sse in enumerate(events) if sse is current)
+    events[at + 1:at + 1] = [type(current)(current[0], orjson.dumps(c), current[2])
+                             for c in chunks[1:]]
+    first: dict[str, Any] | None = chunks[0] if type(chunks[0]) is dict else None
+    return first
+
+
 def _finish_error(provider: str, chunk: dict[str, Any], choice: dict[str, Any]) -> ChatError:
     """``finish_reason: "error"`` (OpenRouter, providers.md §4.2-4.3): the run failed.
 
@@ -709,7 +749,7 @@ def _finish_error(provider: str, chunk: dict[str, Any], choice: dict[str, Any]) 
     """
     error = chunk.get("error") or choice.get("error")
     if error:
-        return _embedded_error(provider, error)
+        return _chunk_error(provider, chunk, error)
     return ChatError("upstream_error", "upstream ended the answer with an error",
                      provider=provider)
 
@@ -754,7 +794,9 @@ class OpenAIChatStreamParser(StreamLifecycle):
     def _parse(self, data: bytes, out: list[Event]) -> None:
         provider = self._provider
         raw = self._raw
-        for event, payload, _ in self._sse.feed(data):
+        events = self._sse.feed(data)
+        for sse in events:
+            event, payload, _ = sse
             if event != "message":
                 # OpenAI's SDK raises on ``event: error`` and skips names it does not
                 # know (providers.md §3.3, OAI ``_streaming.py``); ``ping`` and the
@@ -771,12 +813,14 @@ class OpenAIChatStreamParser(StreamLifecycle):
                 if payload[:6] == b"[DONE]":
                     self._terminate(out, self._ended_event())
                     return
-                raise _bad(provider, f"upstream sent malformed JSON: {exc}") from None
+                chunk = _joined_chunks(events, sse)
+                if chunk is None:
+                    raise _bad(provider, f"upstream sent malformed JSON: {exc}") from None
             if type(chunk) is not dict:
                 raise _bad(provider, "upstream sent a stream chunk that is not an object")
             error = chunk.get("error")
             if error is not None:
-                raise _embedded_error(provider, error)
+                raise _chunk_error(provider, chunk, error)
             if raw:
                 out.append(RawEvent(dialect=API, data=chunk))
             choices = chunk.get("choices")
@@ -873,8 +917,17 @@ class OpenAIChatStreamParser(StreamLifecycle):
         try:
             body = orjson.loads(payload)
         except orjson.JSONDecodeError:
-            return ChatError("upstream_error", clip_message(payload.decode("utf-8", "replace"))
-                             or "upstream reported an error", provider=self._provider)
+            # An error event that ran into the next one (OpenCode Zen's cost event, see
+            # :func:`_joined_chunks`): its own first line, not the cost, is the message.
+            first = payload.partition(b"\n")[0]
+            try:
+                body = orjson.loads(first) if first != payload else None
+            except orjson.JSONDecodeError:
+                body = None
+            if body is None:
+                return ChatError("upstream_error",
+                                 clip_message(payload.decode("utf-8", "replace"))
+                                 or "upstream reported an error", provider=self._provider)
         error = body.get("error", body) if isinstance(body, dict) else body
         return _embedded_error(self._provider, error)
 
@@ -1598,7 +1651,10 @@ class CompletionStream:
         if self._closed:
             raise RuntimeError("error() after the stream ended")
         self._closed = True
-        return b"data: " + render_error(exc) + b"\n\ndata: [DONE]\n\n"
+        # What the upstream spent before failing (OpenRouter's error chunk after
+        # finish_reason "length" carries it): the usage chunk first, as at a normal end.
+        usage = self._usage_chunk(exc.usage) if self._include_usage and exc.usage else b""
+        return usage + b"data: " + render_error(exc) + b"\n\ndata: [DONE]\n\n"
 
 
 # --------------------------------------------------------------------------------------
