@@ -364,7 +364,7 @@ def answer(message: dict[str, Any], **top: Any) -> bytes:
                 finish_reason="tool_calls",
                 usage=Usage(prompt_tokens=169, completion_tokens=18),
                 tool_calls=(
-                    ToolCall(id="call_0", name="get_weather", arguments='{"city":"Tōkyō"}'),
+                    ToolCall(id=None, name="get_weather", arguments='{"city":"Tōkyō"}'),
                     ToolCall(id="call_x", name="now", arguments="{}"),
                 ),
             ),
@@ -378,7 +378,7 @@ def answer(message: dict[str, Any], **top: Any) -> bytes:
             ChatResponse(
                 content="",
                 finish_reason="length",
-                tool_calls=(ToolCall(id="call_0", name="f", arguments="{}"),),
+                tool_calls=(ToolCall(id=None, name="f", arguments="{}"),),
             ),
             id="tool-calls-but-length",
         ),
@@ -631,7 +631,7 @@ STREAMS = [
     pytest.param(
         (FIXTURES / "ollama_chat_tools.ndjson").read_bytes(),
         [
-            ToolCallDelta(index=0, id="call_0", name="get_weather", arguments='{"city":"Tōkyō"}'),
+            ToolCallDelta(index=0, id=None, name="get_weather", arguments='{"city":"Tōkyō"}'),
             ToolCallDelta(
                 index=1, id="call_abc", name="get_time", arguments='{"zone":"JST","utc":false}'
             ),
@@ -647,8 +647,8 @@ STREAMS = [
         b'"done_reason":"stop"}',
         [
             TextDelta(text="a"),
-            ToolCallDelta(index=0, id="call_0", name="f", arguments="{}"),
-            ToolCallDelta(index=1, id="call_1", name="g", arguments="{}"),
+            ToolCallDelta(index=0, id=None, name="f", arguments="{}"),
+            ToolCallDelta(index=1, id=None, name="g", arguments="{}"),
             StreamEnded(finish_reason="tool_calls", usage=Usage()),
         ],
         id="tools-in-done-line-no-final-newline",

@@ -41,8 +41,8 @@ from chatproto import (
 from chatproto.dialects import ollama as fo
 from chatproto.dialects.ollama import parse_tags
 
-#: The id chatd derives for the Paris call below: turn 2, part 1 (after its thinking).
-PARIS_ID = fo._derived_id(2, 1, ToolCall(id=None, name="get_weather",
+#: The id chatd derives for the Paris call below: turn 2, the turn's first call.
+PARIS_ID = fo._derived_id(2, 0, ToolCall(id=None, name="get_weather",
                                          arguments='{"city":"Paris"}'))
 
 IMAGE = base64.b64encode(b"\x89PNG fake").decode()
@@ -325,7 +325,9 @@ RENDER_CHAT: list[tuple[ChatResponse, dict[str, Any], str]] = [
      {"role": "assistant", "content": "", "tool_calls": [
          {"id": "call_0", "function": {"index": 0, "name": "get_weather",
                                        "arguments": {"city": "Tokyo"}}},
-         {"function": {"index": 1, "name": "now", "arguments": {}}}]}, "tool-calls"),
+         # No id from the upstream: the one derived for the answer's turn (0 here).
+         {"id": fo._derived_id(0, 1, ToolCall(id=None, name="now", arguments="")),
+          "function": {"index": 1, "name": "now", "arguments": {}}}]}, "tool-calls"),
 ]
 
 
@@ -476,9 +478,10 @@ def test_chat_stream_round_trips_through_chatds_ollama_codec(
     assert counts(back.usage) == counts(want.usage)
     assert [(c.name, orjson.loads(c.arguments)) for c in back.tool_calls] == [
         (c.name, orjson.loads(c.arguments or "{}")) for c in want.tool_calls]
-    # An upstream id survives; a missing one gets the codec's call_<index>.
+    # An upstream id survives; a missing one is derived by the door, for the turn the
+    # answer takes in the history (here 0), so the codec reads one back.
     assert [c.id for c in back.tool_calls] == [
-        c.id or f"call_{i}" for i, c in enumerate(want.tool_calls)]
+        c.id or fo._derived_id(0, i, c) for i, c in enumerate(want.tool_calls)]
 
 
 def counts(usage: Usage) -> Usage:

@@ -30,14 +30,21 @@ def _usage(usage: Usage | None) -> dict[str, int]:
     return (usage or Usage()).to_dict()
 
 
-def _tool_call(call: ToolCall) -> dict[str, object]:
-    return {"id": call.id, "name": call.name, "arguments": call.arguments}
+def _tool_call(call: ToolCall, derived: str) -> dict[str, object]:
+    """A call of an answer; one the upstream gave no id (Ollama) gets ``derived``,
+    ``call_<answer id>_<index>``, unique across the turns of a conversation."""
+    return {"id": call.id or derived, "name": call.name, "arguments": call.arguments}
 
 
 class NativeStream:
-    """One native NDJSON stream (SPEC §3)."""
+    """One native NDJSON stream (SPEC §3). The first fragment of a call without an id
+    gets ``call_<answer id>_<index>``, as a whole answer's would."""
 
-    __slots__ = ()
+    __slots__ = ("_id", "_seen")
+
+    def __init__(self, id: str = "") -> None:
+        self._id = id
+        self._seen: set[int] = set()
 
     def start(self) -> bytes:
         return b""
@@ -60,8 +67,13 @@ class NativeStream:
             elif type(event) is ThinkingDelta:
                 lines.append(b'{"thinking":' + dumps(event.text) + b"}\n")
             elif type(event) is ToolCallDelta:
+                call_id = event.id
+                if event.index not in self._seen:
+                    self._seen.add(event.index)
+                    if call_id is None:
+                        call_id = f"call_{self._id}_{event.index}"
                 lines.append(dumps({"tool_calls": [{
-                    "index": event.index, "id": event.id, "name": event.name,
+                    "index": event.index, "id": call_id, "name": event.name,
                     "arguments": event.arguments,
                 }]}) + b"\n")
             elif type(event) is StreamEnded:
@@ -109,11 +121,12 @@ class NativeDoor:
             "latency_ms": answer.latency_ms,
         }
         if r.tool_calls:
-            out["tool_calls"] = [_tool_call(c) for c in r.tool_calls]
+            out["tool_calls"] = [_tool_call(c, f"call_chat-{ctx.id}_{i}")
+                                 for i, c in enumerate(r.tool_calls)]
         return dumps(out)
 
     def stream(self, call: DoorCall, ctx: CallContext) -> NativeStream:
-        return NativeStream()
+        return NativeStream(f"chat-{ctx.id}")
 
     def render_error(self, exc: ChatError) -> bytes:
         """SPEC §4's one error shape: ``{"error": {"type", "message", ...}}``."""

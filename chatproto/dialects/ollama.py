@@ -30,10 +30,11 @@ calls, the final object) leaves the hot path through a helper. Decisions:
   §1.4: "a JSON object, not a string (unlike OpenAI)"). Going out, the text is parsed and
   must be an object (an empty string, as OpenAI clients send for no-argument calls, is
   ``{}``); coming back, the object is serialised to compact JSON text.
-- Ollama's tool calls usually carry no ``id`` (OL ``types.go``: optional). OpenAI-style
-  clients need one to answer the call, so a missing id becomes ``call_<index>``, ``index``
-  being the call's position in the answer; the same answer gets the same ids streamed or
-  not, and replays are deterministic.
+- Ollama's tool calls usually carry no ``id`` (OL ``types.go``: optional), and the codec
+  leaves it None rather than invent one: ``call_<index>`` would repeat on every turn of a
+  conversation. Each door derives its own where a client needs one (the Ollama door from
+  the history, :func:`_derived_id`; the others from their answer's id), unique across
+  turns.
 - A tool result without a name is sent with the ``tool_name`` of the call its
   ``tool_call_id`` answers: OpenAI clients name results by id only, Ollama by ``tool_name``
   (OL §1.2).
@@ -653,8 +654,8 @@ def _message_json(message: Message, names: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _tool_call(raw: object, index: int, provider: str) -> tuple[str, str, str]:
-    """``(id, name, arguments JSON text)`` of one returned tool call.
+def _tool_call(raw: object, index: int, provider: str) -> tuple[str | None, str, str]:
+    """``(id or None, name, arguments JSON text)`` of one returned tool call.
 
     Shape: ``{"id"?, "function": {"index"?, "name", "arguments": {...}}}`` (OL ``types.go``).
     """
@@ -679,13 +680,15 @@ def _tool_call(raw: object, index: int, provider: str) -> tuple[str, str, str]:
         raise _bad_response(provider, "tool call arguments that are not an object")
     call_id = raw.get("id")
     if not call_id:
-        call_id = f"call_{index}"
+        call_id = None  # none given: the door derives one (module docstring)
     elif type(call_id) is not str:
         raise _bad_response(provider, "a non-string tool call id")
     return call_id, name, text
 
 
-def _tool_calls(message: dict[str, Any], provider: str, start: int) -> list[tuple[str, str, str]]:
+def _tool_calls(
+    message: dict[str, Any], provider: str, start: int
+) -> list[tuple[str | None, str, str]]:
     raw = message.get("tool_calls")
     if not raw:
         return []
@@ -949,8 +952,12 @@ def _messages(value: object) -> tuple[Message, ...]:
 
 
 def _derived_id(turn: int, index: int, call: ToolCall) -> str:
-    """A call id from where the call sits in the history and what it is: the same history
-    resent on the next turn gets the same ids, and no two calls share one."""
+    """A call id from where the call sits in the history (``turn``: the assistant
+    message's position in ``messages``; ``index``: the call's among its tool calls) and
+    what it is: the same history resent on the next turn gets the same ids, and no two
+    calls share one, on any turn. The door answers an upstream call that has no id with
+    the id this gives for the place the answer takes in the client's next request, so a
+    client that echoes the id and one that drops it name the same call."""
     digest = sha1(f"{turn}:{index}:{call.name}:{call.arguments}".encode(), usedforsecurity=False)
     return f"call_{digest.hexdigest()[:24]}"
 
@@ -970,11 +977,11 @@ def _with_tool_ids(messages: list[Message]) -> tuple[Message, ...]:
         if message.role == "assistant" and message.tool_calls:
             parts: list[Any] = []
             calls: list[ToolCall] = []
-            for index, part in enumerate(message.parts):
+            for part in message.parts:
                 if type(part) is ToolCall:
                     if not part.id:
-                        part = ToolCall(id=_derived_id(turn, index, part), name=part.name,
-                                        arguments=part.arguments)
+                        part = ToolCall(id=_derived_id(turn, len(calls), part),
+                                        name=part.name, arguments=part.arguments)
                     calls.append(part)
                 parts.append(part)
             message = Message(role=message.role, parts=tuple(parts),
@@ -1148,8 +1155,11 @@ def _encodable(value: object) -> bool:
     return True
 
 
-def _answer_call(index: int, call_id: str | None, name: str, arguments: str) -> dict[str, Any]:
-    """A tool call of an answer, numbered by its position (OL ``types.go``).
+def _answer_call(
+    index: int, call_id: str | None, name: str, arguments: str, turn: int
+) -> dict[str, Any]:
+    """A tool call of an answer, numbered by its position (OL ``types.go``); one without
+    an id gets :func:`_derived_id`'s for ``turn``, the answer's place in the history.
 
     Raises:
         ChatError: ``bad_upstream_response`` when the upstream's arguments are not a JSON
@@ -1162,6 +1172,8 @@ def _answer_call(index: int, call_id: str | None, name: str, arguments: str) -> 
             f"upstream tool call {name!r} has arguments that are not a JSON object "
             "chatd can re-encode",
         )
+    if call_id is None:
+        call_id = _derived_id(turn, index, ToolCall(id=None, name=name, arguments=arguments))
     return _call_object(call_id, name, value, index)
 
 
@@ -1187,9 +1199,10 @@ _NO_USAGE = Usage()
 
 
 def render_chat(
-    resp: ChatResponse, *, model: str, created_at: str, total_duration_ns: int
+    resp: ChatResponse, *, model: str, created_at: str, total_duration_ns: int, turn: int = 0
 ) -> bytes:
-    """A whole ``/api/chat`` answer (OL §1.4); ``model`` is the name the caller sent.
+    """A whole ``/api/chat`` answer (OL §1.4); ``model`` is the name the caller sent,
+    ``turn`` the number of messages the request held (where the answer goes next).
 
     Raises:
         ChatError: ``bad_upstream_response`` when a tool call's arguments are not a JSON
@@ -1200,14 +1213,15 @@ def render_chat(
         message["thinking"] = resp.thinking
     if resp.tool_calls:
         message["tool_calls"] = [
-            _answer_call(i, c.id, c.name, c.arguments) for i, c in enumerate(resp.tool_calls)
+            _answer_call(i, c.id, c.name, c.arguments, turn)
+            for i, c in enumerate(resp.tool_calls)
         ]
     out = {"model": model, "created_at": created_at, "message": message}
     return dumps(_final(out, resp.finish_reason, resp.usage, total_duration_ns))
 
 
 def render_generate(
-    resp: ChatResponse, *, model: str, created_at: str, total_duration_ns: int
+    resp: ChatResponse, *, model: str, created_at: str, total_duration_ns: int, turn: int = 0
 ) -> bytes:
     """A whole ``/api/generate`` answer: ``response`` and a top-level ``thinking`` (OL §1.3).
 
@@ -1247,9 +1261,11 @@ class StreamRenderer:
     :meth:`error` gives the last line.
     """
 
-    __slots__ = ("_calls", "_head", "_text", "_text_end", "_think", "_think_end")
+    __slots__ = ("_calls", "_head", "_text", "_text_end", "_think", "_think_end", "_turn")
 
-    def __init__(self, *, model: str, created_at: str) -> None:
+    def __init__(self, *, model: str, created_at: str, turn: int = 0) -> None:
+        self._turn = turn
+        """The request's message count: where the answer goes in the next request."""
         # The bytes every line of this stream starts with, encoded once.
         self._head = b'{"model":' + dumps(model) + b',"created_at":' + dumps(created_at)
         self._text, self._text_end, self._think, self._think_end = self._prefixes(self._head)
@@ -1305,7 +1321,7 @@ class StreamRenderer:
         self._calls.feed(ev)
 
     def _tool_calls(self) -> list[dict[str, Any]]:
-        return [_answer_call(position, call.id, call.name, call.arguments)
+        return [_answer_call(position, call.id, call.name, call.arguments, self._turn)
                 for position, call in enumerate(self._calls.tool_calls())]
 
     def end(self, ev: StreamEnded, *, total_duration_ns: int) -> bytes:
@@ -1385,7 +1401,7 @@ class Endpoint:
 
     parse: Callable[[bytes], ChatRequest]
     render: Callable[..., bytes]
-    """``render(resp, *, model, created_at, total_duration_ns) -> bytes``."""
+    """``render(resp, *, model, created_at, total_duration_ns, turn) -> bytes``."""
     stream: type[StreamRenderer]
     generate: bool
     """Passed to :func:`render_load`."""
@@ -1438,11 +1454,12 @@ class OllamaDoor:
     def render(self, call: DoorCall, answer: Answer, ctx: CallContext) -> bytes:
         return self._endpoint.render(
             answer.response, model=call.chat.model, created_at=_created_at(ctx),
-            total_duration_ns=answer.elapsed_ns,
+            total_duration_ns=answer.elapsed_ns, turn=len(call.chat.messages),
         )
 
     def stream(self, call: DoorCall, ctx: CallContext) -> StreamRenderer:
-        return self._endpoint.stream(model=call.chat.model, created_at=_created_at(ctx))
+        return self._endpoint.stream(model=call.chat.model, created_at=_created_at(ctx),
+                                     turn=len(call.chat.messages))
 
     def render_error(self, exc: ChatError) -> bytes:
         return render_error(exc)
