@@ -4,10 +4,11 @@ openai-node and ollama-js (the official JavaScript SDKs, run by ``node`` from
 ``tests/clients``, installed there by ``.ci/run`` at pinned versions), langchain-openai,
 langchain-ollama and litellm as a client. Each does a two-turn tool conversation (the
 model calls a tool, the client sends its result, the model answers) through chatd to an
-Ollama-family upstream (the local Ollama) and an OpenAI-family one (OpenRouter), and lists
-models and makes embeddings where the client has them. The upstreams are the fakes of
-:mod:`test_front_doors`, which check what each upstream checks: the fake OpenAI refuses a
-tool history whose calls and results do not pair up by id, as OpenAI does.
+Ollama-family upstream (the local Ollama) and an OpenAI-family one (OpenRouter), streams
+a plain answer, and lists models and makes embeddings where the client has them. The
+upstreams are the fakes of :mod:`test_front_doors`, which check what each upstream
+checks: the fake OpenAI refuses a tool history whose calls and results do not pair up by
+id, as OpenAI does.
 
 The Python clients are synchronous; each runs in a worker thread
 (``anyio.to_thread.run_sync``) so chatd and the fakes keep serving on the test's own event
@@ -418,3 +419,59 @@ async def test_litellm_lists_models(tmp_path: Path, closing: list[Any]) -> None:
     assert [n.removeprefix("openai/") for n in names] == USABLE
 
 
+
+
+# --- streamed answers, each Python client, each door, each family --------------------------
+
+def _langchain_stream(chat: Any, got: dict[str, Any]) -> None:
+    from langchain_core.messages import HumanMessage
+
+    got["pieces"] = [c.content for c in chat.stream([HumanMessage("Say hello.")])]
+
+
+@pytest.mark.parametrize("model", TOOL_TARGETS)
+async def test_langchain_openai_streams(tmp_path: Path, model: str) -> None:
+    from langchain_openai import ChatOpenAI
+
+    got: dict[str, Any] = {}
+    async with stack(tmp_path) as s:
+        chat = ChatOpenAI(model=model, base_url=f"{s.url}/v1", api_key=TOKEN,  # type: ignore[arg-type]
+                          max_retries=0, timeout=10)
+        failure = await captured(partial(_langchain_stream, chat, got))
+    if failure is not None:
+        raise failure
+    assert len([p for p in got["pieces"] if p]) > 1
+    assert "".join(got["pieces"]) == reply_for(model)
+
+
+@pytest.mark.parametrize("model", OLLAMA_DOOR_TARGETS)
+async def test_langchain_ollama_streams(tmp_path: Path, model: str,
+                                        closing: list[Any]) -> None:
+    got: dict[str, Any] = {}
+    async with stack(tmp_path) as s:
+        chat = await threaded(lambda: _chat_ollama(s, model, closing))
+        failure = await captured(partial(_langchain_stream, chat, got))
+    if failure is not None:
+        raise failure
+    assert len([p for p in got["pieces"] if p]) > 1
+    assert "".join(got["pieces"]) == reply_for(model)
+
+
+@pytest.mark.parametrize(("name", "suffix", "model"), LITELLM_TARGETS)
+async def test_litellm_streams(tmp_path: Path, name: str, suffix: str, model: str,
+                               closing: list[Any]) -> None:
+    litellm = _litellm()
+    got: dict[str, Any] = {}
+
+    def streamed(url: str) -> None:
+        chunks = litellm.completion(model=name, api_base=url + suffix, api_key=TOKEN,
+                                    messages=[{"role": "user", "content": "Say hello."}],
+                                    stream=True, timeout=10, num_retries=0)
+        got["pieces"] = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+
+    async with stack(tmp_path) as s:
+        failure = await captured(partial(streamed, s.url))
+    if failure is not None:
+        raise failure
+    assert len([p for p in got["pieces"] if p]) > 1
+    assert "".join(got["pieces"]) == reply_for(model)
