@@ -262,7 +262,9 @@ class ChatStream:
             # A mid-stream 429/503 carries the configured wait too (SPEC §4): Codex reads
             # it from response.failed.
             blame(exc, self._provider, default_retry_after_secs=self._default_retry)
-            self._record(error_type=exc.type)
+            # What the upstream reported spending before it failed (OpenRouter's error
+            # chunk carries the usage) is counted like a finished call's.
+            self._record(error_type=exc.type, usage=exc.usage)
             raise
 
     def _end(self, event: StreamEnded) -> None:
@@ -271,13 +273,15 @@ class ChatStream:
         self.latency_ms = _ms(elapsed)
         self._record(latency_s=elapsed)
 
-    def _record(self, *, latency_s: float | None = None, error_type: str | None = None) -> None:
+    def _record(self, *, latency_s: float | None = None, error_type: str | None = None,
+                usage: Usage | None = None) -> None:
         if self._recorded:
             return
         self._recorded = True
         if latency_s is None:
             latency_s = self._clock() - self._started
-        usage = self.ended.usage if self.ended is not None else None
+        if self.ended is not None:
+            usage = self.ended.usage
         self._telemetry.record(
             self.provider, latency_s=latency_s, usage=usage, error_type=error_type
         )

@@ -91,6 +91,7 @@ class FakeOpenAI(FakeServer):
         flavors: Iterable[str] = FLAVORS,
         models: Mapping[str, Iterable[str]] | None = None,
         usage_details: Mapping[str, object] | None = None,
+        usage_on_error: bool = False,
     ) -> None:
         super().__init__()
         self.keys = dict(keys)
@@ -115,6 +116,9 @@ class FakeOpenAI(FakeServer):
         self.usage_details = dict(usage_details or {})
         """Fields added to every usage object beside the three counts (OpenRouter's
         ``cost``, ``cost_details``, ``prompt_tokens_details``..., providers.md §4.2)."""
+        self.usage_on_error = usage_on_error
+        """The mid-stream error chunk carries the call's usage, as OpenRouter's last
+        message does (providers.md §4.2: usage "in the last SSE message")."""
 
     def base_url(self, flavor: str) -> str:
         return f"{self.url}/{flavor}"
@@ -295,8 +299,9 @@ class FakeOpenAI(FakeServer):
                 out += _COMMENT
             if i == 1 and model in self.fail_midstream:
                 # providers.md §4.3: HTTP stays 200; an error chunk with finish_reason "error".
+                extra = {"usage": self._usage(payload, i)} if self.usage_on_error else {}
                 out += _event(chunk({"content": ""}, "error", error={
-                    "code": "server_error", "message": "Provider disconnected"}))
+                    "code": "server_error", "message": "Provider disconnected"}, **extra))
                 await self._send_stream(conn, stream, bytes(out))
                 return
         if flavor == "kimi":  # providers.md §6.1: usage nested in the choice

@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 import pytest
 from openai.types import CompletionUsage
+from test_front_doors import TOKEN, stack
 from test_front_doors import pytestmark as _front_doors_marks
-from test_front_doors import stack
 
 from chatproto import ChatResponse, StreamEnded, TextDelta, Usage
 from chatproto.dialects import ollama as fo
@@ -146,3 +146,27 @@ def test_chatds_own_measure_is_the_total_duration_when_the_upstream_reported_non
                                    total_duration_ns=7).splitlines()[-1])
     assert (line["total_duration"], line["load_duration"]) == (7, 0)
     assert "eval_duration" not in line and "prompt_eval_duration" not in line
+
+
+async def test_usage_carried_by_a_midstream_error_reaches_the_client_and_the_counters(
+        tmp_path: Path) -> None:
+    """OpenRouter's error chunk carries the call's usage: an OpenAI client asking for
+    usage gets the usage chunk, then the error; the tokens are counted."""
+    import openai
+
+    model = "openrouter/moonshotai/kimi-k2"
+    async with stack(tmp_path, compat_fail_midstream={"moonshotai/kimi-k2"},
+                     compat_usage_on_error=True) as s, s.openai() as client:
+        seen: list[Any] = []
+        with pytest.raises(openai.APIError) as caught:
+            async for c in await client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "hi"}], stream=True,
+                    stream_options={"include_usage": True}):
+                seen.append(c)
+        async with s.http() as http:
+            metrics = (await http.get("/metrics", headers={
+                "Authorization": f"Bearer {TOKEN}"})).text
+    assert "Provider disconnected" in str(caught.value)
+    usage = [c.usage for c in seen if c.usage is not None]
+    assert usage and usage[-1].completion_tokens == 1
+    assert 'chatd_tokens_total{kind="completion",provider="openrouter"} 1.0' in metrics
