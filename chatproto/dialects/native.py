@@ -58,8 +58,7 @@ class NativeStream:
             raise
         return b"".join(lines)
 
-    @staticmethod
-    def _lines(batch: Sequence[Event], served: Served, lines: list[bytes]) -> None:
+    def _lines(self, batch: Sequence[Event], served: Served, lines: list[bytes]) -> None:
         for event in batch:
             # ``type(e) is``: the events are final, and this is the per-chunk path.
             if type(event) is TextDelta:
