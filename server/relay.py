@@ -121,6 +121,9 @@ Endpoint = Callable[[Host, Request, Responder], Awaitable[None]]
 
 #: After a deadline has ended a stream, the longest its error line may take to write.
 FINAL_WRITE_SECS = 5.0
+#: How long the drain's end waits for a stream's last write to a client that is reading:
+#: under process.DRAIN_MARGIN_SECS, after which hypercorn closes the connection itself.
+DRAIN_WRITE_SECS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +186,17 @@ async def client_writes(responder: Responder) -> AsyncIterator[Write]:
             async for data, more in receive:
                 await responder.body(data, more=more)
 
+    unsent = b""
+
     async def handoff(data: bytes, more: bool) -> None:
-        await send.send((data, more))
+        # A piece whose handoff a deadline cancelled was never taken by the writer: it
+        # goes ahead of the next, so an ending written after that cancel (the drain's)
+        # follows every byte the door rendered, in order.
+        nonlocal unsent
+        piece = unsent + data if unsent else data
+        unsent = piece
+        await send.send((piece, more))
+        unsent = b""
 
     failure: Exception | None = None
     async with anyio.create_task_group() as tg:
@@ -325,6 +337,7 @@ async def _relay_stream(
     clock = anyio.current_time
     phase: Literal["opening", "upstream", "client"] = "opening"
     pending = b""
+    head_sent = ending = False
     with drain.scope() as scope:  # until the first event: the service's timeout, the drain
         async with service.open_stream(
             call.chat, obs.trace if obs is not None else None, written=written
@@ -335,6 +348,7 @@ async def _relay_stream(
                 responder.extra = obs.served_headers()
                 obs.stream_opened()
             await responder.start(200, door.stream_content_type, door.stream_headers)
+            head_sent = True
             pending = renderer.start()
             served = Served(route=stream.route)
             ends = clock() + bounds.stream_max_secs
@@ -351,7 +365,9 @@ async def _relay_stream(
                             route=stream.route, latency_ms=stream.latency_ms,
                             elapsed_ns=time.perf_counter_ns() - started,
                         )
-                        await write(pending + renderer.events(batch, final), False)
+                        data = renderer.events(batch, final)
+                        ending = True
+                        await write(pending + data, False)
                         return
                     data = renderer.events(batch, served)
                     if data:
@@ -366,7 +382,9 @@ async def _relay_stream(
                 )
                 if obs is not None:
                     obs.error = exc
-                await write(pending + rendered_before(exc) + renderer.error(exc), False)
+                data = rendered_before(exc) + renderer.error(exc)
+                ending = True
+                await write(pending + data, False)
                 return
             except Disconnected:
                 raise
@@ -378,7 +396,9 @@ async def _relay_stream(
                             failure.provider, responder.request_id, failure.message)
                 if obs is not None:
                     obs.error = failure
-                await write(pending + rendered_before(exc) + renderer.error(failure), False)
+                data = rendered_before(exc) + renderer.error(failure)
+                ending = True
+                await write(pending + data, False)
                 return
             except Exception as exc:
                 # A bug after the head: logged once here, and the stream still ends in the
@@ -390,7 +410,9 @@ async def _relay_stream(
                     obs.error = internal
                 phase = "client"
                 scope.deadline = min(clock() + FINAL_WRITE_SECS, drain.deadline)
-                await write(pending + rendered_before(exc) + renderer.error(internal), False)
+                data = rendered_before(exc) + renderer.error(internal)
+                ending = True
+                await write(pending + data, False)
                 return
             except StopAsyncIteration:  # pragma: no cover - StreamEnded is always last
                 # Unreachable by ChatStream's contract; never leave the response open.
@@ -400,6 +422,19 @@ async def _relay_stream(
     # leaving the ``async with`` has closed the upstream call.
     if phase == "opening":
         raise bounds.shutting_down()  # nothing sent yet: the app answers 503
+    if phase == "client" and head_sent and drain.expired():
+        # The drain's end found the relay waiting on a client write, not on a stalled
+        # client: the stream still ends in the door's way (SPEC §5 shutdown_grace_secs),
+        # within DRAIN_WRITE_SECS, short of hypercorn's own cut (process.DRAIN_MARGIN_SECS).
+        exc = bounds.shutting_down()
+        exc.provider = stream.route.provider
+        if obs is not None and not ending:
+            obs.error = exc
+        with anyio.move_on_after(DRAIN_WRITE_SECS):
+            await write(b"" if ending else pending + renderer.error(exc), False)
+            logger.info("%s stream from %s ended (request %s): %s %s", door.name,
+                        exc.provider, responder.request_id, exc.type, exc.message)
+            return
     if phase == "client":
         # The client read nothing for stream_idle_secs (or at the drain's end): its
         # upstream call is cancelled; a write it does not read cannot tell it anything.

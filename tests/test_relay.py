@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
 import orjson
 import pytest
 from door_shapes import door_paths, request_body, stream_error_type
@@ -349,3 +350,39 @@ def test_every_renderer_keeps_what_it_rendered_before_a_failure(name: str) -> No
     assert rendered_before(caught.value) == expected
     assert b"Let me check." in expected
     assert rendered_before(ChatError("upstream_error", "x")) == b""
+
+
+@pytest.mark.anyio
+async def test_the_drains_end_during_a_client_write_still_ends_the_stream_in_the_doors_way(
+) -> None:
+    """SPEC §5 ``shutdown_grace_secs``: past the grace a stream ends with the door's error
+    and a finished body. The grace may end while the relay waits on a write to a client
+    that is reading (a busy machine, a slow network): that is not a stalled client, so the
+    stream must not be cut there (it was: a chunked body without its terminator)."""
+
+    async def paced() -> Any:
+        for line in ollama_lines(*"abcdefghij", end=True):
+            yield line
+            await anyio.sleep(0.05)
+
+    def upstream(request: HTTPRequest) -> MockResponse:
+        return MockResponse(200, [("content-type", "application/x-ndjson")], paced())
+
+    app, _, _ = probe_app(upstream)
+    writes = 0
+
+    async def slow_second_write(message: Any) -> None:
+        nonlocal writes
+        if message["type"] == "http.response.body":
+            writes += 1
+            if writes == 2:  # the grace ends while this write is on its way (on trio the
+                # relay is by then waiting to hand the writer the next piece)
+                await anyio.sleep(0.15)
+                app.begin_shutdown(0.0)
+                await anyio.sleep(0.3)
+
+    async with running(app):
+        result = await call(app, "POST", "/probe", body(stream=True), on_send=slow_second_write)
+    assert result.status == 200
+    assert re.fullmatch(rb"<start>\[a\]\[b\](\[[c-j]\])*<error shutting_down>", result.body), (
+        result.body)

@@ -121,8 +121,10 @@ class Result:
 
 
 async def call(app: ChatdApp, method: str, path: str, body: bytes | list[bytes] = b"",
-               headers: Iterable[tuple[str, str]] = ()) -> Result:
-    """One request through the ASGI interface; ``body`` as a list arrives in pieces."""
+               headers: Iterable[tuple[str, str]] = (),
+               on_send: Callable[[Any], Awaitable[None]] | None = None) -> Result:
+    """One request through the ASGI interface; ``body`` as a list arrives in pieces;
+    ``on_send`` sees each message once it is recorded (a slow client write, say)."""
     pieces = body if isinstance(body, list) else [body]
     inbox: list[dict[str, Any]] = [
         {"type": "http.request", "body": p, "more_body": i + 1 < len(pieces)}
@@ -145,6 +147,8 @@ async def call(app: ChatdApp, method: str, path: str, body: bytes | list[bytes] 
         sent.append(dict(message))
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             complete.set()
+        if on_send is not None:
+            await on_send(message)
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
