@@ -9,6 +9,7 @@ Model ``hang`` streams one line and then nothing, for ever. Ollama's wire format
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,7 +19,7 @@ import anyio.from_thread
 import h11
 from fake_ollama import FakeServer, in_thread
 
-__all__ = ["STEP", "PacedOllama", "paced_ollama"]
+__all__ = ["STEP", "PacedOllama", "paced_ollama", "wait_received"]
 
 #: Seconds between two streamed lines.
 STEP = 0.25
@@ -34,8 +35,15 @@ def _line(content: str, *, done: bool = False) -> bytes:
 
 
 class PacedOllama(FakeServer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.received = 0
+        """Requests taken so far: a test waits on it, not on a guess of how long the calls
+        it started take to arrive on a busy machine."""
+
     async def _respond(self, conn: h11.Connection, stream: anyio.abc.SocketStream,
                        request: h11.Request, body: bytes) -> None:
+        self.received += 1
         payload = json.loads(body)
         model = str(payload.get("model", ""))
         if payload.get("stream") is False:
@@ -53,6 +61,15 @@ class PacedOllama(FakeServer):
             await self._chunk(conn, stream, _line(f"{i} "))
         await self._chunk(conn, stream, _line("", done=True))
         await self._send(conn, stream, h11.EndOfMessage())
+
+
+def wait_received(fake: PacedOllama, count: int, timeout: float = 20.0) -> None:
+    """Block until ``fake`` has taken ``count`` requests in all (AssertionError after
+    ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while fake.received < count:
+        assert time.monotonic() < deadline, f"{fake.received} of {count} requests arrived"
+        time.sleep(0.02)
 
 
 @contextmanager

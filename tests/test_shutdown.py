@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from chatd_process import Chatd, launch
-from fake_paced import PacedOllama, paced_ollama
+from fake_paced import PacedOllama, paced_ollama, wait_received
 
 pytestmark = pytest.mark.slow
 
@@ -42,14 +42,15 @@ def chat(chatd: Chatd, model: str, *, stream: bool, path: str = "/v1/chat"
         return response.status_code, response.text  # a cut chunked body raises here
 
 
-def start_calls(chatd: Chatd, pool: ThreadPoolExecutor, model: str, count: int = 2
-                ) -> list[Future[tuple[int, str]]]:
+def start_calls(chatd: Chatd, upstream: PacedOllama, pool: ThreadPoolExecutor, model: str,
+                count: int = 2) -> list[Future[tuple[int, str]]]:
     # A connection still in the listen backlog when the last worker closes its listener
     # is reset by the kernel: the calls go out once every worker accepts.
     chatd.wait_ready(chatd.workers)
+    before = upstream.received
     calls = [pool.submit(chat, chatd, model, stream=stream)
              for stream in (False, True) for _ in range(count)]
-    time.sleep(1.0)  # every call has reached the upstream
+    wait_received(upstream, before + len(calls))  # every call has reached the upstream
     return calls
 
 
@@ -77,7 +78,7 @@ def test_sigterm_lets_calls_finish_within_the_grace(
     with launch(tmp_path, config, "--worker-class", worker_class, "--workers",
                 str(workers)) as chatd, ThreadPoolExecutor(8) as pool:
         chatd.workers = workers
-        calls = start_calls(chatd, pool, "wait-4")  # 6 s calls: past hypercorn's 3 s
+        calls = start_calls(chatd, upstream, pool, "wait-4")  # 6 s calls: past hypercorn's 3 s
         started = time.monotonic()
         chatd.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
@@ -103,9 +104,10 @@ def test_sigterm_past_the_grace_ends_calls_in_their_dialect(
     with launch(tmp_path, config, "--worker-class", worker_class, "--workers",
                 str(workers)) as chatd, ThreadPoolExecutor(8) as pool:
         chatd.workers = workers
-        calls = start_calls(chatd, pool, "wait-30")
+        calls = start_calls(chatd, upstream, pool, "wait-30")
+        before = upstream.received
         openai = pool.submit(chat, chatd, "wait-30", stream=True, path="/v1/chat/completions")
-        time.sleep(0.5)
+        wait_received(upstream, before + 1)
         started = time.monotonic()
         chatd.process.send_signal(signal.SIGTERM)
         results = [call.result(timeout=30) for call in calls]
