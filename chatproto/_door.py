@@ -24,7 +24,7 @@ from ._types import ChatRequest, ChatResponse, Route
 
 __all__ = [
     "Answer", "CallContext", "Door", "DoorCall", "DoorStream", "Served", "keep_rendered",
-    "render_each", "rendered_before",
+    "render_batch", "render_each", "rendered_before",
 ]
 
 
@@ -181,6 +181,20 @@ def rendered_before(exc: BaseException) -> bytes:
     (b"" for any other exception)."""
     rendered = getattr(exc, _RENDERED, b"")
     return rendered if type(rendered) is bytes else b""
+
+
+def render_batch(fill: Callable[[Sequence[Event], list[bytes]], None],
+                 batch: Sequence[Event]) -> bytes:
+    """What ``fill`` appends to a list for ``batch``, joined; if it raises, what it had
+    appended rides on the exception (:func:`keep_rendered`). For renderers that keep
+    state across a batch's events and so write into one list."""
+    out: list[bytes] = []
+    try:
+        fill(batch, out)
+    except Exception as exc:
+        keep_rendered(exc, out)
+        raise
+    return b"".join(out)
 
 
 def render_each(render: Callable[[Event], bytes], batch: Sequence[Event]) -> bytes:

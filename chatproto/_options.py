@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from ._request import invalid, json_type
 from ._types import JSON
 
-__all__ = ["KINDS", "OLLAMA_OPTIONS", "read_options"]
+__all__ = ["KINDS", "OLLAMA_OPTIONS", "read_options", "schema_naming"]
 
 #: chatd's option names and the JSON each takes: ``number`` (integer or not), ``integer``,
 #: ``boolean``, ``string``, ``duration`` (Ollama's ``keep_alive``: a string such as
@@ -97,4 +97,18 @@ def read_options(
             continue
         key = rename.get(name, name) if rename else name
         out[key] = _check(KINDS[key], value, prefix + name)
+    return out
+
+
+def schema_naming(options: Mapping[str, JSON]) -> dict[str, JSON]:
+    """The ``name`` and ``strict`` a client gave its JSON schema format
+    (``options.format_name`` / ``format_strict``), for a wire format whose schema
+    format carries them (OpenAI Chat's ``json_schema``, Responses' ``text.format``)."""
+    out: dict[str, JSON] = {}
+    name = options.get("format_name")
+    if isinstance(name, str):
+        out["name"] = name
+    strict = options.get("format_strict")
+    if isinstance(strict, bool):
+        out["strict"] = strict
     return out

@@ -47,7 +47,7 @@ import orjson
 
 from .._codec import history_arguments, request_headers
 from .._decoders import SSEDecoder, dumps, encode_body, loads
-from .._door import Answer, CallContext, DoorCall, Served, keep_rendered
+from .._door import Answer, CallContext, DoorCall, Served, render_batch
 from .._errors import ChatError, Headers, clip_message, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._lifecycle import StreamLifecycle
@@ -850,13 +850,7 @@ class MessagesStream:
         """The bytes for one batch of core events; StreamEnded renders the end."""
         if self._closed:
             raise RuntimeError("events() after the stream ended")
-        out: list[bytes] = []
-        try:
-            self._events(batch, out)
-        except Exception as exc:
-            keep_rendered(exc, out)  # the events before the failure go first (SPEC §4)
-            raise
-        return b"".join(out)
+        return render_batch(self._events, batch)  # what came before a failure goes first
 
     def _events(self, batch: Sequence[Event], out: list[bytes]) -> None:
         for ev in batch:

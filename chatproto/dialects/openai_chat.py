@@ -101,7 +101,7 @@ from .._errors import ChatError, Headers, clip_message, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._lifecycle import StreamLifecycle
 from .._models import CatalogEntry, ListedModel, list_entries, usable_id
-from .._options import read_options
+from .._options import read_options, schema_naming
 from .._request import (
     boolean,
     decode_body,
@@ -199,12 +199,7 @@ def _response_format_json(fmt: JSON, options: Mapping[str, JSON] | None = None) 
             return fmt
         spec: dict[str, JSON] = {"name": "response", "schema": fmt}
         if options:
-            name = options.get("format_name")
-            if isinstance(name, str):
-                spec["name"] = name
-            strict = options.get("format_strict")
-            if isinstance(strict, bool):
-                spec["strict"] = strict
+            spec.update(schema_naming(options))
         return {"type": "json_schema", "json_schema": spec}
     raise ChatError("invalid_request", 'format must be "json" or a JSON schema object')
 

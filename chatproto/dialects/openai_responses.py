@@ -55,10 +55,11 @@ import orjson
 
 from .._codec import request_headers
 from .._decoders import SSEDecoder, dumps, encode_body, loads
-from .._door import Answer, CallContext, DoorCall, Served, keep_rendered
+from .._door import Answer, CallContext, DoorCall, Served, render_batch
 from .._errors import ChatError, Headers, clip_message, error_from_upstream
 from .._events import Event, RawEvent, StreamEnded, TextDelta, ThinkingDelta, ToolCallDelta
 from .._lifecycle import StreamLifecycle
+from .._options import schema_naming
 from .._request import (
     boolean,
     decode_body,
@@ -829,13 +830,7 @@ class ResponseStream:
     def events(self, batch: Sequence[Event], served: Served) -> bytes:
         if self._closed:
             raise RuntimeError("events() after the stream ended")
-        out: list[bytes] = []
-        try:
-            self._events(batch, out)
-        except Exception as exc:
-            keep_rendered(exc, out)  # the events before the failure go first (SPEC §4)
-            raise
-        return b"".join(out)
+        return render_batch(self._events, batch)  # what came before a failure goes first
 
     def _events(self, batch: Sequence[Event], out: list[bytes]) -> None:
         if not self._started:
@@ -1195,14 +1190,8 @@ def _format_out(fmt: JSON, options: Mapping[str, JSON]) -> JSON:
             return {"type": "json_object"}
         if kind == "json_schema" and isinstance(fmt.get("json_schema"), dict):
             return {"type": "json_schema", "name": "response", **fmt["json_schema"]}
-        out: dict[str, JSON] = {"type": "json_schema", "name": "response", "schema": fmt}
-        name = options.get("format_name")
-        if isinstance(name, str):
-            out["name"] = name
-        strict = options.get("format_strict")
-        if isinstance(strict, bool):
-            out["strict"] = strict
-        return out
+        return {"type": "json_schema", "name": "response", "schema": fmt,
+                **schema_naming(options)}
     raise ChatError("invalid_request", 'format must be "json" or a JSON schema object')
 
 
